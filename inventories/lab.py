@@ -1,0 +1,39 @@
+"""The local lab as a pyinfra inventory: groups `head` and `workers`, read from the lab's state file.
+
+`raydeploy lab up` writes that file; RAYDEPLOY_LAB picks a lab other than the default one.
+"""
+
+import sys
+
+from raydeploy.lab.state import NoLabError, load
+
+try:
+    _lab = load()
+except NoLabError as error:
+    sys.exit(str(error))
+
+
+def _host(lab_host):
+    return (
+        lab_host.name,
+        {
+            "ssh_hostname": "127.0.0.1",
+            "ssh_port": lab_host.ssh_port,
+            "ssh_user": _lab.ssh_user,
+            "ssh_key": _lab.ssh_key,
+            "ssh_known_hosts_file": _lab.known_hosts,
+            "ssh_strict_host_key_checking": "yes",
+            "ssh_allow_agent": False,
+            "ssh_look_for_keys": False,
+            "cluster_address": lab_host.cluster_address,
+            "docker_source": "distro",
+            "docker_registry_mirrors": [_lab.registry_mirror],
+            "docker_insecure_registries": [_lab.registry_address],
+            "ray_version": _lab.ray_version,
+            "lab_container": lab_host.container,
+        },
+    )
+
+
+head = [_host(_lab.head)]
+workers = [_host(worker) for worker in _lab.workers]

@@ -1,0 +1,20 @@
+"""`raydeploy`: the command line. Each command group lives beside the code it drives."""
+
+from __future__ import annotations
+
+import click
+
+from raydeploy import __version__
+from raydeploy.lab.cli import lab
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="raydeploy")
+def main() -> None:
+    """Turn a handful of Linux hosts into a monitored Ray cluster, with a human in the loop.
+
+    Start with the local lab: `raydeploy lab up`, then `pyinfra inventories/lab.py exec -- hostname`.
+    """
+
+
+main.add_command(lab)
