@@ -1,0 +1,43 @@
+"""Shared test plumbing: run the real `raydeploy` and `pyinfra` commands as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def run_command(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 900, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run a project command from the repository root; its output is kept for the assertion message."""
+    completed = subprocess.run(
+        args,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and completed.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {completed.returncode}\nstdout:\n{completed.stdout}\nstderr:\n{completed.stderr}"
+        )
+    return completed
+
+
+@pytest.fixture
+def raydeploy_cli():
+    """Call the installed `raydeploy` console script."""
+
+    def call(*args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess[str]:
+        return run_command([str(BIN / "raydeploy"), *args], env=env, **kwargs)
+
+    return call
