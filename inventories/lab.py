@@ -5,7 +5,7 @@
 
 import sys
 
-from raydeploy.lab.state import NoLabError, load
+from raydeploy.lab.state import NoLabError, lab_dir, load
 
 try:
     _lab = load()
@@ -29,8 +29,13 @@ def _host(lab_host):
             "docker_source": "distro",
             "docker_registry_mirrors": [_lab.registry_mirror],
             "docker_insecure_registries": [_lab.registry_address],
-            "ray_version": _lab.ray_version,
-            "lab_container": lab_host.container,
+            "ray_image": _lab.images["ray"],
+            "state_dir": str(lab_dir(_lab.name)),
+            # Every lab host sees the whole machine: keep Ray's memory claims small.
+            "ray_object_store_memory_mb": 300,
+            "ray_shm_size": "512m",
+            "ray_num_cpus": 2,
+            "min_disk_free_gb": 5,
         },
     )
 

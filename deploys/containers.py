@@ -1,0 +1,141 @@
+"""Containers that converge: each carries a hash of its full spec; a different hash recreates it.
+
+pyinfra 3.10's `docker.container` never recreates a container whose spec changed, so a changed
+image tag or flag would be ignored. `container()` decides in one visible place: missing -> run,
+spec hash differs -> remove and run, stopped -> start, otherwise nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from dataclasses import asdict, dataclass, field
+
+from pyinfra import host
+from pyinfra.api import OperationError, operation
+
+from facts.containers import COMPONENT_LABEL, SPEC_LABEL, Containers, DockerImages
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    command: str
+    interval: str = "10s"
+    timeout: str = "5s"
+    retries: int = 3
+    start_period: str = "30s"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """Everything `docker run` is given; its digest is the container's identity."""
+
+    name: str
+    component: str
+    image: str
+    command: tuple[str, ...] = ()
+    entrypoint: str | None = None
+    network: str = "host"
+    restart: str = "unless-stopped"
+    env: tuple[tuple[str, str], ...] = ()
+    env_file: str | None = None
+    # The env file's content digest, so that a changed secret or setting recreates the container.
+    env_file_digest: str = ""
+    volumes: tuple[str, ...] = ()
+    publish: tuple[str, ...] = ()
+    shm_size: str | None = None
+    user: str | None = None
+    health: HealthCheck | None = None
+    extra_args: tuple[str, ...] = field(default=())
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+    def run_command(self) -> str:
+        args = ["docker", "run", "--detach", f"--name={self.name}", f"--restart={self.restart}"]
+        args += [f"--network={self.network}", f"--label={COMPONENT_LABEL}={self.component}"]
+        args += [f"--label={SPEC_LABEL}={self.digest()}"]
+        args += [f"--env={key}={value}" for key, value in self.env]
+        if self.env_file:
+            args.append(f"--env-file={self.env_file}")
+        args += [f"--volume={volume}" for volume in self.volumes]
+        args += [f"--publish={port}" for port in self.publish]
+        if self.shm_size:
+            args.append(f"--shm-size={self.shm_size}")
+        if self.user:
+            args.append(f"--user={self.user}")
+        if self.entrypoint is not None:
+            args.append(f"--entrypoint={self.entrypoint}")
+        if self.health:
+            args += [
+                f"--health-cmd={self.health.command}",
+                f"--health-interval={self.health.interval}",
+                f"--health-timeout={self.health.timeout}",
+                f"--health-retries={self.health.retries}",
+                f"--health-start-period={self.health.start_period}",
+            ]
+        args += [*self.extra_args, self.image, *self.command]
+        return " ".join(shlex.quote(arg) for arg in args)
+
+
+@operation()
+def container(spec: ContainerSpec):
+    """
+    Run a container as SPEC says, recreating it when its spec hash label differs.
+
+    + spec: the full container spec; its digest goes into the ``raydeploy.spec`` label
+
+    A container of that name that raydeploy did not create (no ``raydeploy.component`` label) is
+    never touched: the operation fails and says to run the cleanup-existing checkpoint.
+
+    **Example:**
+
+    .. code:: python
+
+        container(name="Ray head", spec=ContainerSpec(name="ray-head", component="ray-head", image=image))
+    """
+    current = host.get_fact(Containers).get(spec.name)
+    if current is None:
+        yield spec.run_command()
+        return
+    if COMPONENT_LABEL not in current["labels"]:
+        raise OperationError(
+            f"{host.name}: a container named {spec.name!r} exists that raydeploy did not create "
+            f"(image {current['image']}); run the cleanup-existing checkpoint or remove it yourself"
+        )
+    if current["labels"].get(SPEC_LABEL) != spec.digest():
+        yield f"docker rm --force {shlex.quote(spec.name)}"
+        yield spec.run_command()
+    elif not current["running"]:
+        yield f"docker start {shlex.quote(spec.name)}"
+    else:
+        host.noop(f"container {spec.name} is running as specified")
+
+
+@operation()
+def image_present(image: str):
+    """
+    Pull IMAGE unless the host already has it (through the host's configured mirrors).
+
+    + image: ``repository:tag``
+    """
+    if image in host.get_fact(DockerImages):
+        host.noop(f"image {image} is present")
+        return
+    yield f"docker pull --quiet {shlex.quote(image)}"
+
+
+@operation()
+def container_absent(name: str, component: str | None = None):
+    """
+    Remove container NAME if it exists (and, with COMPONENT, only when it carries that component label).
+
+    + name: the container's name
+    + component: remove only if its ``raydeploy.component`` label has this value
+    """
+    current = host.get_fact(Containers).get(name)
+    if current is None or (component and current["labels"].get(COMPONENT_LABEL) != component):
+        host.noop(f"container {name} is absent")
+        return
+    yield f"docker rm --force {shlex.quote(name)}"

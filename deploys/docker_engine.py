@@ -1,0 +1,78 @@
+"""Install the Docker engine and its daemon.json; restart Docker only when that file changed."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.server import LinuxDistribution
+from pyinfra.operations import apt, files, server, systemd
+
+from deploys.settings import Settings
+from templates import TEMPLATES
+
+DOCKER_CE_PACKAGES = ["docker-ce", "docker-ce-cli", "containerd.io", "docker-buildx-plugin", "docker-compose-plugin"]
+DOCKER_CE_KEYRING = "/etc/apt/keyrings/docker.asc"
+
+
+@deploy("Install Docker")
+def install_docker(settings: Settings) -> None:
+    """Docker from `settings.docker_source`, daemon.json from its template, the service enabled and running.
+
+    + settings: this host's settings (docker_source, log rotation, mirrors, data-root, docker_users)
+    """
+    daemon_json = files.template(
+        name="Render /etc/docker/daemon.json",
+        src=str(TEMPLATES / "docker" / "daemon.json.j2"),
+        dest="/etc/docker/daemon.json",
+        settings=settings,
+        mode="644",
+        create_remote_dir=True,
+    )
+    if settings.docker_source == "distro":
+        apt.packages(
+            name="Install docker.io (distribution package)", packages=["docker.io"], update=True, cache_time=3600
+        )
+    else:
+        _docker_ce_repository()
+        apt.packages(
+            name="Install docker-ce (Docker's repository)", packages=DOCKER_CE_PACKAGES, update=True, cache_time=3600
+        )
+    systemd.service(
+        name="Docker enabled and running; restarted when daemon.json changed",
+        service="docker.service",
+        running=True,
+        enabled=True,
+        restarted=daemon_json.will_change,
+    )
+    for user in settings.docker_users:
+        server.user(name=f"{user} in the docker group", user=user, groups=["docker"], append=True)
+
+
+def _docker_ce_repository() -> None:
+    """Docker's apt key and repository for this host's distribution and release."""
+    distribution = host.get_fact(LinuxDistribution)
+    distro_id = (distribution.get("name") or "").lower()
+    codename = (distribution.get("release_meta") or {}).get("VERSION_CODENAME", "")
+    apt.packages(
+        name="Packages to fetch Docker's key", packages=["ca-certificates", "curl"], update=True, cache_time=3600
+    )
+    files.directory(name="Directory for apt keyrings", path="/etc/apt/keyrings", mode="755")
+    files.download(
+        name="Docker's apt key",
+        src=f"https://download.docker.com/linux/{distro_id}/gpg",
+        dest=DOCKER_CE_KEYRING,
+        mode="644",
+    )
+    files.put(
+        name="Docker's apt repository",
+        src=_sources_list(distro_id, codename),
+        dest="/etc/apt/sources.list.d/docker.list",
+        mode="644",
+    )
+
+
+def _sources_list(distro_id: str, codename: str):
+    from io import StringIO
+
+    line = f"deb [arch=amd64 signed-by={DOCKER_CE_KEYRING}] https://download.docker.com/linux/{distro_id} {codename} stable\n"
+    return StringIO(line)

@@ -1,0 +1,94 @@
+"""prerequisites-check: is every host fit to run its part of the cluster? Changes nothing.
+
+Each host's problems are gathered while pyinfra prepares it; after the last host, every problem
+of every host is reported at once and the run stops before any operation.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host, inventory, logger
+from pyinfra.api.exceptions import DeployError
+from pyinfra.facts.server import LinuxDistribution, Which
+
+from deploys.topology import Cluster, Node
+from facts.containers import COMPONENT_LABEL, Containers
+from facts.resources import HostResources, ListeningPorts, Reachable
+
+SUPPORTED_OS = {"Debian": ("11", "12"), "Ubuntu": ("22.04", "24.04")}
+# Which of our containers may already hold a port (a re-run finds its own cluster running).
+PORT_OWNERS = {
+    "ray_gcs_port": "ray-head",
+    "ray_dashboard_port": "ray-head",
+    "ray_client_port": "ray-head",
+    "ray_metrics_export_port": ("ray-head", "ray-worker"),
+    "redis_port": "ray-redis",
+}
+
+_problems: dict[int, dict[str, list[str]]] = {}
+
+
+def problems_of(node: Node, cluster: Cluster) -> list[str]:
+    """Every prerequisite NODE fails, each naming the setting to change or the fix."""
+    settings = node.settings
+    problems = []
+    distribution = host.get_fact(LinuxDistribution)
+    name = distribution.get("name") or "unknown"
+    version = (distribution.get("release_meta") or {}).get("VERSION_ID", str(distribution.get("major") or "?"))
+    if version not in SUPPORTED_OS.get(name, ()):
+        supported = "; ".join(f"{os_name} {', '.join(versions)}" for os_name, versions in SUPPORTED_OS.items())
+        problems.append(f"OS {name} {version} is not supported (supported: {supported})")
+    resources = host.get_fact(HostResources, path=settings.docker_data_root or "/var/lib/docker")
+    if resources["cpus"] < settings.min_cpus:
+        problems.append(f"{resources['cpus']} CPUs, fewer than min_cpus={settings.min_cpus}")
+    if settings.ray_num_cpus is not None and settings.ray_num_cpus > resources["cpus"]:
+        problems.append(f"ray_num_cpus={settings.ray_num_cpus} but the host has {resources['cpus']} CPUs")
+    if resources["memory_mb"] < settings.min_memory_mb:
+        problems.append(f"{resources['memory_mb']} MiB of memory, less than min_memory_mb={settings.min_memory_mb}")
+    if resources["disk_free_gb"] < settings.min_disk_free_gb:
+        problems.append(
+            f"{resources['disk_free_gb']} GiB free at {resources['disk_path']}, less than "
+            f"min_disk_free_gb={settings.min_disk_free_gb}"
+        )
+    if resources["shm_mb"] < settings.min_shm_mb:
+        problems.append(f"/dev/shm is {resources['shm_mb']} MiB, less than min_shm_mb={settings.min_shm_mb}")
+    if not host.get_fact(Which, command="python3"):
+        problems.append("python3 is missing: install it (apt-get install -y python3)")
+    listening = host.get_fact(ListeningPorts)
+    ours = {
+        found["labels"][COMPONENT_LABEL]
+        for found in host.get_fact(Containers).values()
+        if found["running"] and COMPONENT_LABEL in found["labels"]
+    }
+    for key, port in settings.ports(node.role).items():
+        if port not in listening:
+            continue
+        owners = PORT_OWNERS.get(key, ())
+        owners = (owners,) if isinstance(owners, str) else owners
+        if not ours.intersection(owners):
+            holders = ", ".join(listening[port]) or "another process"
+            problems.append(f"port {port} ({key}) is already in use by {holders}; free it or change {key}")
+    if node.role == "worker":
+        head_address = cluster.head.settings.cluster_address
+        if not host.get_fact(Reachable, address=head_address):
+            problems.append(
+                f"cannot reach the head's cluster address {head_address} (no ping, no TCP 22); "
+                f"check routes and firewalls, or the head's cluster_address"
+            )
+    return problems
+
+
+def check_prerequisites(node: Node, cluster: Cluster) -> None:
+    """Record NODE's problems; once every active host is recorded, stop the run if any has one."""
+    found = _problems.setdefault(id(cluster), {})
+    found[node.name] = problems_of(node, cluster)
+    for problem in found[node.name]:
+        host.log(f"prerequisite failed: {problem}", logger.warning)
+    active = {member.name for member in inventory.get_active_hosts()}
+    if active <= set(found):
+        failed = {name: problems for name, problems in found.items() if problems}
+        if failed:
+            lines = [f"{name}: {problem}" for name, problems in failed.items() for problem in problems]
+            raise DeployError(
+                f"prerequisites-check failed on {len(failed)} of {len(found)} hosts, nothing was changed:\n"
+                + "\n".join(lines)
+            )

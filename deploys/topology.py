@@ -1,0 +1,100 @@
+"""Who is the head, who are the workers, and each one's settings: read once from pyinfra's inventory.
+
+Groups: `head` (exactly one host), `workers` (zero or more), `monitoring` (optional; defaults to
+the head). Every host's data is checked here, and the inventory as a whole, before any operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyinfra import host as current_host
+from pyinfra import inventory
+from pyinfra.api.exceptions import DeployError
+from pyinfra.context import ctx_inventory
+
+from deploys.settings import Settings, SettingsError, check_cluster, settings_from_data
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    role: str
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class Cluster:
+    head: Node
+    workers: tuple[Node, ...]
+    monitoring: tuple[Node, ...]
+
+    @property
+    def nodes(self) -> tuple[Node, ...]:
+        return (self.head, *self.workers)
+
+    def node(self, name: str) -> Node:
+        return next(node for node in self.nodes if node.name == name)
+
+    @property
+    def expected_cpus(self) -> int | None:
+        """The CPUs Ray should report in total, when every node's count is set; else None."""
+        counts = [node.settings.ray_num_cpus for node in self.nodes]
+        return None if any(count is None for count in counts) else sum(counts)
+
+
+_cache: dict[int, Cluster] = {}
+
+
+def _group_names(name: str) -> list[str]:
+    try:
+        return [member.name for member in inventory.get_group(name)]
+    except Exception:  # pyinfra raises NoGroupError; a missing group is an empty one here
+        return []
+
+
+def load_cluster() -> Cluster:
+    """The checked cluster of the current inventory; DeployError naming every problem at once."""
+    key = id(ctx_inventory.get())
+    if key in _cache:
+        return _cache[key]
+    heads, workers, monitoring = _group_names("head"), _group_names("workers"), _group_names("monitoring")
+    problems: list[str] = []
+    entries: list[tuple[str, str, Settings]] = []
+    for member in inventory:
+        role = (
+            "head+worker"
+            if member.name in heads and member.name in workers
+            else ("head" if member.name in heads else "worker" if member.name in workers else None)
+        )
+        if role is None and member.name not in monitoring:
+            problems.append(f"{member.name}: is in neither group 'head' nor 'workers'; put it in one")
+            continue
+        try:
+            settings = settings_from_data(member.name, member.data.dict(), member.data.get("ssh_hostname"))
+        except SettingsError as error:
+            problems.append(str(error))
+            continue
+        if role is not None:
+            entries.append((member.name, role, settings))
+    if not problems:
+        try:
+            check_cluster(entries)
+        except SettingsError as error:
+            problems.append(str(error))
+    if problems:
+        raise DeployError("bad inventory data, nothing was changed:\n" + "\n".join(problems))
+    nodes = {name: Node(name, role, settings) for name, role, settings in entries}
+    head = next(node for node in nodes.values() if node.role == "head")
+    cluster = Cluster(
+        head=head,
+        workers=tuple(node for node in nodes.values() if node.role == "worker"),
+        monitoring=tuple(nodes[name] for name in monitoring if name in nodes) or (head,),
+    )
+    _cache[key] = cluster
+    return cluster
+
+
+def this_node() -> Node:
+    """The node pyinfra is preparing operations for now."""
+    return load_cluster().node(current_host.name)

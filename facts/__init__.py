@@ -1,0 +1,1 @@
+"""Custom pyinfra facts: what the deploys need to know about a host, read without changing it."""

@@ -1,0 +1,87 @@
+"""What a host offers: CPUs, memory, free disk at a path, /dev/shm, listening ports, reachability."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+
+class HostResources(FactBase):
+    """
+    CPUs, memory and /dev/shm of the host, and the free space of the filesystem that holds PATH
+    (or its nearest existing parent, for a data directory not made yet).
+
+    .. code:: python
+
+        {"cpus": 16, "memory_mb": 64213, "shm_mb": 32106, "disk_free_gb": 812.4, "disk_path": "/var/lib"}
+    """
+
+    def command(self, path: str = "/var/lib/docker") -> str:
+        quoted = shlex.quote(path)
+        return (
+            f'p={quoted}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done; '
+            "echo cpus $(nproc); "
+            "echo memory_kb $(awk '/^MemTotal:/ {print $2}' /proc/meminfo); "
+            "echo shm_kb $(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $2}'); "
+            "echo disk_free_kb $(df -Pk \"$p\" | awk 'NR==2 {print $4}'); "
+            'echo disk_path "$p"'
+        )
+
+    def process(self, output: list[str]) -> dict[str, float | int | str]:
+        raw = dict(line.split(" ", 1) for line in output if " " in line)
+        return {
+            "cpus": int(raw.get("cpus") or 0),
+            "memory_mb": int(raw.get("memory_kb") or 0) // 1024,
+            "shm_mb": int(raw.get("shm_kb") or 0) // 1024,
+            "disk_free_gb": round(int(raw.get("disk_free_kb") or 0) / 1024 / 1024, 1),
+            "disk_path": raw.get("disk_path", "").strip(),
+        }
+
+
+class ListeningPorts(FactBase):
+    """
+    TCP ports listening on the host (any address), each with the processes holding it.
+
+    .. code:: python
+
+        {6379: ["gcs_server"], 22: ["sshd"]}
+    """
+
+    requires_command = "ss"
+    default = dict
+
+    def command(self) -> str:
+        return "ss -Htlnp"
+
+    def process(self, output: list[str]) -> dict[int, list[str]]:
+        ports: dict[int, list[str]] = {}
+        for line in output:
+            fields = line.split()
+            if len(fields) < 4:
+                continue
+            port = fields[3].rsplit(":", 1)[-1]
+            if not port.isdigit():
+                continue
+            users = fields[5] if len(fields) > 5 else ""
+            names = [part.split('"')[1] for part in users.split("((", 1)[-1].split("),(") if '"' in part]
+            ports.setdefault(int(port), [])
+            ports[int(port)] += [name for name in names if name not in ports[int(port)]]
+        return ports
+
+
+class Reachable(FactBase):
+    """
+    Whether ADDRESS answers from this host: to ping, or on TCP PORT.
+    """
+
+    def command(self, address: str, port: int = 22) -> str:
+        quoted = shlex.quote(address)
+        return (
+            f"if ping -c 1 -W 2 {quoted} >/dev/null 2>&1; then echo ping; "
+            f"elif timeout 3 bash -c 'exec 3<>/dev/tcp/'{quoted}'/{int(port)}' 2>/dev/null; then echo tcp; "
+            "else echo no; fi"
+        )
+
+    def process(self, output: list[str]) -> bool:
+        return bool(output) and output[0].strip() in ("ping", "tcp")
