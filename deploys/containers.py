@@ -127,15 +127,15 @@ def image_present(image: str):
 
 
 @operation()
-def container_absent(name: str, component: str | None = None):
+def container_absent(container_name: str, component: str | None = None):
     """
-    Remove container NAME if it exists (and, with COMPONENT, only when it carries that component label).
+    Remove container CONTAINER_NAME if it exists (with COMPONENT: only when it carries that component label).
 
-    + name: the container's name
+    + container_name: the container's name
     + component: remove only if its ``raydeploy.component`` label has this value
     """
-    current = host.get_fact(Containers).get(name)
+    current = host.get_fact(Containers).get(container_name)
     if current is None or (component and current["labels"].get(COMPONENT_LABEL) != component):
-        host.noop(f"container {name} is absent")
+        host.noop(f"container {container_name} is absent")
         return
-    yield f"docker rm --force {shlex.quote(name)}"
+    yield f"docker rm --force {shlex.quote(container_name)}"

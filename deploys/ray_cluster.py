@@ -1,0 +1,259 @@
+"""ray-deployment: the Ray head (with Redis for GCS fault tolerance) and the workers, in containers.
+
+Every node runs the same Ray image with host networking, so each node's Ray address is its
+cluster address. Secrets reach the containers through 0600 env files, never a command line we
+write (Ray itself passes the Redis password to its GCS process on its command line).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from pyinfra import host, logger
+from pyinfra.api import deploy, operation
+from pyinfra.operations import files
+
+from deploys.components import RAY_HEAD, RAY_REDIS, RAY_WORKER
+from deploys.containers import ContainerSpec, HealthCheck, container, image_present
+from deploys.credentials import secret
+from deploys.secret_files import digest, env_file_text, secret_file
+from deploys.settings import Settings
+from deploys.topology import Cluster, Node
+from facts.ray import RayNodes
+
+CONFIG_DIR = "/etc/raydeploy"
+RAY_ENV_FILE = f"{CONFIG_DIR}/ray.env"
+REDIS_CONF = f"{CONFIG_DIR}/redis.conf"
+REDIS_ENV_FILE = f"{CONFIG_DIR}/redis.env"
+REDIS_VOLUME = "raydeploy-redis-data"
+# Workers keep retrying a restarted head's GCS this long before giving up (Ray's default is 60 s).
+GCS_RECONNECT_TIMEOUT_S = 300
+
+
+def ray_secrets(settings: Settings) -> dict[str, str]:
+    """The secrets every Ray container gets in its env file."""
+    values = {}
+    if settings.ray_auth_mode == "token":
+        values["RAY_AUTH_TOKEN"] = secret(settings.state_dir, "ray-auth-token")
+    return values
+
+
+def ray_environment(settings: Settings) -> dict[str, str]:
+    environment = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(GCS_RECONNECT_TIMEOUT_S)}
+    if settings.ray_auth_mode == "token":
+        environment["RAY_AUTH_MODE"] = "token"
+    return environment | settings.ray_extra_env
+
+
+def resource_flags(settings: Settings) -> list[str]:
+    flags = []
+    if settings.ray_num_cpus is not None:
+        flags.append(f"--num-cpus={settings.ray_num_cpus}")
+    if settings.ray_num_gpus is not None:
+        flags.append(f"--num-gpus={settings.ray_num_gpus}")
+    if settings.ray_resources:
+        flags.append(f"--resources={json.dumps(settings.ray_resources, sort_keys=True)}")
+    if settings.ray_object_store_memory_mb is not None:
+        flags.append(f"--object-store-memory={settings.ray_object_store_memory_mb * 1024 * 1024}")
+    return flags
+
+
+def head_spec(node: Node, env_text: str) -> ContainerSpec:
+    settings = node.settings
+    start = [
+        "ray", "start", "--head", "--block", "--disable-usage-stats",
+        f"--node-ip-address={settings.cluster_address}",
+        f"--port={settings.ray_gcs_port}",
+        "--dashboard-host=0.0.0.0",
+        f"--dashboard-port={settings.ray_dashboard_port}",
+        f"--ray-client-server-port={settings.ray_client_port}",
+        f"--metrics-export-port={settings.ray_metrics_export_port}",
+        *resource_flags(settings),
+    ]  # fmt: skip
+    script = " ".join(shlex.quote(arg) for arg in start)
+    environment = ray_environment(settings)
+    if settings.redis_enabled:
+        environment |= {
+            "RAY_REDIS_ADDRESS": f"127.0.0.1:{settings.redis_port}",
+            "RAY_external_storage_namespace": "raydeploy",
+        }
+        script += ' --redis-password="$REDIS_PASSWORD"'
+    return ContainerSpec(
+        name=RAY_HEAD,
+        component=RAY_HEAD,
+        image=settings.ray_image,
+        command=("bash", "-c", f"exec {script}"),
+        restart=settings.container_restart_policy,
+        env=tuple(sorted(environment.items())),
+        env_file=RAY_ENV_FILE,
+        env_file_digest=digest(env_text),
+        volumes=(f"{settings.ray_temp_dir}:/tmp/ray",),
+        shm_size=settings.ray_shm_size,
+        health=HealthCheck(
+            command=f"ray health-check --address 127.0.0.1:{settings.ray_gcs_port} && pgrep -x raylet >/dev/null",
+            start_period="60s",
+        ),
+    )
+
+
+def worker_spec(node: Node, head: Node, env_text: str) -> ContainerSpec:
+    settings = node.settings
+    gcs = f"{head.settings.cluster_address}:{head.settings.ray_gcs_port}"
+    start = [
+        "ray", "start", "--block", "--disable-usage-stats",
+        f"--address={gcs}",
+        f"--node-ip-address={settings.cluster_address}",
+        f"--metrics-export-port={settings.ray_metrics_export_port}",
+        *resource_flags(settings),
+    ]  # fmt: skip
+    # Join only once the head's GCS answers, so a worker started first does not give up.
+    script = (
+        f"until ray health-check --address {shlex.quote(gcs)} >/dev/null 2>&1; do sleep 2; done; "
+        f"exec {' '.join(shlex.quote(arg) for arg in start)}"
+    )
+    return ContainerSpec(
+        name=RAY_WORKER,
+        component=RAY_WORKER,
+        image=settings.ray_image,
+        command=("bash", "-c", script),
+        restart=settings.container_restart_policy,
+        env=tuple(sorted(ray_environment(settings).items())),
+        env_file=RAY_ENV_FILE,
+        env_file_digest=digest(env_text),
+        shm_size=settings.ray_shm_size,
+        health=HealthCheck(command="pgrep -x raylet >/dev/null", start_period="120s"),
+    )
+
+
+def redis_spec(settings: Settings, conf_text: str, env_text: str) -> ContainerSpec:
+    return ContainerSpec(
+        name=RAY_REDIS,
+        component=RAY_REDIS,
+        image=settings.redis_image,
+        command=("redis-server", "/usr/local/etc/redis/redis.conf"),
+        restart=settings.container_restart_policy,
+        env_file=REDIS_ENV_FILE,
+        env_file_digest=digest(conf_text + env_text),
+        volumes=(f"{REDIS_CONF}:/usr/local/etc/redis/redis.conf:ro", f"{REDIS_VOLUME}:/data"),
+        health=HealthCheck(
+            command=f"redis-cli -p {settings.redis_port} ping | grep -q PONG", interval="5s", start_period="10s"
+        ),
+    )
+
+
+def redis_conf_text(settings: Settings, password: str) -> str:
+    # Loopback only: the head's GCS is Redis's one client.
+    return (
+        f"port {settings.redis_port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
+        "appendonly yes\nappendfsync everysec\ndir /data\n"
+    )
+
+
+@deploy("Ray node configuration")
+def _config_dir() -> None:
+    files.directory(name=f"{CONFIG_DIR} (private)", path=CONFIG_DIR, mode="700", user="root", group="root")
+
+
+@deploy("Ray head")
+def ray_head(node: Node) -> None:
+    """Redis (when enabled) and the Ray head container on the head node.
+
+    + node: the head node
+    """
+    settings = node.settings
+    _config_dir()
+    # No mode: Ray makes it 0777 itself at every start.
+    files.directory(name=f"{settings.ray_temp_dir} for Ray's session files", path=settings.ray_temp_dir)
+    image_present(name=f"Image {settings.ray_image}", image=settings.ray_image)
+    env = ray_secrets(settings)
+    if settings.redis_enabled:
+        password = secret(settings.state_dir, "redis-password")
+        env["REDIS_PASSWORD"] = password
+        conf_text = redis_conf_text(settings, password)
+        redis_env = env_file_text({"REDISCLI_AUTH": password})
+        image_present(name=f"Image {settings.redis_image}", image=settings.redis_image)
+        secret_file(name=f"{REDIS_CONF} (holds the password)", dest=REDIS_CONF, content=conf_text, mode="644")
+        secret_file(name=f"{REDIS_ENV_FILE}", dest=REDIS_ENV_FILE, content=redis_env)
+        container(name="Redis for GCS fault tolerance", spec=redis_spec(settings, conf_text, redis_env))
+    env_text = env_file_text(env)
+    secret_file(name=f"{RAY_ENV_FILE}", dest=RAY_ENV_FILE, content=env_text)
+    container(name="Ray head container", spec=head_spec(node, env_text))
+
+
+@deploy("Ray worker")
+def ray_worker(node: Node, cluster: Cluster) -> None:
+    """The Ray worker container, joining the head's GCS.
+
+    + node: this worker
+    + cluster: the cluster (for the head's address)
+    """
+    settings = node.settings
+    _config_dir()
+    image_present(name=f"Image {settings.ray_image}", image=settings.ray_image)
+    env_text = env_file_text(ray_secrets(settings))
+    secret_file(name=f"{RAY_ENV_FILE}", dest=RAY_ENV_FILE, content=env_text)
+    container(name="Ray worker container", spec=worker_spec(node, cluster.head, env_text))
+
+
+WAIT_SCRIPT = """
+import json, subprocess, sys, time
+expected, port, deadline = json.loads(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+query = ('curl -sf --max-time 5 ${RAY_AUTH_TOKEN:+-H "Authorization: Bearer $RAY_AUTH_TOKEN"} '
+         'http://127.0.0.1:%d/nodes?view=summary' % port)
+while True:
+    out = subprocess.run(["docker", "exec", "ray-head", "sh", "-c", query], capture_output=True, text=True).stdout
+    try:
+        rows = json.loads(out)["data"]["summary"]
+    except Exception:
+        rows = []
+    alive = {(r.get("raylet") or {}).get("nodeManagerAddress") for r in rows
+             if (r.get("raylet") or {}).get("state") == "ALIVE"}
+    missing = [f"{name} ({address})" for address, name in expected.items() if address not in alive]
+    if not missing:
+        print(f"all {len(expected)} Ray nodes alive")
+        sys.exit(0)
+    if time.monotonic() > deadline:
+        sys.exit(f"Ray nodes not alive after {sys.argv[3]} s: {', '.join(missing)}")
+    time.sleep(2)
+"""
+
+
+@operation()
+def ray_nodes_alive(expected: dict[str, str], dashboard_port: int, timeout_s: int):
+    """
+    Wait until the head reports every EXPECTED node alive; fail after TIMEOUT_S naming the missing ones.
+
+    + expected: cluster address -> node name
+    + dashboard_port: the head's dashboard port
+    + timeout_s: how long to wait
+    """
+    nodes = host.get_fact(RayNodes, container=RAY_HEAD, port=dashboard_port)
+    missing = [name for address, name in expected.items() if nodes.get(address, {}).get("state") != "ALIVE"]
+    if not missing:
+        host.noop(f"all {len(expected)} Ray nodes alive")
+        return
+    host.log(f"waiting up to {timeout_s} s for Ray nodes: {', '.join(missing)}", logger.info)
+    arguments = [json.dumps(expected), str(dashboard_port), str(timeout_s)]
+    yield f"python3 -c {shlex.quote(WAIT_SCRIPT)} {' '.join(shlex.quote(arg) for arg in arguments)}"
+
+
+@deploy("Ray cluster")
+def ray_cluster(node: Node, cluster: Cluster) -> None:
+    """This node's part of the Ray cluster; on the head, finally wait for every node.
+
+    + node: the node being deployed
+    + cluster: the whole cluster
+    """
+    if node.role == "head":
+        ray_head(node)
+    else:
+        ray_worker(node, cluster)
+    if node.role == "head":
+        settings = node.settings
+        ray_nodes_alive(
+            name="Every Ray node alive",
+            expected={member.settings.cluster_address: member.name for member in cluster.nodes},
+            dashboard_port=settings.ray_dashboard_port,
+            timeout_s=settings.ray_join_timeout_s,
+        )
