@@ -26,6 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class TestLab:
     """A lab made for the tests, and the environment that points commands at it."""
 
+    __test__ = False
+
     name: str
     home: Path
 
@@ -37,7 +39,9 @@ class TestLab:
         return run_command([str(BIN / "raydeploy"), *args], env=self.env, check=check)
 
     def pyinfra(self, *args: str, check: bool = True):
-        return run_command([str(BIN / "pyinfra"), "-y", *args], env=self.env, check=check)
+        # -y skips pyinfra's change detection, which a dry run is for.
+        confirm = [] if "--dry" in args else ["-y"]
+        return run_command([str(BIN / "pyinfra"), *confirm, *args], env=self.env, check=check)
 
     def up(self, *args: str, check: bool = True):
         return self.raydeploy("lab", "up", *args, check=check)

@@ -59,7 +59,10 @@ def test_a_cluster_needs_exactly_one_head():
 
 
 def test_mixed_ray_images_are_refused_naming_each_node():
-    with pytest.raises(SettingsError, match=r"ray_image differs across nodes \(h=rayproject/ray:2.60.0-py311-cpu, w=rayproject/ray:2.9.0\)"):
+    with pytest.raises(
+        SettingsError,
+        match=r"ray_image differs across nodes \(h=rayproject/ray:2.60.0-py311-cpu, w=rayproject/ray:2.9.0\)",
+    ):
         check_cluster(
             [
                 node("h", "head", cluster_address="10.0.0.1"),

@@ -1,0 +1,276 @@
+"""The pyinfra deploys on real lab hosts: plan, deploy, converge, recover, clean up."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+import requests
+
+from tests.lab.conftest import TestLab
+
+RAY_IMAGE = "rayproject/ray:2.60.0-py311-cpu"
+
+
+def grand_total(output: str) -> tuple[int, int]:
+    """(operations that changed something, operations that errored) from pyinfra's results table."""
+    match = re.search(r"Grand total\s+\S+\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert match, output
+    changed, errors = (0 if value == "-" else int(value) for value in match.groups()[:2])
+    return changed, errors
+
+
+def changed_operations(output: str) -> list[str]:
+    rows = re.findall(r"^\s{4}(\S.*?)\s{2,}(\d+)\s+(\d+|-)\s+(\d+|-)\s+(\d+|-)\s*$", output, flags=re.MULTILINE)
+    return [row[0] for row in rows if row[2] != "-" and not row[0].startswith("Grand total")]
+
+
+def deploy(lab: TestLab, file: str = "deploys/ray.py", *extra: str, check: bool = True):
+    result = lab.pyinfra("inventories/lab.py", file, *extra, check=check)
+    result.output = result.stdout + result.stderr
+    return result
+
+
+class Cluster:
+    """The deployed lab cluster as an operator sees it from this machine."""
+
+    def __init__(self, lab: TestLab):
+        self.lab = lab
+        state = lab.state()
+        self.dashboard = f"http://127.0.0.1:{state.head.published['ray-dashboard']}"
+        secrets = lab.home / lab.name / "secrets"
+        self.token = (secrets / "ray-auth-token").read_text().strip()
+        self.redis_password = (secrets / "redis-password").read_text().strip()
+
+    def alive_nodes(self) -> dict[str, float]:
+        response = requests.get(
+            f"{self.dashboard}/nodes?view=summary", headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+        )
+        response.raise_for_status()
+        return {
+            row["raylet"]["nodeManagerAddress"]: float(row["raylet"]["resourcesTotal"].get("CPU", 0))
+            for row in response.json()["data"]["summary"]
+            if row["raylet"]["state"] == "ALIVE"
+        }
+
+    def wait_for_alive(self, count: int, timeout_s: float = 180) -> dict[str, float]:
+        deadline = time.monotonic() + timeout_s
+        nodes: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            try:
+                nodes = self.alive_nodes()
+            except requests.RequestException:
+                nodes = {}
+            if len(nodes) == count:
+                return nodes
+            time.sleep(2)
+        raise AssertionError(f"{count} alive Ray nodes expected within {timeout_s} s, saw {nodes}")
+
+    def container(self, host: str, name: str) -> dict:
+        return json.loads(self.lab.host(host).check_output(f"docker inspect {name}"))[0]
+
+
+@pytest.fixture(scope="module")
+def fresh_lab(make_lab) -> TestLab:
+    lab = make_lab("deploy")
+    lab.up("--workers", "2")
+    return lab
+
+
+@pytest.fixture(scope="module")
+def deployed(fresh_lab) -> Cluster:
+    result = deploy(fresh_lab)
+    assert grand_total(result.output)[1] == 0, result.output
+    return Cluster(fresh_lab)
+
+
+def test_dry_run_on_a_fresh_lab_lists_the_plan_and_changes_nothing(fresh_lab):
+    result = fresh_lab.pyinfra("inventories/lab.py", "deploys/ray.py", "--dry")
+    output = result.stdout + result.stderr
+    assert "Detected changes" in output
+    assert re.search(r"Install docker\.io .*3 \(head, worker-1, worker-2\)", output), output
+    assert re.search(r"Ray head container\s+1 \(head\)", output), output
+    assert re.search(r"Ray worker container\s+2 \(worker-1, worker-2\)", output), output
+    for name in ("head", "worker-1", "worker-2"):
+        host = fresh_lab.host(name)
+        assert not host.exists("docker"), f"dry run installed docker on {name}"
+        assert not host.file("/etc/docker/daemon.json").exists
+        assert not host.file("/etc/raydeploy").exists
+
+
+def test_prerequisites_pass_on_the_lab_and_change_nothing(fresh_lab):
+    result = deploy(fresh_lab, "deploys/prerequisites-check.py")
+    assert grand_total(result.output) == (0, 0)
+
+
+def test_failed_prerequisites_are_reported_for_every_host_at_once(fresh_lab):
+    result = deploy(fresh_lab, "deploys/ray.py", "--data", "min_memory_mb=99999999", check=False)
+    assert result.returncode != 0
+    assert "prerequisites-check failed on 3 of 3 hosts, nothing was changed" in result.output
+    for name in ("head", "worker-1", "worker-2"):
+        assert re.search(rf"{name}: \d+ MiB of memory, less than min_memory_mb=99999999", result.output)
+    assert not fresh_lab.host("head").exists("docker")
+
+
+def test_bad_settings_stop_the_run_naming_host_key_value_and_choices(fresh_lab):
+    result = deploy(
+        fresh_lab, "deploys/ray.py", "--data", "docker_source=snap", "--data", "ray_num_cpus=many", check=False
+    )
+    assert result.returncode != 0
+    assert "bad inventory data, nothing was changed" in result.output
+    assert "worker-1: docker_source='snap' must be one of: docker-ce, distro" in result.output
+    assert "head: ray_num_cpus='many' must be a whole number >= 0" in result.output
+    assert not fresh_lab.host("worker-1").exists("docker")
+
+
+def test_docker_ce_source_plans_dockers_own_repository(fresh_lab):
+    result = fresh_lab.pyinfra(
+        "inventories/lab.py", "deploys/docker-installation.py", "--dry", "--data", "docker_source=docker-ce"
+    )
+    output = result.stdout + result.stderr
+    assert re.search(r"Docker's apt key\s+3 ", output), output
+    assert re.search(r"Docker's apt repository\s+3 ", output), output
+    assert re.search(r"Install docker-ce \(Docker's repository\)\s+3 ", output), output
+    assert "Install docker.io" not in output
+
+
+def test_full_deploy_brings_up_three_alive_nodes_with_their_cpus(deployed):
+    nodes = deployed.wait_for_alive(3)
+    state = deployed.lab.state()
+    assert set(nodes) == {host.cluster_address for host in state.hosts}
+    assert sum(nodes.values()) == 6.0  # ray_num_cpus: 2 on each of the three lab hosts
+
+
+def test_redis_holds_the_gcs_data(deployed):
+    head = deployed.lab.host("head")
+    keys = head.check_output(
+        "docker exec ray-redis redis-cli -p 6380 --no-auth-warning -a \"$(cat /etc/raydeploy/redis.env | cut -d= -f2-)\" keys '*'"
+    )
+    assert "RAYraydeploy@NODE" in keys.split(), keys
+    refused = head.run("docker exec ray-redis sh -c 'unset REDISCLI_AUTH; redis-cli -p 6380 ping'")
+    assert "NOAUTH" in refused.stdout + refused.stderr
+
+
+def test_every_container_has_a_health_check_and_becomes_healthy(deployed):
+    deadline = time.monotonic() + 120
+    wanted = {("head", "ray-head"), ("head", "ray-redis"), ("worker-1", "ray-worker"), ("worker-2", "ray-worker")}
+    states = {}
+    while time.monotonic() < deadline:
+        states = {key: deployed.container(*key)["State"].get("Health", {}).get("Status") for key in wanted}
+        if set(states.values()) == {"healthy"}:
+            break
+        time.sleep(3)
+    assert set(states.values()) == {"healthy"}, states
+    for key in wanted:
+        assert deployed.container(*key)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+
+
+def test_second_run_changes_nothing(deployed):
+    result = deploy(deployed.lab)
+    assert grand_total(result.output) == (0, 0), changed_operations(result.output)
+
+
+def test_secrets_never_appear_in_the_deploy_output_or_container_commands(deployed):
+    result = deploy(deployed.lab, "deploys/ray.py", "-v")
+    for secret in (deployed.token, deployed.redis_password):
+        assert secret not in result.output
+        assert secret not in json.dumps(deployed.container("head", "ray-head")["Config"]["Cmd"])
+    env_file = deployed.lab.host("head").file("/etc/raydeploy/ray.env")
+    assert env_file.mode == 0o600 and env_file.user == "root"
+
+
+def test_a_job_without_the_token_is_refused(deployed):
+    job = {"entrypoint": "echo hello"}
+    refused = requests.post(f"{deployed.dashboard}/api/jobs/", json=job, timeout=10)
+    assert refused.status_code in (401, 403), refused.text
+    listed = requests.get(
+        f"{deployed.dashboard}/api/jobs/", headers={"Authorization": f"Bearer {deployed.token}"}, timeout=10
+    )
+    assert listed.status_code == 200
+
+
+def test_a_restarted_head_recovers_the_cluster_without_a_redeploy(deployed):
+    workers_before = {
+        name: deployed.container(name, "ray-worker")["State"]["StartedAt"] for name in ("worker-1", "worker-2")
+    }
+    deployed.lab.host("head").check_output("docker restart ray-head")
+    deployed.wait_for_alive(3, timeout_s=120)
+    for name, started in workers_before.items():
+        assert deployed.container(name, "ray-worker")["State"]["StartedAt"] == started, f"{name}'s worker restarted"
+
+
+def test_a_new_ray_image_tag_recreates_the_ray_containers_and_nothing_else(deployed, engine):
+    state = deployed.lab.state()
+    alias = f"127.0.0.1:{state.registry_published_port}/rayproject/ray:2.60.0-py311-cpu-retag"
+    engine.run(["tag", "raydeploy-lab/ray:2.60.0-py311-cpu", alias])
+    engine.run(["push", alias])
+    engine.run(["rmi", alias])
+    ids = {
+        key: deployed.container(*key)["Id"]
+        for key in (("head", "ray-head"), ("head", "ray-redis"), ("worker-1", "ray-worker"), ("worker-2", "ray-worker"))
+    }
+    result = deploy(deployed.lab, "deploys/ray.py", "--data", "ray_image=rayproject/ray:2.60.0-py311-cpu-retag")
+    assert grand_total(result.output)[1] == 0, result.output
+    after = {key: deployed.container(*key)["Id"] for key in ids}
+    assert after[("head", "ray-redis")] == ids[("head", "ray-redis")]
+    for key in (("head", "ray-head"), ("worker-1", "ray-worker"), ("worker-2", "ray-worker")):
+        assert after[key] != ids[key], f"{key} was not recreated"
+        assert deployed.container(*key)["Config"]["Image"] == "rayproject/ray:2.60.0-py311-cpu-retag"
+    assert not any("Docker enabled" in name for name in changed_operations(result.output))
+    deployed.wait_for_alive(3)
+    back = deploy(deployed.lab)  # and back to the lab's image
+    assert grand_total(back.output)[1] == 0
+
+
+def test_a_daemon_json_change_restarts_docker_once_and_everything_comes_back(deployed):
+    def docker_starts(name: str) -> str:
+        return deployed.lab.host(name).check_output("systemctl show docker --property=ActiveEnterTimestamp")
+
+    before = {name: docker_starts(name) for name in ("head", "worker-1", "worker-2")}
+    result = deploy(deployed.lab, "deploys/ray.py", "--data", "docker_log_max_file=5")
+    assert grand_total(result.output)[1] == 0, result.output
+    changed = changed_operations(result.output)
+    assert "Install Docker | Render /etc/docker/daemon.json" in changed
+    assert not any("container" in name for name in changed), changed
+    for name in before:
+        assert docker_starts(name) != before[name], f"docker on {name} was not restarted"
+        assert '"max-file": "5"' in deployed.lab.host(name).file("/etc/docker/daemon.json").content_string
+    deployed.wait_for_alive(3)
+    again = deploy(deployed.lab, "deploys/ray.py", "--data", "docker_log_max_file=5")
+    assert grand_total(again.output) == (0, 0), changed_operations(again.output)
+    deploy(deployed.lab)
+
+
+def test_cleanup_removes_planted_leftovers_and_keeps_what_it_does_not_recognise(deployed):
+    worker = deployed.lab.host("worker-1")
+    worker.check_output(f"docker run -d --name ray_head --entrypoint sleep {RAY_IMAGE} infinity")
+    worker.check_output(f"docker run -d --name myapp --entrypoint sleep {RAY_IMAGE} infinity")
+    worker.check_output("docker run -d --name redis redis:7.0")
+    # A process named like Ray's raylet, outside any container, as a pip install's `ray start` leaves.
+    pid = worker.check_output(
+        "cp /bin/sleep /usr/local/bin/raylet; setsid /usr/local/bin/raylet 3600 >/dev/null 2>&1 </dev/null & echo $!"
+    ).strip()
+    try:
+        plan = deployed.lab.pyinfra("inventories/lab.py", "deploys/cleanup-existing.py", "--dry")
+        plan_output = plan.stdout + plan.stderr
+        assert re.search(
+            r"\[worker-1\]\s+cleanup will remove container ray_head: from an older deployment", plan_output
+        )
+        assert re.search(
+            r"\[worker-1\]\s+cleanup will remove process \d+: Ray outside a container: /usr/local/bin/raylet",
+            plan_output,
+        )
+        assert "myapp" not in plan_output and "container redis" not in plan_output
+        assert re.search(r"\[(head|worker-2)\]\s+cleanup: nothing left from earlier installations", plan_output)
+
+        deploy(deployed.lab, "deploys/cleanup-existing.py")
+        names = worker.check_output("docker ps -a --format '{{.Names}}'").split()
+        assert "ray_head" not in names
+        assert {"myapp", "redis", "ray-worker"} <= set(names)
+        assert worker.run(f"kill -0 {pid}").rc != 0, "the bare-metal raylet is still running"
+        assert deployed.container("worker-1", "ray-worker")["State"]["Running"]
+        deployed.wait_for_alive(3)
+    finally:
+        worker.run(f"docker rm -f ray_head myapp redis; kill {pid}; rm -f /usr/local/bin/raylet; true")
