@@ -3,6 +3,9 @@
 Scenarios:
   lab-up   warm `raydeploy lab up` (images cached; median of --runs) and, with --cold, one cold
            `lab up` with no lab image, no mirror storage and no download cache.
+  deploy   on --runs fresh labs (images already in the mirror): the full
+           `pyinfra -y inventories/lab.py deploys/ray.py`, then a no-op re-run (which must change
+           nothing) and a dry run (`--dry`) of the same.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -21,6 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 RAYDEPLOY = str(Path(sys.executable).parent / "raydeploy")
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+DEPLOY = [PYINFRA, "-y", "inventories/lab.py", "deploys/ray.py"]
 RESULTS = REPO / "bench" / "results"
 
 
@@ -45,12 +51,16 @@ def figure(samples: list[float]) -> dict[str, float | int]:
     }
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+def timed(args: list[str], env: dict[str, str], expect_no_change: bool = False) -> float:
     started = time.monotonic()
-    completed = subprocess.run(args, env={**os.environ, **env}, capture_output=True, text=True, check=False)
+    completed = subprocess.run(args, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True, check=False)
     elapsed = time.monotonic() - started
     if completed.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed:\n{completed.stdout}\n{completed.stderr}")
+    if expect_no_change:
+        total = re.search(r"Grand total\s+\S+\s+(\S+)", completed.stdout + completed.stderr)
+        if not total or total.group(1) != "-":
+            raise SystemExit(f"{' '.join(args)} was to change nothing:\n{completed.stdout}")
     return elapsed
 
 
@@ -85,7 +95,24 @@ def scenario_lab_up(args: argparse.Namespace) -> dict:
     return results
 
 
-SCENARIOS = {"lab-up": scenario_lab_up}
+def scenario_deploy(args: argparse.Namespace) -> dict:
+    home = tempfile.mkdtemp(prefix="raydeploy-bench-labs-")
+    full, noop, dry = [], [], []
+    for run in range(args.runs):
+        env = {"RAYDEPLOY_LAB_HOME": home, "RAYDEPLOY_LAB": f"rdbench-deploy-{run}"}
+        try:
+            timed([RAYDEPLOY, "lab", "up", "--workers", str(args.workers)], env)
+            full.append(timed(DEPLOY, env))
+            noop.append(timed(DEPLOY, env, expect_no_change=True))
+            dry.append(timed([PYINFRA, "inventories/lab.py", "deploys/ray.py", "--dry"], env))
+            print(f"run {run + 1}: full {full[-1]:.1f} s, no-op {noop[-1]:.1f} s, dry {dry[-1]:.1f} s", flush=True)
+        finally:
+            subprocess.run([RAYDEPLOY, "lab", "down"], env={**os.environ, **env}, capture_output=True)
+    shutil.rmtree(home, ignore_errors=True)
+    return {"full_deploy": figure(full), "noop_rerun": figure(noop), "dry_run": figure(dry)}
+
+
+SCENARIOS = {"lab-up": scenario_lab_up, "deploy": scenario_deploy}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ import json
 import shlex
 from dataclasses import asdict, dataclass, field
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import OperationError, operation
 
 from facts.containers import COMPONENT_LABEL, SPEC_LABEL, Containers, DockerImages
@@ -42,6 +42,8 @@ class ContainerSpec:
     env_file: str | None = None
     # The env file's content digest, so that a changed secret or setting recreates the container.
     env_file_digest: str = ""
+    # The digest of mounted files the process reads only at start, so that changing them recreates it.
+    files_digest: str = ""
     volumes: tuple[str, ...] = ()
     publish: tuple[str, ...] = ()
     shm_size: str | None = None
@@ -79,6 +81,11 @@ class ContainerSpec:
         return " ".join(shlex.quote(arg) for arg in args)
 
 
+def _show_plan(what: str, spec: ContainerSpec) -> None:
+    """Say what will run, exactly (specs hold no secrets: those are in env files), in a dry run too."""
+    host.log(f"{what}: {spec.run_command()}", logger.info)
+
+
 @operation()
 def container(spec: ContainerSpec):
     """
@@ -97,6 +104,7 @@ def container(spec: ContainerSpec):
     """
     current = host.get_fact(Containers).get(spec.name)
     if current is None:
+        _show_plan(f"will create container {spec.name}", spec)
         yield spec.run_command()
         return
     if COMPONENT_LABEL not in current["labels"]:
@@ -105,6 +113,7 @@ def container(spec: ContainerSpec):
             f"(image {current['image']}); run the cleanup-existing checkpoint or remove it yourself"
         )
     if current["labels"].get(SPEC_LABEL) != spec.digest():
+        _show_plan(f"will recreate container {spec.name} (its spec changed)", spec)
         yield f"docker rm --force {shlex.quote(spec.name)}"
         yield spec.run_command()
     elif not current["running"]:

@@ -1,22 +1,288 @@
-"""monitoring-deployment: Prometheus, Grafana, node-exporter and cAdvisor (the monitoring issue).
+"""monitoring-deployment: node-exporter and cAdvisor on every host, Prometheus and Grafana on the monitoring host.
 
-This release does not deploy the monitoring stack yet; the checkpoint runs, changes nothing and
-says so, and the head's /tmp/ray is already a host directory for Prometheus and Grafana to read.
+Prometheus scrapes itself, every node-exporter and cAdvisor, and every Ray node through the Ray
+head's service-discovery endpoint; its config and alert rules come from templates/ (see
+deploys/monitoring_config.py). A change to them reloads Prometheus (SIGHUP), it does not restart
+it; its data lives in a volume. Grafana gets its datasource and dashboards from provisioning files
+and its admin password, generated once, from a 0600 env file. A component turned off in the
+inventory is removed if it ran, and reported as off, with the inventory's reason.
 """
 
 from __future__ import annotations
 
-from pyinfra import host, logger
-from pyinfra.api import deploy
+import shlex
+from io import StringIO
 
+from pyinfra import host, logger
+from pyinfra.api import deploy, operation
+from pyinfra.operations import files
+
+from deploys.components import CADVISOR, GRAFANA, NODE_EXPORTER, PROMETHEUS, monitoring_components
+from deploys.containers import ContainerSpec, HealthCheck, container, container_absent, image_present
+from deploys.credentials import secret
+from deploys.monitoring_config import (
+    alert_rules,
+    dashboards,
+    grafana_dashboard_providers,
+    grafana_datasources,
+    prometheus_config,
+)
+from deploys.ray_cluster import CONFIG_DIR, ray_secrets
+from deploys.secret_files import digest, env_file_text, secret_file
+from deploys.settings import Settings
 from deploys.topology import Cluster, Node
+
+PROMETHEUS_DIR = f"{CONFIG_DIR}/prometheus"
+PROMETHEUS_VOLUME = "raydeploy-prometheus-data"
+GRAFANA_DIR = f"{CONFIG_DIR}/grafana"
+GRAFANA_ENV_FILE = f"{CONFIG_DIR}/grafana.env"
+GRAFANA_VOLUME = "raydeploy-grafana-data"
+# The user the Prometheus image runs as (nobody), which must read the Ray token file.
+PROMETHEUS_GID = "65534"
+
+
+def _wget(port: int, path: str) -> str:
+    return f"wget -q -O /dev/null http://127.0.0.1:{port}{path}"
+
+
+def node_exporter_spec(settings: Settings) -> ContainerSpec:
+    port = settings.node_exporter_port
+    return ContainerSpec(
+        name=NODE_EXPORTER,
+        component=NODE_EXPORTER,
+        image=settings.node_exporter_image,
+        command=(
+            "--path.rootfs=/host",
+            f"--web.listen-address=:{port}",
+            "--collector.filesystem.mount-points-exclude=^/(dev|proc|run|sys|var/lib/docker/.+)($|/)",
+        ),
+        restart=settings.container_restart_policy,
+        volumes=("/:/host:ro,rslave",),
+        extra_args=("--pid=host",),
+        health=HealthCheck(command=_wget(port, "/metrics"), start_period="10s"),
+    )
+
+
+def cadvisor_spec(settings: Settings) -> ContainerSpec:
+    port = settings.cadvisor_port
+    docker_root = settings.docker_data_root or "/var/lib/docker"
+    return ContainerSpec(
+        name=CADVISOR,
+        component=CADVISOR,
+        image=settings.cadvisor_image,
+        command=(f"--port={port}", "--docker_only=true", "--housekeeping_interval=10s"),
+        restart=settings.container_restart_policy,
+        volumes=(
+            "/:/rootfs:ro",
+            "/var/run:/var/run:ro",
+            "/sys:/sys:ro",
+            f"{docker_root}:/var/lib/docker:ro",
+            "/dev/disk:/dev/disk:ro",
+        ),
+        # cAdvisor's documented way to run: it reads every cgroup and the kernel log.
+        extra_args=("--privileged", "--device=/dev/kmsg"),
+        health=HealthCheck(command=_wget(port, "/healthz"), start_period="30s"),
+    )
+
+
+def prometheus_spec(settings: Settings) -> ContainerSpec:
+    port = settings.prometheus_port
+    flags = [
+        "--config.file=/etc/prometheus/prometheus.yml",
+        "--storage.tsdb.path=/prometheus",
+        f"--storage.tsdb.retention.time={settings.prometheus_retention_time}",
+        f"--web.listen-address=:{port}",
+    ]
+    if settings.prometheus_retention_size:
+        flags.append(f"--storage.tsdb.retention.size={settings.prometheus_retention_size}")
+    # Its config files are not part of the spec: a change to them reloads Prometheus instead.
+    return ContainerSpec(
+        name=PROMETHEUS,
+        component=PROMETHEUS,
+        image=settings.prometheus_image,
+        command=tuple(flags),
+        restart=settings.container_restart_policy,
+        volumes=(f"{PROMETHEUS_DIR}:/etc/prometheus:ro", f"{PROMETHEUS_VOLUME}:/prometheus"),
+        health=HealthCheck(command=_wget(port, "/-/ready"), interval="5s", start_period="30s"),
+    )
+
+
+def grafana_spec(node: Node, cluster: Cluster, env_text: str, provisioning: str) -> ContainerSpec:
+    settings = node.settings
+    port = settings.grafana_port
+    environment = {
+        "GF_SERVER_HTTP_PORT": str(port),
+        "GF_SECURITY_ADMIN_USER": "admin",
+        "GF_AUTH_ANONYMOUS_ENABLED": "false",
+        "GF_USERS_ALLOW_SIGN_UP": "false",
+        # The Ray dashboard embeds Grafana's panels in iframes.
+        "GF_SECURITY_ALLOW_EMBEDDING": "true",
+        "GF_ANALYTICS_REPORTING_ENABLED": "false",
+        "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+    }
+    volumes = [
+        f"{GRAFANA_DIR}/provisioning:/etc/grafana/provisioning:ro",
+        f"{GRAFANA_DIR}/dashboards:/var/lib/grafana/dashboards/raydeploy:ro",
+        f"{GRAFANA_VOLUME}:/var/lib/grafana",
+    ]
+    if node.name == cluster.head.name:
+        volumes.append(f"{cluster.head.settings.ray_temp_dir}:/tmp/ray:ro")
+    return ContainerSpec(
+        name=GRAFANA,
+        component=GRAFANA,
+        image=settings.grafana_image,
+        restart=settings.container_restart_policy,
+        env=tuple(sorted(environment.items())),
+        env_file=GRAFANA_ENV_FILE,
+        env_file_digest=digest(env_text),
+        # Grafana reads datasources at start only (dashboards it rescans by itself).
+        files_digest=digest(provisioning),
+        volumes=tuple(volumes),
+        health=HealthCheck(command=_wget(port, "/api/health"), start_period="60s"),
+    )
+
+
+RELOAD_SCRIPT = """
+started=$(date +%s)
+docker kill --signal=HUP {name} >/dev/null
+for _ in $(seq 1 30); do
+  sleep 1
+  metrics=$(docker exec {name} wget -q -O - http://127.0.0.1:{port}/metrics 2>/dev/null)
+  if echo "$metrics" | grep -q '^prometheus_config_last_reload_successful 0'; then
+    echo "{host}: Prometheus refused its new config and keeps the old one; see: docker logs {name}" >&2
+    exit 1
+  fi
+  last=$(echo "$metrics" | awk '/^prometheus_config_last_reload_success_timestamp_seconds /{{print int($2)}}')
+  if [ -n "$last" ] && [ "$last" -ge "$started" ]; then exit 0; fi
+done
+echo "{host}: Prometheus did not report loading its new config within 30 s; see: docker logs {name}" >&2
+exit 1
+"""
+
+
+@operation()
+def prometheus_reloaded(container_name: str, port: int):
+    """
+    Reload Prometheus's config (SIGHUP) and wait until it reports the reload succeeded.
+
+    + container_name: the Prometheus container
+    + port: Prometheus's port
+    """
+    script = RELOAD_SCRIPT.format(name=shlex.quote(container_name), port=port, host=host.name)
+    yield script
+
+
+@operation()
+def http_ready(container_name: str, port: int, path: str, timeout_s: int = 60):
+    """
+    Wait until PATH on PORT answers inside CONTAINER_NAME; fail after TIMEOUT_S naming it.
+
+    + container_name: the container to ask from (it has wget)
+    + port: the port
+    + path: the URL path that answers 200 when ready
+    + timeout_s: how long to wait
+    """
+    check = f"docker exec {shlex.quote(container_name)} {_wget(port, path)}"
+    yield (
+        f"for _ in $(seq 1 {timeout_s}); do {check} 2>/dev/null && exit 0; sleep 1; done; "
+        f"echo {shlex.quote(f'{host.name}: {container_name} not ready at :{port}{path} after {timeout_s} s')} >&2; "
+        "exit 1"
+    )
+
+
+def _report_off(component: str, node: Node) -> None:
+    reason = node.settings.monitoring_off_reason or f"{component.replace('-', '_')}_enabled is false in the inventory"
+    host.log(f"monitoring-deployment: {component} is off: {reason}", logger.warning)
+
+
+def _put(dest: str, text: str, mode: str = "644") -> object:
+    return files.put(name=f"{dest}", src=StringIO(text), dest=dest, user="root", group="root", mode=mode)
+
+
+@deploy("Prometheus")
+def prometheus(node: Node, cluster: Cluster) -> None:
+    """Prometheus with the cluster's scrape config and alert rules; reloaded when only they changed.
+
+    + node: the monitoring host
+    + cluster: the whole cluster
+    """
+    settings = node.settings
+    files.directory(name=f"{PROMETHEUS_DIR}", path=PROMETHEUS_DIR, mode="755", user="root", group="root")
+    files.directory(name=f"{PROMETHEUS_DIR}/rules", path=f"{PROMETHEUS_DIR}/rules", mode="755")
+    changed = [
+        _put(f"{PROMETHEUS_DIR}/prometheus.yml", prometheus_config(cluster)),
+        _put(f"{PROMETHEUS_DIR}/rules/raydeploy.yml", alert_rules(cluster)),
+    ]
+    token = ray_secrets(cluster.head.settings).get("RAY_AUTH_TOKEN")
+    if token:
+        changed.append(
+            secret_file(
+                name=f"{PROMETHEUS_DIR}/ray-auth-token (for Ray's service discovery)",
+                dest=f"{PROMETHEUS_DIR}/ray-auth-token",
+                content=token,
+                mode="640",
+                group=PROMETHEUS_GID,
+            )
+        )
+    image_present(name=f"Image {settings.prometheus_image}", image=settings.prometheus_image)
+    started = container(name="Prometheus container", spec=prometheus_spec(settings))
+    if not started.will_change and any(op.will_change for op in changed):
+        prometheus_reloaded(
+            name="Reload Prometheus (config changed)", container_name=PROMETHEUS, port=settings.prometheus_port
+        )
+    elif started.will_change:
+        http_ready(name="Prometheus ready", container_name=PROMETHEUS, port=settings.prometheus_port, path="/-/ready")
+
+
+@deploy("Grafana")
+def grafana(node: Node, cluster: Cluster) -> None:
+    """Grafana with the Prometheus datasource and the dashboards provisioned, anonymous access off.
+
+    + node: the monitoring host
+    + cluster: the whole cluster
+    """
+    settings = node.settings
+    for directory in ("", "/provisioning", "/provisioning/datasources", "/provisioning/dashboards", "/dashboards"):
+        files.directory(name=f"{GRAFANA_DIR}{directory}", path=f"{GRAFANA_DIR}{directory}", mode="755")
+    datasources, providers = grafana_datasources(cluster), grafana_dashboard_providers(cluster)
+    _put(f"{GRAFANA_DIR}/provisioning/datasources/raydeploy.yml", datasources)
+    _put(f"{GRAFANA_DIR}/provisioning/dashboards/raydeploy.yml", providers)
+    for name, text in dashboards().items():
+        _put(f"{GRAFANA_DIR}/dashboards/{name}", text)
+    env_text = env_file_text({"GF_SECURITY_ADMIN_PASSWORD": secret(settings.state_dir, "grafana-admin-password")})
+    secret_file(name=f"{GRAFANA_ENV_FILE}", dest=GRAFANA_ENV_FILE, content=env_text)
+    image_present(name=f"Image {settings.grafana_image}", image=settings.grafana_image)
+    container(name="Grafana container", spec=grafana_spec(node, cluster, env_text, datasources + providers))
 
 
 @deploy("Monitoring stack")
 def monitoring_stack(node: Node, cluster: Cluster) -> None:
-    """Nothing yet: reports that the monitoring stack is not part of this release.
+    """This host's part of the monitoring stack; components turned off are removed and reported.
 
     + node: the node being deployed
     + cluster: the whole cluster
     """
-    host.log("monitoring-deployment: not deployed, the monitoring stack is not part of this release", logger.warning)
+    settings = node.settings
+    files.directory(name=f"{CONFIG_DIR} (private)", path=CONFIG_DIR, mode="700", user="root", group="root")
+    components = monitoring_components(node, cluster)
+    for component, enabled in components.items():
+        if not enabled:
+            _report_off(component, node)
+            container_absent(name=f"No {component} container (off)", container_name=component, component=component)
+    if components[NODE_EXPORTER]:
+        image_present(name=f"Image {settings.node_exporter_image}", image=settings.node_exporter_image)
+        container(name="node-exporter container", spec=node_exporter_spec(settings))
+    if components[CADVISOR]:
+        image_present(name=f"Image {settings.cadvisor_image}", image=settings.cadvisor_image)
+        container(name="cAdvisor container", spec=cadvisor_spec(settings))
+    if components.get(PROMETHEUS):
+        prometheus(node, cluster)
+    if components.get(GRAFANA):
+        grafana(node, cluster)
+    for component in (PROMETHEUS, GRAFANA):
+        if component not in components:  # not the monitoring host (any more)
+            container_absent(
+                name=f"No {component} container (not the monitoring host)",
+                container_name=component,
+                component=component,
+            )

@@ -22,6 +22,10 @@ PORT_OWNERS = {
     "ray_client_port": "ray-head",
     "ray_metrics_export_port": ("ray-head", "ray-worker"),
     "redis_port": "ray-redis",
+    "node_exporter_port": "node-exporter",
+    "cadvisor_port": "cadvisor",
+    "prometheus_port": "prometheus",
+    "grafana_port": "grafana",
 }
 
 _problems: dict[int, dict[str, list[str]]] = {}
@@ -59,7 +63,8 @@ def problems_of(node: Node, cluster: Cluster) -> list[str]:
         for found in host.get_fact(Containers).values()
         if found["running"] and COMPONENT_LABEL in found["labels"]
     }
-    for key, port in settings.ports(node.role).items():
+    monitoring = node.name in {member.name for member in cluster.monitoring}
+    for key, port in settings.ports(node.role, monitoring=monitoring).items():
         if port not in listening:
             continue
         owners = PORT_OWNERS.get(key, ())

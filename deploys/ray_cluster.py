@@ -17,6 +17,7 @@ from pyinfra.operations import files
 from deploys.components import RAY_HEAD, RAY_REDIS, RAY_WORKER
 from deploys.containers import ContainerSpec, HealthCheck, container, image_present
 from deploys.credentials import secret
+from deploys.monitoring_config import grafana_url, prometheus_url
 from deploys.secret_files import digest, env_file_text, secret_file
 from deploys.settings import Settings
 from deploys.topology import Cluster, Node
@@ -59,7 +60,20 @@ def resource_flags(settings: Settings) -> list[str]:
     return flags
 
 
-def head_spec(node: Node, env_text: str) -> ContainerSpec:
+def metrics_environment(cluster: Cluster) -> dict[str, str]:
+    """Where the Ray dashboard finds Prometheus and Grafana, for its metrics charts (when they run)."""
+    monitor = cluster.monitoring[0].settings
+    environment = {}
+    if monitor.prometheus_enabled:
+        environment["RAY_PROMETHEUS_HOST"] = prometheus_url(cluster)
+        environment["RAY_PROMETHEUS_NAME"] = "Prometheus"
+    if monitor.grafana_enabled:
+        environment["RAY_GRAFANA_HOST"] = grafana_url(cluster)
+        environment["RAY_GRAFANA_IFRAME_HOST"] = monitor.grafana_iframe_host or grafana_url(cluster)
+    return environment
+
+
+def head_spec(node: Node, cluster: Cluster, env_text: str) -> ContainerSpec:
     settings = node.settings
     start = [
         "ray", "start", "--head", "--block", "--disable-usage-stats",
@@ -72,7 +86,7 @@ def head_spec(node: Node, env_text: str) -> ContainerSpec:
         *resource_flags(settings),
     ]  # fmt: skip
     script = " ".join(shlex.quote(arg) for arg in start)
-    environment = ray_environment(settings)
+    environment = ray_environment(settings) | metrics_environment(cluster)
     if settings.redis_enabled:
         environment |= {
             "RAY_REDIS_ADDRESS": f"127.0.0.1:{settings.redis_port}",
@@ -156,10 +170,11 @@ def _config_dir() -> None:
 
 
 @deploy("Ray head")
-def ray_head(node: Node) -> None:
+def ray_head(node: Node, cluster: Cluster) -> None:
     """Redis (when enabled) and the Ray head container on the head node.
 
     + node: the head node
+    + cluster: the cluster (where its Prometheus and Grafana are)
     """
     settings = node.settings
     _config_dir()
@@ -178,7 +193,7 @@ def ray_head(node: Node) -> None:
         container(name="Redis for GCS fault tolerance", spec=redis_spec(settings, conf_text, redis_env))
     env_text = env_file_text(env)
     secret_file(name=f"{RAY_ENV_FILE}", dest=RAY_ENV_FILE, content=env_text)
-    container(name="Ray head container", spec=head_spec(node, env_text))
+    container(name="Ray head container", spec=head_spec(node, cluster, env_text))
 
 
 @deploy("Ray worker")
@@ -245,8 +260,11 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
     + node: the node being deployed
     + cluster: the whole cluster
     """
+    if node.role == "monitoring":
+        host.log("ray-deployment: no Ray on a monitoring-only host", logger.info)
+        return
     if node.role == "head":
-        ray_head(node)
+        ray_head(node, cluster)
     else:
         ray_worker(node, cluster)
     if node.role == "head":

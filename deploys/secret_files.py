@@ -16,20 +16,21 @@ from pyinfra.facts.files import Sha256File
 
 
 @operation()
-def secret_file(dest: str, content: str, mode: str = "600"):
+def secret_file(dest: str, content: str, mode: str = "600", group: str = "root"):
     """
-    Put CONTENT at DEST (root-owned, MODE) when the file's sha256 differs; the content is never logged.
+    Put CONTENT at DEST (owner root, GROUP, MODE) when the file's sha256 differs; the content is never logged.
 
     + dest: remote path; its directory must exist
     + content: the file's text
     + mode: permissions of the file
+    + group: the file's group (a name or a number), for a container user that must read it
     """
     wanted = hashlib.sha256(content.encode()).hexdigest()
     if host.get_fact(Sha256File, path=dest) == wanted:
         host.noop(f"{dest} is up to date")
         return
     yield FileUploadCommand(BytesIO(content.encode()), dest, remote_temp_filename=host.get_temp_filename(dest))
-    yield f"chown root:root {shlex.quote(dest)} && chmod {shlex.quote(mode)} {shlex.quote(dest)}"
+    yield f"chown root:{shlex.quote(group)} {shlex.quote(dest)} && chmod {shlex.quote(mode)} {shlex.quote(dest)}"
 
 
 def env_file_text(values: dict[str, str]) -> str:

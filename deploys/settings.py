@@ -21,6 +21,8 @@ DEFAULT_RAY_IMAGE = "rayproject/ray:2.60.0-py311-cpu"
 DOCKER_SOURCES = ("docker-ce", "distro")
 RAY_AUTH_MODES = ("token", "disabled")
 SIZE_PATTERN = re.compile(r"^[0-9]+[bkmg]?$")
+DURATION_PATTERN = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
+BYTE_SIZE_PATTERN = re.compile(r"^[0-9]+(B|KB|MB|GB|TB|PB|EB)$")
 
 
 class SettingsError(ValueError):
@@ -84,14 +86,54 @@ class Settings:
     redis_enabled: bool = _setting(True, "Run Redis beside the head so a restarted head recovers the cluster")
     redis_image: str = _setting("redis:7.0", "Redis image")
     redis_port: int = _setting(6380, "Head: Redis port (host network)", port=True)
+    # Monitoring: node-exporter and cAdvisor on every node, Prometheus and Grafana on the monitoring host
+    cluster_name: str = _setting("ray", "Name of the cluster in Prometheus (external label `cluster`)")
+    monitoring_off_reason: str = _setting("", "Why components are off on this host; the deploy prints it")
+    node_exporter_enabled: bool = _setting(True, "Run node-exporter (host metrics) on this node")
+    node_exporter_image: str = _setting("prom/node-exporter:v1.5.0", "node-exporter image")
+    node_exporter_port: int = _setting(9100, "node-exporter port (host network)", port=True)
+    cadvisor_enabled: bool = _setting(True, "Run cAdvisor (container metrics) on this node")
+    cadvisor_image: str = _setting("gcr.io/cadvisor/cadvisor:v0.47.2", "cAdvisor image")
+    cadvisor_port: int = _setting(8081, "cAdvisor port (host network)", port=True)
+    prometheus_enabled: bool = _setting(True, "Monitoring host: run Prometheus")
+    prometheus_image: str = _setting("prom/prometheus:v2.42.0", "Prometheus image")
+    prometheus_port: int = _setting(9090, "Monitoring host: Prometheus port", port=True)
+    prometheus_scrape_interval: str = _setting("15s", "How often Prometheus scrapes every target", duration=True)
+    prometheus_evaluation_interval: str = _setting(
+        "15s", "How often Prometheus evaluates the alert rules", duration=True
+    )
+    prometheus_retention_time: str = _setting("15d", "How long Prometheus keeps samples", duration=True)
+    prometheus_retention_size: str = _setting(
+        "", "Cap on Prometheus's storage, like 10GB (empty: no cap)", byte_size=True
+    )
+    grafana_enabled: bool = _setting(True, "Monitoring host: run Grafana")
+    grafana_image: str = _setting("grafana/grafana:10.4.2", "Grafana image")
+    grafana_port: int = _setting(3000, "Monitoring host: Grafana port", port=True)
+    grafana_iframe_host: str = _setting(
+        "", "URL browsers reach Grafana at, for the charts in the Ray dashboard (default: Grafana's own URL)"
+    )
+    alert_disk_free_percent: int = _setting(10, "DiskAlmostFull fires below this free share of a filesystem", minimum=1)
+    alert_memory_available_percent: int = _setting(
+        10, "MemoryPressure fires below this available share of memory", minimum=1
+    )
+    alert_container_restarts: int = _setting(3, "ContainerRestarting fires at this many restarts in 15 min", minimum=1)
+    alert_ray_node_lost_for: str = _setting("1m", "RayNodeLost fires after nodes are missing this long", duration=True)
     # Containers
     container_restart_policy: str = _setting(
         "unless-stopped", "Docker restart policy of every container", choices=("unless-stopped", "always", "on-failure")
     )
 
-    def ports(self, role: str) -> dict[str, int]:
-        """The ports this host's containers listen on, by setting name."""
-        ports = {"ray_metrics_export_port": self.ray_metrics_export_port}
+    def ports(self, role: str, monitoring: bool = False) -> dict[str, int]:
+        """The ports this host's containers listen on, by setting name (MONITORING: it is the monitoring host)."""
+        ports = {"ray_metrics_export_port": self.ray_metrics_export_port} if role in ("head", "worker") else {}
+        if self.node_exporter_enabled:
+            ports["node_exporter_port"] = self.node_exporter_port
+        if self.cadvisor_enabled:
+            ports["cadvisor_port"] = self.cadvisor_port
+        if monitoring and self.prometheus_enabled:
+            ports["prometheus_port"] = self.prometheus_port
+        if monitoring and self.grafana_enabled:
+            ports["grafana_port"] = self.grafana_port
         if role == "head":
             ports |= {
                 "ray_gcs_port": self.ray_gcs_port,
@@ -133,6 +175,10 @@ def _check_value(name: str, raw: Any) -> tuple[Any, str | None]:
             return None, f"must be one of: {', '.join(meta['choices'])}"
         if meta.get("size") and not SIZE_PATTERN.match(raw.lower()):
             return None, "must be a size like 512m or 2g"
+        if meta.get("duration") and not DURATION_PATTERN.match(raw):
+            return None, "must be a duration like 30s, 5m, 15d"
+        if meta.get("byte_size") and raw and not BYTE_SIZE_PATTERN.match(raw):
+            return None, "must be empty or a size like 512MB or 10GB"
         return raw, None
     if kind == "list":
         if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
@@ -171,10 +217,16 @@ def settings_from_data(host_name: str, data: dict[str, Any], ssh_hostname: str |
     return settings
 
 
-def check_cluster(hosts: Iterable[tuple[str, str, Settings]]) -> None:
-    """Checks across hosts, given (name, role, settings) for each: all problems at once."""
+def check_cluster(hosts: Iterable[tuple[str, str, Settings]], monitoring: Iterable[str] = ()) -> None:
+    """Checks across hosts, given (name, role, settings) for each and the monitoring group: all problems at once."""
     hosts = list(hosts)
+    monitoring = list(monitoring)
     problems: list[str] = []
+    if len(monitoring) > 1:
+        problems.append(
+            f"inventory: group 'monitoring' may hold one host; found {len(monitoring)} ({', '.join(monitoring)})"
+        )
+    monitoring_host = monitoring[0] if monitoring else next((name for name, role, _ in hosts if role == "head"), None)
     heads = [name for name, role, _ in hosts if role == "head"]
     if len(heads) != 1:
         found = ", ".join(heads) or "none"
@@ -182,9 +234,10 @@ def check_cluster(hosts: Iterable[tuple[str, str, Settings]]) -> None:
     both = [name for name, role, _ in hosts if role == "head+worker"]
     if both:
         problems.append(f"inventory: {', '.join(both)} is in both 'head' and 'workers'; a host has one role")
-    images = {settings.ray_image for _, _, settings in hosts}
+    ray_nodes = [(name, role, settings) for name, role, settings in hosts if role != "monitoring"]
+    images = {settings.ray_image for _, _, settings in ray_nodes}
     if len(images) > 1:
-        per_host = ", ".join(f"{name}={settings.ray_image}" for name, _, settings in hosts)
+        per_host = ", ".join(f"{name}={settings.ray_image}" for name, _, settings in ray_nodes)
         problems.append(
             f"inventory: ray_image differs across nodes ({per_host}); Ray refuses mixed versions, "
             f"set one ray_image for all"
@@ -203,7 +256,7 @@ def check_cluster(hosts: Iterable[tuple[str, str, Settings]]) -> None:
             if not re.match(r"^[A-Za-z0-9.-]+$", settings.cluster_address):
                 problems.append(f"{name}: cluster_address={settings.cluster_address!r} is not an address or hostname")
         used: dict[int, str] = {}
-        for key, port in settings.ports(role).items():
+        for key, port in settings.ports(role, monitoring=name == monitoring_host).items():
             if port in used:
                 problems.append(f"{name}: {key}={port} clashes with {used[port]}={port}; give each a port of its own")
             used[port] = key

@@ -28,13 +28,21 @@ class Cluster:
     head: Node
     workers: tuple[Node, ...]
     monitoring: tuple[Node, ...]
+    # Hosts only in group 'monitoring' (role "monitoring"): no Ray, but exporters and the stack.
+    monitoring_only: tuple[Node, ...] = ()
 
     @property
     def nodes(self) -> tuple[Node, ...]:
+        """The Ray nodes: the head and the workers."""
         return (self.head, *self.workers)
 
+    @property
+    def hosts(self) -> tuple[Node, ...]:
+        """Every host of the inventory: the Ray nodes and any monitoring-only host."""
+        return (*self.nodes, *self.monitoring_only)
+
     def node(self, name: str) -> Node:
-        return next(node for node in self.nodes if node.name == name)
+        return next(node for node in self.hosts if node.name == name)
 
     @property
     def expected_cpus(self) -> int | None:
@@ -67,19 +75,20 @@ def load_cluster() -> Cluster:
             if member.name in heads and member.name in workers
             else ("head" if member.name in heads else "worker" if member.name in workers else None)
         )
-        if role is None and member.name not in monitoring:
-            problems.append(f"{member.name}: is in neither group 'head' nor 'workers'; put it in one")
+        if role is None and member.name in monitoring:
+            role = "monitoring"
+        if role is None:
+            problems.append(f"{member.name}: is in none of the groups 'head', 'workers', 'monitoring'; put it in one")
             continue
         try:
             settings = settings_from_data(member.name, member.data.dict(), member.data.get("ssh_hostname"))
         except SettingsError as error:
             problems.append(str(error))
             continue
-        if role is not None:
-            entries.append((member.name, role, settings))
+        entries.append((member.name, role, settings))
     if not problems:
         try:
-            check_cluster(entries)
+            check_cluster(entries, monitoring)
         except SettingsError as error:
             problems.append(str(error))
     if problems:
@@ -90,6 +99,7 @@ def load_cluster() -> Cluster:
         head=head,
         workers=tuple(node for node in nodes.values() if node.role == "worker"),
         monitoring=tuple(nodes[name] for name in monitoring if name in nodes) or (head,),
+        monitoring_only=tuple(node for node in nodes.values() if node.role == "monitoring"),
     )
     _cache[key] = cluster
     return cluster

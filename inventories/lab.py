@@ -30,6 +30,20 @@ def _host(lab_host):
             "docker_registry_mirrors": [_lab.registry_mirror],
             "docker_insecure_registries": [_lab.registry_address],
             "ray_image": _lab.images["ray"],
+            "redis_image": _lab.images.get("redis", "redis:7.0"),
+            "prometheus_image": _lab.images.get("prometheus", "prom/prometheus:v2.42.0"),
+            "node_exporter_image": _lab.images.get("node-exporter", "prom/node-exporter:v1.5.0"),
+            "cluster_name": _lab.name,
+            # Fast enough that the tests see a lost node within seconds.
+            "prometheus_scrape_interval": "5s",
+            "prometheus_evaluation_interval": "5s",
+            # No image of either can be had offline (README: "What cannot run here").
+            "grafana_enabled": False,
+            "cadvisor_enabled": False,
+            "monitoring_off_reason": (
+                "its image cannot be had on this machine (no registry but the lab's own mirror, "
+                "built from Debian and PyPI); see the README, 'What cannot run here'"
+            ),
             "state_dir": str(lab_dir(_lab.name)),
             # Every lab host sees the whole machine: keep Ray's memory claims small.
             "ray_object_store_memory_mb": 300,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 import testinfra
 
 from raydeploy.lab import state as lab_state
@@ -93,3 +97,106 @@ def lab(make_lab) -> TestLab:
     lab = make_lab("main")
     lab.up("--workers", "2")
     return lab
+
+
+def grand_total(output: str) -> tuple[int, int]:
+    """(operations that changed something, operations that errored) from pyinfra's results table."""
+    match = re.search(r"Grand total\s+\S+\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert match, output
+    changed, errors = (0 if value == "-" else int(value) for value in match.groups()[:2])
+    return changed, errors
+
+
+def changed_operations(output: str) -> list[str]:
+    rows = re.findall(r"^\s{4}(\S.*?)\s{2,}(\d+)\s+(\d+|-)\s+(\d+|-)\s+(\d+|-)\s*$", output, flags=re.MULTILINE)
+    return [row[0] for row in rows if row[2] != "-" and not row[0].startswith("Grand total")]
+
+
+def deploy(lab: TestLab, file: str = "deploys/ray.py", *extra: str, check: bool = True):
+    result = lab.pyinfra("inventories/lab.py", file, *extra, check=check)
+    result.output = result.stdout + result.stderr
+    return result
+
+
+class DeployedCluster:
+    """The deployed lab cluster as an operator sees it from this machine."""
+
+    def __init__(self, lab: TestLab):
+        self.lab = lab
+        state = lab.state()
+        self.dashboard = f"http://127.0.0.1:{state.head.published['ray-dashboard']}"
+        self.prometheus = f"http://127.0.0.1:{state.head.published['prometheus']}"
+        secrets = lab.home / lab.name / "secrets"
+        self.token = (secrets / "ray-auth-token").read_text().strip()
+        self.redis_password = (secrets / "redis-password").read_text().strip()
+
+    def alive_nodes(self) -> dict[str, float]:
+        response = requests.get(
+            f"{self.dashboard}/nodes?view=summary", headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+        )
+        response.raise_for_status()
+        return {
+            row["raylet"]["nodeManagerAddress"]: float(row["raylet"]["resourcesTotal"].get("CPU", 0))
+            for row in response.json()["data"]["summary"]
+            if row["raylet"]["state"] == "ALIVE"
+        }
+
+    def wait_for_alive(self, count: int, timeout_s: float = 180) -> dict[str, float]:
+        deadline = time.monotonic() + timeout_s
+        nodes: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            try:
+                nodes = self.alive_nodes()
+            except requests.RequestException:
+                nodes = {}
+            if len(nodes) == count:
+                return nodes
+            time.sleep(2)
+        raise AssertionError(f"{count} alive Ray nodes expected within {timeout_s} s, saw {nodes}")
+
+    def query(self, promql: str) -> list[dict]:
+        """An instant query against the deployed Prometheus: its result vector."""
+        response = requests.get(f"{self.prometheus}/api/v1/query", params={"query": promql}, timeout=10)
+        response.raise_for_status()
+        return response.json()["data"]["result"]
+
+    def query_at(self, promql: str, at: float) -> list[dict]:
+        response = requests.get(f"{self.prometheus}/api/v1/query", params={"query": promql, "time": at}, timeout=10)
+        response.raise_for_status()
+        return response.json()["data"]["result"]
+
+    def query_names(self) -> list[str]:
+        """Every metric name Prometheus holds."""
+        response = requests.get(f"{self.prometheus}/api/v1/label/__name__/values", timeout=10)
+        response.raise_for_status()
+        return response.json()["data"]
+
+    def alerts(self) -> list[dict]:
+        """Pending and firing alerts."""
+        response = requests.get(f"{self.prometheus}/api/v1/alerts", timeout=10)
+        response.raise_for_status()
+        return response.json()["data"]["alerts"]
+
+    def targets(self) -> list[dict]:
+        response = requests.get(f"{self.prometheus}/api/v1/targets", params={"state": "active"}, timeout=10)
+        response.raise_for_status()
+        return response.json()["data"]["activeTargets"]
+
+    def container(self, host: str, name: str) -> dict:
+        return json.loads(self.lab.host(host).check_output(f"docker inspect {name}"))[0]
+
+
+@pytest.fixture(scope="session")
+def fresh_lab(make_lab) -> TestLab:
+    """A 1+2 lab for the deploy tests: fresh until `deployed` deploys onto it."""
+    lab = make_lab("deploy")
+    lab.up("--workers", "2")
+    return lab
+
+
+@pytest.fixture(scope="session")
+def deployed(fresh_lab) -> DeployedCluster:
+    """The fresh lab after a full deploy (shared by the deploy and monitoring tests)."""
+    result = deploy(fresh_lab)
+    assert grand_total(result.output)[1] == 0, result.output
+    return DeployedCluster(fresh_lab)

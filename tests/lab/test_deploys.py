@@ -6,84 +6,11 @@ import json
 import re
 import time
 
-import pytest
 import requests
 
-from tests.lab.conftest import TestLab
+from tests.lab.conftest import changed_operations, deploy, grand_total
 
 RAY_IMAGE = "rayproject/ray:2.60.0-py311-cpu"
-
-
-def grand_total(output: str) -> tuple[int, int]:
-    """(operations that changed something, operations that errored) from pyinfra's results table."""
-    match = re.search(r"Grand total\s+\S+\s+(\S+)\s+(\S+)\s+(\S+)", output)
-    assert match, output
-    changed, errors = (0 if value == "-" else int(value) for value in match.groups()[:2])
-    return changed, errors
-
-
-def changed_operations(output: str) -> list[str]:
-    rows = re.findall(r"^\s{4}(\S.*?)\s{2,}(\d+)\s+(\d+|-)\s+(\d+|-)\s+(\d+|-)\s*$", output, flags=re.MULTILINE)
-    return [row[0] for row in rows if row[2] != "-" and not row[0].startswith("Grand total")]
-
-
-def deploy(lab: TestLab, file: str = "deploys/ray.py", *extra: str, check: bool = True):
-    result = lab.pyinfra("inventories/lab.py", file, *extra, check=check)
-    result.output = result.stdout + result.stderr
-    return result
-
-
-class Cluster:
-    """The deployed lab cluster as an operator sees it from this machine."""
-
-    def __init__(self, lab: TestLab):
-        self.lab = lab
-        state = lab.state()
-        self.dashboard = f"http://127.0.0.1:{state.head.published['ray-dashboard']}"
-        secrets = lab.home / lab.name / "secrets"
-        self.token = (secrets / "ray-auth-token").read_text().strip()
-        self.redis_password = (secrets / "redis-password").read_text().strip()
-
-    def alive_nodes(self) -> dict[str, float]:
-        response = requests.get(
-            f"{self.dashboard}/nodes?view=summary", headers={"Authorization": f"Bearer {self.token}"}, timeout=10
-        )
-        response.raise_for_status()
-        return {
-            row["raylet"]["nodeManagerAddress"]: float(row["raylet"]["resourcesTotal"].get("CPU", 0))
-            for row in response.json()["data"]["summary"]
-            if row["raylet"]["state"] == "ALIVE"
-        }
-
-    def wait_for_alive(self, count: int, timeout_s: float = 180) -> dict[str, float]:
-        deadline = time.monotonic() + timeout_s
-        nodes: dict[str, float] = {}
-        while time.monotonic() < deadline:
-            try:
-                nodes = self.alive_nodes()
-            except requests.RequestException:
-                nodes = {}
-            if len(nodes) == count:
-                return nodes
-            time.sleep(2)
-        raise AssertionError(f"{count} alive Ray nodes expected within {timeout_s} s, saw {nodes}")
-
-    def container(self, host: str, name: str) -> dict:
-        return json.loads(self.lab.host(host).check_output(f"docker inspect {name}"))[0]
-
-
-@pytest.fixture(scope="module")
-def fresh_lab(make_lab) -> TestLab:
-    lab = make_lab("deploy")
-    lab.up("--workers", "2")
-    return lab
-
-
-@pytest.fixture(scope="module")
-def deployed(fresh_lab) -> Cluster:
-    result = deploy(fresh_lab)
-    assert grand_total(result.output)[1] == 0, result.output
-    return Cluster(fresh_lab)
 
 
 def test_dry_run_on_a_fresh_lab_lists_the_plan_and_changes_nothing(fresh_lab):
@@ -156,6 +83,7 @@ def test_redis_holds_the_gcs_data(deployed):
 def test_every_container_has_a_health_check_and_becomes_healthy(deployed):
     deadline = time.monotonic() + 120
     wanted = {("head", "ray-head"), ("head", "ray-redis"), ("worker-1", "ray-worker"), ("worker-2", "ray-worker")}
+    wanted |= {("head", "prometheus")} | {(name, "node-exporter") for name in ("head", "worker-1", "worker-2")}
     states = {}
     while time.monotonic() < deadline:
         states = {key: deployed.container(*key)["State"].get("Health", {}).get("Status") for key in wanted}
@@ -209,12 +137,20 @@ def test_a_new_ray_image_tag_recreates_the_ray_containers_and_nothing_else(deplo
     engine.run(["rmi", alias])
     ids = {
         key: deployed.container(*key)["Id"]
-        for key in (("head", "ray-head"), ("head", "ray-redis"), ("worker-1", "ray-worker"), ("worker-2", "ray-worker"))
+        for key in (
+            ("head", "ray-head"),
+            ("head", "ray-redis"),
+            ("head", "prometheus"),
+            ("head", "node-exporter"),
+            ("worker-1", "ray-worker"),
+            ("worker-2", "ray-worker"),
+        )
     }
     result = deploy(deployed.lab, "deploys/ray.py", "--data", "ray_image=rayproject/ray:2.60.0-py311-cpu-retag")
     assert grand_total(result.output)[1] == 0, result.output
     after = {key: deployed.container(*key)["Id"] for key in ids}
-    assert after[("head", "ray-redis")] == ids[("head", "ray-redis")]
+    for key in (("head", "ray-redis"), ("head", "prometheus"), ("head", "node-exporter")):
+        assert after[key] == ids[key], f"{key} was recreated"
     for key in (("head", "ray-head"), ("worker-1", "ray-worker"), ("worker-2", "ray-worker")):
         assert after[key] != ids[key], f"{key} was not recreated"
         assert deployed.container(*key)["Config"]["Image"] == "rayproject/ray:2.60.0-py311-cpu-retag"
