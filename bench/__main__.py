@@ -6,6 +6,8 @@ Scenarios:
   deploy   on --runs fresh labs (images already in the mirror): the full
            `pyinfra -y inventories/lab.py deploys/ray.py`, then a no-op re-run (which must change
            nothing) and a dry run (`--dry`) of the same.
+  validate on one fresh deployed lab: `raydeploy validate --health-only` (median of --runs, at
+           least 5) and the full `raydeploy validate` with the smoke job (median of --runs).
 """
 
 from __future__ import annotations
@@ -112,7 +114,21 @@ def scenario_deploy(args: argparse.Namespace) -> dict:
     return {"full_deploy": figure(full), "noop_rerun": figure(noop), "dry_run": figure(dry)}
 
 
-SCENARIOS = {"lab-up": scenario_lab_up, "deploy": scenario_deploy}
+def scenario_validate(args: argparse.Namespace) -> dict:
+    home = tempfile.mkdtemp(prefix="raydeploy-bench-labs-")
+    env = {"RAYDEPLOY_LAB_HOME": home, "RAYDEPLOY_LAB": "rdbench-validate"}
+    try:
+        timed([RAYDEPLOY, "lab", "up", "--workers", str(args.workers)], env)
+        timed(DEPLOY, env)
+        health = [timed([RAYDEPLOY, "validate", "--health-only"], env) for _ in range(max(args.runs, 5))]
+        full = [timed([RAYDEPLOY, "validate"], env) for _ in range(args.runs)]
+    finally:
+        subprocess.run([RAYDEPLOY, "lab", "down"], env={**os.environ, **env}, capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)
+    return {"validate_health_only": figure(health), "validate_full": figure(full)}
+
+
+SCENARIOS = {"lab-up": scenario_lab_up, "deploy": scenario_deploy, "validate": scenario_validate}
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -134,9 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     output = args.output or RESULTS / f"{args.scenario}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2))
-    print(f"{'figure':<16} {'median s':>9} {'min s':>7} {'max s':>7} {'runs':>5}")
+    print(f"{'figure':<22} {'median s':>9} {'min s':>7} {'max s':>7} {'runs':>5}")
     for key, value in figures.items():
-        print(f"{key:<16} {value['median_s']:>9} {value['min_s']:>7} {value['max_s']:>7} {value['runs']:>5}")
+        print(f"{key:<22} {value['median_s']:>9} {value['min_s']:>7} {value['max_s']:>7} {value['runs']:>5}")
     print(f"written to {output}")
 
 

@@ -26,3 +26,12 @@ def secret(state_dir: str, name: str, nbytes: int = 32) -> str:
     with os.fdopen(descriptor, "w") as handle:
         handle.write(value + "\n")
     return value
+
+
+def read_secret(state_dir: str, name: str) -> str | None:
+    """The secret NAME if it was generated, else None (for readers that must not generate it)."""
+    path = Path(state_dir) / "secrets" / name
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None

@@ -10,6 +10,7 @@ inventory is removed if it ran, and reported as off, with the inventory's reason
 
 from __future__ import annotations
 
+import json
 import shlex
 from io import StringIO
 
@@ -31,6 +32,7 @@ from deploys.ray_cluster import CONFIG_DIR, ray_secrets
 from deploys.secret_files import digest, env_file_text, secret_file
 from deploys.settings import Settings
 from deploys.topology import Cluster, Node
+from facts.prometheus import PrometheusTargetsUp
 
 PROMETHEUS_DIR = f"{CONFIG_DIR}/prometheus"
 PROMETHEUS_VOLUME = "raydeploy-prometheus-data"
@@ -190,6 +192,44 @@ def http_ready(container_name: str, port: int, path: str, timeout_s: int = 60):
     )
 
 
+WAIT_TARGETS_SCRIPT = """
+import json, subprocess, sys, time
+wanted, port, deadline = json.loads(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+url = "http://127.0.0.1:%d/api/v1/targets?state=active" % port
+while True:
+    out = subprocess.run(["docker", "exec", "prometheus", "wget", "-q", "-O", "-", url], capture_output=True, text=True).stdout
+    try:
+        targets = json.loads(out)["data"]["activeTargets"]
+    except Exception:
+        targets = []
+    up = {(t["labels"].get("job"), t["labels"].get("node")) for t in targets if t.get("health") == "up"}
+    missing = [f"{job} on {node}" for job, node in wanted if (job, node) not in up]
+    if not missing:
+        sys.exit(0)
+    if time.monotonic() > deadline:
+        sys.exit(f"Prometheus does not scrape, after {sys.argv[3]} s: {', '.join(missing)}")
+    time.sleep(1)
+"""
+
+
+@operation()
+def prometheus_targets_up(wanted: list[tuple[str, str]], port: int, timeout_s: int = 120):
+    """
+    Wait until Prometheus scrapes every WANTED (job, node) target successfully; fail naming the missing ones.
+
+    + wanted: (job, node label) pairs, e.g. ("ray", "worker-1")
+    + port: Prometheus's port
+    + timeout_s: how long to wait (Ray's service discovery and the first scrape take a few seconds)
+    """
+    up = host.get_fact(PrometheusTargetsUp, container=PROMETHEUS, port=port)
+    missing = [(job, node) for job, node in wanted if node not in up.get(job, [])]
+    if not missing:
+        host.noop(f"Prometheus scrapes all {len(wanted)} expected targets")
+        return
+    arguments = [json.dumps(wanted), str(port), str(timeout_s)]
+    yield f"python3 -c {shlex.quote(WAIT_TARGETS_SCRIPT)} {' '.join(shlex.quote(arg) for arg in arguments)}"
+
+
 def _report_off(component: str, node: Node) -> None:
     reason = node.settings.monitoring_off_reason or f"{component.replace('-', '_')}_enabled is false in the inventory"
     host.log(f"monitoring-deployment: {component} is off: {reason}", logger.warning)
@@ -232,6 +272,12 @@ def prometheus(node: Node, cluster: Cluster) -> None:
         )
     elif started.will_change:
         http_ready(name="Prometheus ready", container_name=PROMETHEUS, port=settings.prometheus_port, path="/-/ready")
+    wanted = [("ray", member.name) for member in cluster.nodes]
+    wanted += [("node", member.name) for member in cluster.hosts if member.settings.node_exporter_enabled]
+    wanted += [("cadvisor", member.name) for member in cluster.hosts if member.settings.cadvisor_enabled]
+    prometheus_targets_up(
+        name="Prometheus scrapes every node and Ray node", wanted=wanted, port=settings.prometheus_port
+    )
 
 
 @deploy("Grafana")

@@ -214,16 +214,16 @@ def ray_worker(node: Node, cluster: Cluster) -> None:
 WAIT_SCRIPT = """
 import json, subprocess, sys, time
 expected, port, deadline = json.loads(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+# Ray's state API asks the GCS; the token comes from the head container's environment.
 query = ('curl -sf --max-time 5 ${RAY_AUTH_TOKEN:+-H "Authorization: Bearer $RAY_AUTH_TOKEN"} '
-         'http://127.0.0.1:%d/nodes?view=summary' % port)
+         '"http://127.0.0.1:%d/api/v0/nodes?limit=1000&filter_keys=state&filter_predicates=%%3D&filter_values=ALIVE"'
+         % port)
 while True:
     out = subprocess.run(["docker", "exec", "ray-head", "sh", "-c", query], capture_output=True, text=True).stdout
     try:
-        rows = json.loads(out)["data"]["summary"]
+        alive = {row.get("node_ip") for row in json.loads(out)["data"]["result"]["result"]}
     except Exception:
-        rows = []
-    alive = {(r.get("raylet") or {}).get("nodeManagerAddress") for r in rows
-             if (r.get("raylet") or {}).get("state") == "ALIVE"}
+        alive = set()
     missing = [f"{name} ({address})" for address, name in expected.items() if address not in alive]
     if not missing:
         print(f"all {len(expected)} Ray nodes alive")

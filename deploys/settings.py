@@ -118,6 +118,10 @@ class Settings:
     )
     alert_container_restarts: int = _setting(3, "ContainerRestarting fires at this many restarts in 15 min", minimum=1)
     alert_ray_node_lost_for: str = _setting("1m", "RayNodeLost fires after nodes are missing this long", duration=True)
+    # How this machine (validation, the API) reaches the services; default http://<cluster_address>:<port>
+    dashboard_access_url: str = _setting("", "Head: URL of the Ray dashboard from the machine running raydeploy")
+    prometheus_access_url: str = _setting("", "Monitoring host: URL of Prometheus from the machine running raydeploy")
+    grafana_access_url: str = _setting("", "Monitoring host: URL of Grafana from the machine running raydeploy")
     # Containers
     container_restart_policy: str = _setting(
         "unless-stopped", "Docker restart policy of every container", choices=("unless-stopped", "always", "on-failure")

@@ -6,7 +6,9 @@ the head). Every host's data is checked here, and the inventory as a whole, befo
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pyinfra import host as current_host
 from pyinfra import inventory
@@ -61,46 +63,58 @@ def _group_names(name: str) -> list[str]:
         return []
 
 
-def load_cluster() -> Cluster:
-    """The checked cluster of the current inventory; DeployError naming every problem at once."""
-    key = id(ctx_inventory.get())
-    if key in _cache:
-        return _cache[key]
-    heads, workers, monitoring = _group_names("head"), _group_names("workers"), _group_names("monitoring")
+def build_cluster(members: Iterable[tuple[str, dict[str, Any]]], groups: dict[str, list[str]]) -> Cluster:
+    """The checked cluster of MEMBERS (name, host data) in GROUPS (head/workers/monitoring -> names).
+
+    Raises SettingsError naming every problem of every host at once.
+    """
+    heads, workers, monitoring = (groups.get(name, []) for name in ("head", "workers", "monitoring"))
     problems: list[str] = []
     entries: list[tuple[str, str, Settings]] = []
-    for member in inventory:
+    for name, data in members:
         role = (
             "head+worker"
-            if member.name in heads and member.name in workers
-            else ("head" if member.name in heads else "worker" if member.name in workers else None)
+            if name in heads and name in workers
+            else ("head" if name in heads else "worker" if name in workers else None)
         )
-        if role is None and member.name in monitoring:
+        if role is None and name in monitoring:
             role = "monitoring"
         if role is None:
-            problems.append(f"{member.name}: is in none of the groups 'head', 'workers', 'monitoring'; put it in one")
+            problems.append(f"{name}: is in none of the groups 'head', 'workers', 'monitoring'; put it in one")
             continue
         try:
-            settings = settings_from_data(member.name, member.data.dict(), member.data.get("ssh_hostname"))
+            settings = settings_from_data(name, data, data.get("ssh_hostname"))
         except SettingsError as error:
             problems.append(str(error))
             continue
-        entries.append((member.name, role, settings))
+        entries.append((name, role, settings))
     if not problems:
         try:
             check_cluster(entries, monitoring)
         except SettingsError as error:
             problems.append(str(error))
     if problems:
-        raise DeployError("bad inventory data, nothing was changed:\n" + "\n".join(problems))
+        raise SettingsError("\n".join(problems))
     nodes = {name: Node(name, role, settings) for name, role, settings in entries}
     head = next(node for node in nodes.values() if node.role == "head")
-    cluster = Cluster(
+    return Cluster(
         head=head,
         workers=tuple(node for node in nodes.values() if node.role == "worker"),
         monitoring=tuple(nodes[name] for name in monitoring if name in nodes) or (head,),
         monitoring_only=tuple(node for node in nodes.values() if node.role == "monitoring"),
     )
+
+
+def load_cluster() -> Cluster:
+    """The checked cluster of pyinfra's current inventory; DeployError naming every problem at once."""
+    key = id(ctx_inventory.get())
+    if key in _cache:
+        return _cache[key]
+    groups = {name: _group_names(name) for name in ("head", "workers", "monitoring")}
+    try:
+        cluster = build_cluster(((member.name, member.data.dict()) for member in inventory), groups)
+    except SettingsError as error:
+        raise DeployError(f"bad inventory data, nothing was changed:\n{error}") from None
     _cache[key] = cluster
     return cluster
 

@@ -22,28 +22,27 @@ class RayNodes(FactBase):
     default = dict
 
     def command(self, container: str = "ray-head", port: int = 8265) -> str:
+        # Ray's state API asks the GCS (the dashboard's /nodes summary is a cache that lags).
         # The token comes from the container's own environment, so it never appears on a command line.
         query = (
             'curl -sf --max-time 5 ${RAY_AUTH_TOKEN:+-H "Authorization: Bearer $RAY_AUTH_TOKEN"} '
-            f"http://127.0.0.1:{int(port)}/nodes?view=summary"
+            f"'http://127.0.0.1:{int(port)}/api/v0/nodes?limit=1000&detail=1'"
         )
         return f"docker exec {shlex.quote(container)} sh -c {shlex.quote(query)} 2>/dev/null || echo '{{}}'"
 
     def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
         try:
-            summary = json.loads("\n".join(output)).get("data", {}).get("summary", [])
-        except (ValueError, AttributeError):
+            rows = json.loads("\n".join(output))["data"]["result"]["result"]
+        except (ValueError, KeyError, TypeError):
             return {}
         nodes: dict[str, dict[str, Any]] = {}
-        for entry in summary:
-            raylet = entry.get("raylet") or {}
-            address = raylet.get("nodeManagerAddress") or entry.get("ip")
-            state = raylet.get("state", "")
+        for row in rows:
+            address, state = row.get("node_ip"), row.get("state", "")
             # A restarted node leaves a DEAD entry beside its ALIVE one: ALIVE wins.
             if address and (address not in nodes or state == "ALIVE"):
                 nodes[address] = {
                     "state": state,
-                    "cpus": float((raylet.get("resourcesTotal") or {}).get("CPU", 0)),
-                    "node_id": raylet.get("nodeId", ""),
+                    "cpus": float((row.get("resources_total") or {}).get("CPU", 0)),
+                    "node_id": row.get("node_id", ""),
                 }
         return nodes

@@ -13,6 +13,16 @@ except NoLabError as error:
     sys.exit(str(error))
 
 
+def _access_urls(lab_host):
+    published = lab_host.published or {}
+    urls = {
+        "dashboard_access_url": "ray-dashboard",
+        "prometheus_access_url": "prometheus",
+        "grafana_access_url": "grafana",
+    }
+    return {key: f"http://127.0.0.1:{published[service]}" for key, service in urls.items() if service in published}
+
+
 def _host(lab_host):
     return (
         lab_host.name,
@@ -34,6 +44,8 @@ def _host(lab_host):
             "prometheus_image": _lab.images.get("prometheus", "prom/prometheus:v2.42.0"),
             "node_exporter_image": _lab.images.get("node-exporter", "prom/node-exporter:v1.5.0"),
             "cluster_name": _lab.name,
+            # The head's services as this machine reaches them: published on 127.0.0.1.
+            **_access_urls(lab_host),
             # Fast enough that the tests see a lost node within seconds.
             "prometheus_scrape_interval": "5s",
             "prometheus_evaluation_interval": "5s",

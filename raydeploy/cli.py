@@ -6,6 +6,7 @@ import click
 
 from raydeploy import __version__
 from raydeploy.lab.cli import lab
+from validate.cli import validate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,3 +19,4 @@ def main() -> None:
 
 
 main.add_command(lab)
+main.add_command(validate)

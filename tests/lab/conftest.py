@@ -131,15 +131,16 @@ class DeployedCluster:
         self.redis_password = (secrets / "redis-password").read_text().strip()
 
     def alive_nodes(self) -> dict[str, float]:
+        """Alive Ray nodes by address, with their CPUs, from Ray's state API (the GCS's view)."""
         response = requests.get(
-            f"{self.dashboard}/nodes?view=summary", headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+            f"{self.dashboard}/api/v0/nodes",
+            params={"limit": 1000, "filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE"},
+            headers={"Authorization": f"Bearer {self.token}"},
+            timeout=10,
         )
         response.raise_for_status()
-        return {
-            row["raylet"]["nodeManagerAddress"]: float(row["raylet"]["resourcesTotal"].get("CPU", 0))
-            for row in response.json()["data"]["summary"]
-            if row["raylet"]["state"] == "ALIVE"
-        }
+        rows = response.json()["data"]["result"]["result"]
+        return {row["node_ip"]: float(row["resources_total"].get("CPU", 0)) for row in rows}
 
     def wait_for_alive(self, count: int, timeout_s: float = 180) -> dict[str, float]:
         deadline = time.monotonic() + timeout_s
@@ -176,6 +177,32 @@ class DeployedCluster:
         response = requests.get(f"{self.prometheus}/api/v1/alerts", timeout=10)
         response.raise_for_status()
         return response.json()["data"]["alerts"]
+
+    def wait_until_settled(self, timeout_s: float = 120) -> None:
+        """Every Ray node alive, and Prometheus scraping each (tests that stop things leave it catching up)."""
+        self.wait_for_alive(3, timeout_s)
+        deadline = time.monotonic() + timeout_s
+        nodes: set = set()
+        while time.monotonic() < deadline:
+            try:
+                targets = self.targets()
+            except requests.RequestException:
+                targets = []
+            nodes = {
+                t["labels"].get("node") for t in targets if t["labels"].get("job") == "ray" and t["health"] == "up"
+            }
+            if nodes >= {"head", "worker-1", "worker-2"}:
+                return
+            time.sleep(2)
+        raise AssertionError(f"Prometheus scrapes Ray on {sorted(nodes)} only after {timeout_s} s")
+
+    def jobs(self) -> list[dict]:
+        """The Ray jobs the head knows of."""
+        response = requests.get(
+            f"{self.dashboard}/api/jobs/", headers={"Authorization": f"Bearer {self.token}"}, timeout=10
+        )
+        response.raise_for_status()
+        return response.json()
 
     def targets(self) -> list[dict]:
         response = requests.get(f"{self.prometheus}/api/v1/targets", params={"state": "active"}, timeout=10)

@@ -1,0 +1,49 @@
+"""The six checkpoints, in order: names and flags as the product this replaces had them.
+
+The one registry the wrapper, the API and validation read; each checkpoint is a pyinfra deploy
+file in deploys/ (deploys/ray.py runs them all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str
+    description: str
+    approval_required: bool
+    destructive: bool
+
+    @property
+    def deploy_file(self) -> str:
+        return f"deploys/{self.name}.py"
+
+
+CHECKPOINTS = (
+    Checkpoint(
+        "prerequisites-check", "OS, CPUs, memory, disk, shm, free ports, head reachable; changes nothing", False, False
+    ),
+    Checkpoint("docker-installation", "Docker engine, daemon.json, service enabled", True, False),
+    Checkpoint(
+        "cleanup-existing", "Remove earlier Ray containers/processes and stale monitoring containers", True, True
+    ),
+    Checkpoint("ray-deployment", "Redis, the Ray head and workers; waits until every node is alive", False, False),
+    Checkpoint("monitoring-deployment", "node-exporter, cAdvisor, Prometheus with alert rules, Grafana", False, False),
+    Checkpoint("final-validation", "testinfra, HTTP and a Ray job that must run on every node", False, False),
+)
+BY_NAME = {checkpoint.name: checkpoint for checkpoint in CHECKPOINTS}
+NAMES = tuple(BY_NAME)
+
+
+class UnknownCheckpoint(KeyError):
+    def __str__(self) -> str:
+        return f"unknown checkpoint {self.args[0]!r}; the checkpoints are: {', '.join(NAMES)}"
+
+
+def get(name: str) -> Checkpoint:
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise UnknownCheckpoint(name) from None

@@ -1,0 +1,193 @@
+"""HTTP checks from this machine: the Ray dashboard, Prometheus and Grafana, as the inventory expects them.
+
+URLs: `dashboard_access_url`, `prometheus_access_url`, `grafana_access_url` when the inventory
+sets them (the lab publishes its head on 127.0.0.1), else http://<cluster_address>:<port>.
+Answers are untrusted input: anything unexpected is a failure with what was seen, never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import requests
+
+from deploys.topology import Cluster
+from validate.results import CLUSTER, NOT_DEPLOYED, Result, failed, passed, verdict
+
+RAY = "ray-deployment"
+MONITORING = "monitoring-deployment"
+TIMEOUT_S = 5
+MIB = 1024 * 1024
+
+
+def dashboard_url(cluster: Cluster) -> str:
+    head = cluster.head.settings
+    return (head.dashboard_access_url or f"http://{head.cluster_address}:{head.ray_dashboard_port}").rstrip("/")
+
+
+def prometheus_access(cluster: Cluster) -> str:
+    monitor = cluster.monitoring[0].settings
+    return (monitor.prometheus_access_url or f"http://{monitor.cluster_address}:{monitor.prometheus_port}").rstrip("/")
+
+
+def grafana_access(cluster: Cluster) -> str:
+    monitor = cluster.monitoring[0].settings
+    return (monitor.grafana_access_url or f"http://{monitor.cluster_address}:{monitor.grafana_port}").rstrip("/")
+
+
+def ray_headers(cluster: Cluster, secret_of: Callable[[str], str]) -> dict[str, str]:
+    if cluster.head.settings.ray_auth_mode != "token":
+        return {}
+    return {"Authorization": f"Bearer {secret_of('ray-auth-token')}"}
+
+
+def _get(url: str, **kwargs) -> requests.Response:
+    return requests.get(url, timeout=TIMEOUT_S, **kwargs)
+
+
+def expected_ray_version(cluster: Cluster) -> str | None:
+    """The Ray version in the image tag (rayproject/ray:2.60.0-py311-cpu -> 2.60.0), when it has one."""
+    tag = cluster.head.settings.ray_image.rpartition(":")[2]
+    version = tag.split("-")[0]
+    return version if version[:1].isdigit() else None
+
+
+def alive_nodes(cluster: Cluster, headers: dict[str, str]) -> list[dict]:
+    """The head's alive nodes from Ray's state API (each with node_ip and resources_total)."""
+    response = _get(
+        f"{dashboard_url(cluster)}/api/v0/nodes",
+        params={"limit": 1000, "filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE", "detail": 1},
+        headers=headers,
+    )
+    response.raise_for_status()
+    return response.json()["data"]["result"]["result"]
+
+
+def ray_dashboard(cluster: Cluster, secret_of: Callable[[str], str]) -> list[Result]:
+    """The dashboard answers with the inventory's Ray version, every node alive, the expected totals."""
+    url = dashboard_url(cluster)
+    try:
+        headers = ray_headers(cluster, secret_of)
+    except Exception as error:  # the state directory lacks the token
+        return [failed(RAY, "ray dashboard", CLUSTER, f"cannot authenticate: {error}")]
+    results = []
+    try:
+        response = _get(f"{url}/api/version", headers=headers)
+        response.raise_for_status()
+        version = str(response.json().get("ray_version"))
+    except (requests.RequestException, ValueError, AttributeError) as error:
+        return [failed(RAY, "ray dashboard", CLUSTER, f"{url}/api/version: {error}")]
+    wanted = expected_ray_version(cluster)
+    problems = [f"Ray {version}, the inventory's image has {wanted}"] if wanted and version != wanted else []
+    results.append(verdict(RAY, "ray dashboard", CLUSTER, problems, f"{url}: Ray {version}"))
+    try:
+        nodes = alive_nodes(cluster, headers)
+    except (requests.RequestException, ValueError, KeyError, TypeError) as error:
+        return [*results, failed(RAY, "ray nodes alive", CLUSTER, f"{url}/api/v0/nodes: {error}")]
+    alive = {str(node.get("node_ip")): node for node in nodes}
+    missing = [
+        f"{n.name} ({n.settings.cluster_address}) not alive"
+        for n in cluster.nodes
+        if n.settings.cluster_address not in alive
+    ]
+    expected_addresses = {n.settings.cluster_address for n in cluster.nodes}
+    strangers = sorted(set(alive) - expected_addresses)
+    problems = missing + ([f"alive but not in the inventory: {', '.join(strangers)}"] if strangers else [])
+    results.append(
+        verdict(RAY, "ray nodes alive", CLUSTER, problems, f"{len(cluster.nodes)} of {len(cluster.nodes)} alive")
+    )
+    totals = {"CPU": 0.0, "memory": 0.0, "object_store_memory": 0.0}
+    for node in nodes:
+        for key in totals:
+            totals[key] += float((node.get("resources_total") or {}).get(key, 0))
+    problems = []
+    if cluster.expected_cpus is not None and totals["CPU"] != cluster.expected_cpus:
+        problems.append(f"{totals['CPU']:g} CPUs, the inventory expects {cluster.expected_cpus}")
+    stores = [n.settings.ray_object_store_memory_mb for n in cluster.nodes]
+    if None not in stores and abs(totals["object_store_memory"] / MIB - sum(stores)) > len(stores):
+        problems.append(
+            f"object store {totals['object_store_memory'] / MIB:.0f} MiB, the inventory expects {sum(stores)} MiB"
+        )
+    detail = (
+        f"{totals['CPU']:g} CPUs, memory {totals['memory'] / MIB / 1024:.1f} GiB, "
+        f"object store {totals['object_store_memory'] / MIB:.0f} MiB"
+    )
+    results.append(verdict(RAY, "ray resources", CLUSTER, problems, detail))
+    return results
+
+
+def prometheus(cluster: Cluster) -> list[Result]:
+    monitor = cluster.monitoring[0]
+    if not monitor.settings.prometheus_enabled:
+        reason = monitor.settings.monitoring_off_reason or "prometheus_enabled is false"
+        return [Result(MONITORING, "prometheus", CLUSTER, NOT_DEPLOYED, reason)]
+    url = prometheus_access(cluster)
+    try:
+        ready = _get(f"{url}/-/ready")
+        if ready.status_code != 200:
+            return [failed(MONITORING, "prometheus", CLUSTER, f"{url}/-/ready answered {ready.status_code}")]
+        response = _get(f"{url}/api/v1/targets", params={"state": "active"})
+        response.raise_for_status()
+        targets = response.json()["data"]["activeTargets"]
+    except (requests.RequestException, ValueError, KeyError, TypeError) as error:
+        return [failed(MONITORING, "prometheus", CLUSTER, f"{url}: {error}")]
+    results = [passed(MONITORING, "prometheus", CLUSTER, f"{url}: ready")]
+    down = [
+        f"{t.get('labels', {}).get('job')}/{t.get('labels', {}).get('node', '?')} {t.get('scrapeUrl')}: "
+        f"{t.get('lastError') or t.get('health')}"
+        for t in targets
+        if t.get("health") != "up"
+    ]
+    results.append(verdict(MONITORING, "prometheus targets up", CLUSTER, down, f"{len(targets)} targets up"))
+    ray_nodes = {t.get("labels", {}).get("node") for t in targets if t.get("labels", {}).get("job") == "ray"}
+    missing = [node.name for node in cluster.nodes if node.name not in ray_nodes]
+    results.append(
+        verdict(
+            MONITORING,
+            "prometheus scrapes every ray node",
+            CLUSTER,
+            [f"no Ray target for {', '.join(missing)}"] if missing else [],
+            f"{len(cluster.nodes)} Ray nodes",
+        )
+    )
+    return results
+
+
+def grafana(cluster: Cluster, secret_of: Callable[[str], str]) -> list[Result]:
+    monitor = cluster.monitoring[0]
+    if not monitor.settings.grafana_enabled:
+        reason = monitor.settings.monitoring_off_reason or "grafana_enabled is false"
+        return [Result(MONITORING, "grafana", CLUSTER, NOT_DEPLOYED, reason)]
+    url = grafana_access(cluster)
+    try:
+        health = _get(f"{url}/api/health")
+        health.raise_for_status()
+        database = health.json().get("database")
+    except (requests.RequestException, ValueError, AttributeError) as error:
+        return [failed(MONITORING, "grafana", CLUSTER, f"{url}/api/health: {error}")]
+    results = [
+        verdict(MONITORING, "grafana", CLUSTER, [] if database == "ok" else [f"database {database}"], f"{url}: healthy")
+    ]
+    try:
+        auth = ("admin", secret_of("grafana-admin-password"))
+        source = _get(f"{url}/api/datasources/uid/prometheus", auth=auth)
+        source.raise_for_status()
+        found = source.json().get("url")
+    except Exception as error:
+        return [
+            *results,
+            failed(MONITORING, "grafana datasource", CLUSTER, f"{url}/api/datasources/uid/prometheus: {error}"),
+        ]
+    from deploys.monitoring_config import prometheus_url
+
+    wanted = prometheus_url(cluster)
+    results.append(
+        verdict(
+            MONITORING,
+            "grafana datasource",
+            CLUSTER,
+            [] if found == wanted else [f"url {found}, expected {wanted}"],
+            f"Prometheus at {found}",
+        )
+    )
+    return results

@@ -1,0 +1,97 @@
+"""The Ray smoke job: submitted through the Jobs API on the dashboard port, it must run on every alive node.
+
+The job pins one task to each alive node and spreads as many more over the cluster; every task
+reports the node it ran on. It passes only if each alive node ran at least one task and each
+inventory node is among them. The job is deleted afterwards (stopped first if it overran).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from collections.abc import Callable
+
+import requests
+
+from deploys.topology import Cluster
+from validate.http_checks import dashboard_url, ray_headers
+from validate.results import CLUSTER, Result, failed, verdict
+
+CHECKPOINT = "final-validation"
+CHECK = "ray smoke job"
+MARKER = "RAYDEPLOY_SMOKE "
+JOB = """
+import json, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+
+@ray.remote(num_cpus=0.01)
+def where():
+    return ray.util.get_node_ip_address()
+
+alive = [node for node in ray.nodes() if node["Alive"]]
+pinned = [where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote()
+          for node in alive]
+spread = [where.options(scheduling_strategy="SPREAD").remote() for _ in alive]
+ran = ray.get(pinned + spread, timeout=90)
+print("RAYDEPLOY_SMOKE " + json.dumps({"alive": sorted(n["NodeManagerAddress"] for n in alive), "ran_on": ran}))
+"""
+
+
+def smoke_job(cluster: Cluster, secret_of: Callable[[str], str], timeout_s: float = 120) -> list[Result]:
+    url = dashboard_url(cluster)
+    try:
+        headers = ray_headers(cluster, secret_of)
+    except Exception as error:
+        return [failed(CHECKPOINT, CHECK, CLUSTER, f"cannot authenticate: {error}")]
+    submission = f"raydeploy-smoke-{int(time.time() * 1000)}"
+    body = {"entrypoint": f"python -c {shlex.quote(JOB)}", "submission_id": submission}
+    try:
+        response = requests.post(f"{url}/api/jobs/", json=body, headers=headers, timeout=10)
+        response.raise_for_status()
+    except requests.RequestException as error:
+        return [failed(CHECKPOINT, CHECK, CLUSTER, f"submitting to {url}/api/jobs/: {error}")]
+    status, message = "PENDING", ""
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            info = requests.get(f"{url}/api/jobs/{submission}", headers=headers, timeout=10).json()
+            status, message = info.get("status"), info.get("message") or ""
+            if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+                break
+            time.sleep(0.5)
+        logs = requests.get(f"{url}/api/jobs/{submission}/logs", headers=headers, timeout=10).json().get("logs", "")
+    except (requests.RequestException, ValueError, AttributeError) as error:
+        return [failed(CHECKPOINT, CHECK, CLUSTER, f"following job {submission}: {error}")]
+    finally:
+        _clean_up(url, submission, headers)
+    if status != "SUCCEEDED":
+        tail = " | ".join(logs.strip().splitlines()[-3:])
+        return [failed(CHECKPOINT, CHECK, CLUSTER, f"job {submission} {status or 'unknown'} {message} {tail}".strip())]
+    line = next((line for line in logs.splitlines() if line.startswith(MARKER)), None)
+    if line is None:
+        return [failed(CHECKPOINT, CHECK, CLUSTER, f"job {submission} printed no report")]
+    try:
+        report = json.loads(line[len(MARKER) :])
+        alive, ran_on = set(report["alive"]), [str(address) for address in report["ran_on"]]
+    except (ValueError, KeyError, TypeError) as error:
+        return [failed(CHECKPOINT, CHECK, CLUSTER, f"job {submission} report unreadable: {error}")]
+    problems = [f"alive node {address} ran no task" for address in sorted(alive - set(ran_on))]
+    by_address = {node.settings.cluster_address: node.name for node in cluster.nodes}
+    problems += [f"{name} ({address}) took no part" for address, name in by_address.items() if address not in ran_on]
+    counts = {by_address.get(address, address): ran_on.count(address) for address in sorted(set(ran_on))}
+    detail = f"{len(ran_on)} tasks ran on " + ", ".join(f"{name} ({count})" for name, count in counts.items())
+    return [verdict(CHECKPOINT, CHECK, CLUSTER, problems, detail)]
+
+
+def _clean_up(url: str, submission: str, headers: dict[str, str]) -> None:
+    """Stop the job if it still runs, then delete it: the smoke job leaves nothing behind."""
+    try:
+        requests.post(f"{url}/api/jobs/{submission}/stop", headers=headers, timeout=10)
+        for _ in range(20):
+            if requests.delete(f"{url}/api/jobs/{submission}", headers=headers, timeout=10).status_code < 400:
+                return
+            time.sleep(0.5)
+    except requests.RequestException:
+        pass

@@ -1,0 +1,34 @@
+"""The validation checks as pytest tests (see validate/conftest.py for how to run them)."""
+
+from __future__ import annotations
+
+from validate import host_checks, http_checks, smoke
+from validate.conftest import expect
+
+
+def test_docker_installation(host, node):
+    expect(host_checks.docker_installation(host, node))
+
+
+def test_ray_deployment(host, node, cluster, secret_of):
+    expect(host_checks.ray_deployment(host, node, cluster, secret_of))
+
+
+def test_monitoring_deployment(host, node, cluster, secret_of):
+    expect(host_checks.monitoring_deployment(host, node, cluster, secret_of))
+
+
+def test_ray_dashboard(cluster, secret_of):
+    expect(http_checks.ray_dashboard(cluster, secret_of))
+
+
+def test_prometheus(cluster):
+    expect(http_checks.prometheus(cluster))
+
+
+def test_grafana(cluster, secret_of):
+    expect(http_checks.grafana(cluster, secret_of))
+
+
+def test_ray_smoke_job(cluster, secret_of):
+    expect(smoke.smoke_job(cluster, secret_of))
