@@ -88,7 +88,9 @@ def cleanup_existing(node: Node) -> None:
         host.log(f"cleanup will remove {leftover.kind} {leftover.name}: {leftover.reason}", logger.warning)
     for leftover in leftovers:
         if leftover.kind == "container":
-            container_absent(name=f"Remove container {leftover.name} ({leftover.reason})", container_name=leftover.name)
+            # One name for every host's removal (pyinfra merges the same call across hosts); the
+            # log line above says exactly what goes where.
+            container_absent(name="Remove a leftover container", container_name=leftover.name)
     pids = [int(leftover.name) for leftover in leftovers if leftover.kind == "process"]
     if pids:
-        processes_stopped(name=f"Stop bare-metal Ray processes {', '.join(map(str, pids))}", pids=pids)
+        processes_stopped(name="Stop bare-metal Ray processes", pids=pids)

@@ -163,15 +163,16 @@ exit 1
 
 
 @operation()
-def prometheus_reloaded(container_name: str, port: int):
+def prometheus_reloaded(container_name: str, port: int, wanted: list[tuple[str, str]]):
     """
-    Reload Prometheus's config (SIGHUP) and wait until it reports the reload succeeded.
+    Reload Prometheus's config (SIGHUP), wait until it reports the reload succeeded, then until it scrapes WANTED.
 
     + container_name: the Prometheus container
     + port: Prometheus's port
+    + wanted: (job, node) targets that must be up again (a reload rediscovers them from scratch)
     """
-    script = RELOAD_SCRIPT.format(name=shlex.quote(container_name), port=port, host=host.name)
-    yield script
+    yield RELOAD_SCRIPT.format(name=shlex.quote(container_name), port=port, host=host.name)
+    yield _wait_targets_command(wanted, port, 120) + ' "$(date +%s)"'
 
 
 @operation()
@@ -195,6 +196,8 @@ def http_ready(container_name: str, port: int, path: str, timeout_s: int = 60):
 WAIT_TARGETS_SCRIPT = """
 import json, subprocess, sys, time
 wanted, port, deadline = json.loads(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+# With a 4th argument (epoch seconds), a target counts only once scraped after it (after a reload).
+since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(sys.argv[4]))) if len(sys.argv) > 4 else ""
 url = "http://127.0.0.1:%d/api/v1/targets?state=active" % port
 while True:
     out = subprocess.run(["docker", "exec", "prometheus", "wget", "-q", "-O", "-", url], capture_output=True, text=True).stdout
@@ -202,7 +205,8 @@ while True:
         targets = json.loads(out)["data"]["activeTargets"]
     except Exception:
         targets = []
-    up = {(t["labels"].get("job"), t["labels"].get("node")) for t in targets if t.get("health") == "up"}
+    up = {(t["labels"].get("job"), t["labels"].get("node")) for t in targets
+          if t.get("health") == "up" and t.get("lastScrape", "")[:19] >= since}
     missing = [f"{job} on {node}" for job, node in wanted if (job, node) not in up]
     if not missing:
         sys.exit(0)
@@ -226,8 +230,12 @@ def prometheus_targets_up(wanted: list[tuple[str, str]], port: int, timeout_s: i
     if not missing:
         host.noop(f"Prometheus scrapes all {len(wanted)} expected targets")
         return
+    yield _wait_targets_command(wanted, port, timeout_s)
+
+
+def _wait_targets_command(wanted: list[tuple[str, str]], port: int, timeout_s: int) -> str:
     arguments = [json.dumps(wanted), str(port), str(timeout_s)]
-    yield f"python3 -c {shlex.quote(WAIT_TARGETS_SCRIPT)} {' '.join(shlex.quote(arg) for arg in arguments)}"
+    return f"python3 -c {shlex.quote(WAIT_TARGETS_SCRIPT)} {' '.join(shlex.quote(arg) for arg in arguments)}"
 
 
 def _report_off(component: str, node: Node) -> None:
@@ -266,15 +274,18 @@ def prometheus(node: Node, cluster: Cluster) -> None:
         )
     image_present(name=f"Image {settings.prometheus_image}", image=settings.prometheus_image)
     started = container(name="Prometheus container", spec=prometheus_spec(settings))
-    if not started.will_change and any(op.will_change for op in changed):
-        prometheus_reloaded(
-            name="Reload Prometheus (config changed)", container_name=PROMETHEUS, port=settings.prometheus_port
-        )
-    elif started.will_change:
-        http_ready(name="Prometheus ready", container_name=PROMETHEUS, port=settings.prometheus_port, path="/-/ready")
     wanted = [("ray", member.name) for member in cluster.nodes]
     wanted += [("node", member.name) for member in cluster.hosts if member.settings.node_exporter_enabled]
     wanted += [("cadvisor", member.name) for member in cluster.hosts if member.settings.cadvisor_enabled]
+    if not started.will_change and any(op.will_change for op in changed):
+        prometheus_reloaded(
+            name="Reload Prometheus (config changed)",
+            container_name=PROMETHEUS,
+            port=settings.prometheus_port,
+            wanted=wanted,
+        )
+    elif started.will_change:
+        http_ready(name="Prometheus ready", container_name=PROMETHEUS, port=settings.prometheus_port, path="/-/ready")
     prometheus_targets_up(
         name="Prometheus scrapes every node and Ray node", wanted=wanted, port=settings.prometheus_port
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from raydeploy import __version__
+from raydeploy.commands import COMMANDS
 from raydeploy.lab.cli import lab
 from validate.cli import validate
 
@@ -18,5 +19,7 @@ def main() -> None:
     """
 
 
+for command in COMMANDS:
+    main.add_command(command)
 main.add_command(lab)
 main.add_command(validate)

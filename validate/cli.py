@@ -15,17 +15,27 @@ from validate.runner import run
 DEFAULT_INVENTORY = "inventories/lab.py"
 
 
-def report_approval(name: str, output: str) -> int:
+def report_approval(name: str, inventory: str, state_dir: str | None, output: str) -> int:
     """Whether checkpoint NAME needs an approval and whether a valid one exists: 0 it may run, 1 it may not yet."""
+    from raydeploy.approvals import Approvals
+    from raydeploy.runner import state_dir_for
+    from raydeploy.state import StateStore
+
     checkpoint = get(name)
+    directory = state_dir_for(inventory, state_dir)
+    valid = []
+    if directory.joinpath("state.db").exists():
+        valid = [a for a in Approvals(StateStore(directory)).all(name) if a["status"] == "valid"]
+    approval = valid[0] if valid else None
     answer = {
         "checkpoint": checkpoint.name,
         "approval_required": checkpoint.approval_required,
         "destructive": checkpoint.destructive,
-        "approval": None,
-        "may_run": not checkpoint.approval_required,
-        "note": "approvals are recorded by the wrapper's `raydeploy approve`, which is not part of this release; "
-        "until then this reports the checkpoint's flags",
+        "state_dir": str(directory),
+        "approval": None
+        if approval is None
+        else {key: approval[key] for key in ("id", "approved_by", "reason", "expires_at", "plan_digest", "source")},
+        "may_run": not checkpoint.approval_required or approval is not None,
     }
     if output == "json":
         click.echo(json.dumps(answer, indent=2))
@@ -34,8 +44,15 @@ def report_approval(name: str, output: str) -> int:
         click.echo(f"  approval required: {'yes' if checkpoint.approval_required else 'no'}")
         if checkpoint.destructive:
             click.echo("  destructive: yes (an approval must acknowledge the risks)")
-        click.echo("  valid approval: none" if checkpoint.approval_required else "  may run without approval")
-        click.echo(f"  ({answer['note']})")
+        if not checkpoint.approval_required:
+            click.echo("  may run without approval")
+        elif approval is None:
+            click.echo(f"  valid approval: none in {directory} (raydeploy approve {name} --by ... --reason ...)")
+        else:
+            click.echo(
+                f"  valid approval: {approval['id']} by {approval['approved_by']} until {approval['expires_at']} "
+                f"for plan {approval['plan_digest']} (it counts while `raydeploy plan {name}` shows that digest)"
+            )
     return 0 if answer["may_run"] else 1
 
 
@@ -56,8 +73,14 @@ def report_approval(name: str, output: str) -> int:
     help="Does checkpoint NAME need an approval, and is there one?",
 )
 @click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--state-dir", envvar="RAYDEPLOY_STATE_DIR", help="The wrapper's state directory (for --approval-check).")
 def validate(
-    inventory: str, checkpoint: str | None, health_only: bool, approval_check: str | None, output: str
+    inventory: str,
+    checkpoint: str | None,
+    health_only: bool,
+    approval_check: str | None,
+    output: str,
+    state_dir: str | None,
 ) -> None:
     """Prove the cluster works: testinfra checks over SSH, HTTP checks, and a Ray job on every node.
 
@@ -73,7 +96,7 @@ def validate(
     failed or a host was unreachable, 2 validation could not run (bad arguments, unreadable inventory).
     """
     if approval_check:
-        sys.exit(report_approval(approval_check, output))
+        sys.exit(report_approval(approval_check, inventory, state_dir, output))
     if health_only and checkpoint:
         raise click.UsageError("--health-only and --checkpoint exclude each other")
     try:

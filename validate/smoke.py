@@ -65,7 +65,9 @@ def smoke_job(cluster: Cluster, secret_of: Callable[[str], str], timeout_s: floa
     except (requests.RequestException, ValueError, AttributeError) as error:
         return [failed(CHECKPOINT, CHECK, CLUSTER, f"following job {submission}: {error}")]
     finally:
-        _clean_up(url, submission, headers)
+        leftover = _clean_up(url, submission, headers)
+    if leftover:
+        return [failed(CHECKPOINT, CHECK, CLUSTER, f"{leftover} (it {status or 'did not finish'})")]
     if status != "SUCCEEDED":
         tail = " | ".join(logs.strip().splitlines()[-3:])
         return [failed(CHECKPOINT, CHECK, CLUSTER, f"job {submission} {status or 'unknown'} {message} {tail}".strip())]
@@ -85,13 +87,27 @@ def smoke_job(cluster: Cluster, secret_of: Callable[[str], str], timeout_s: floa
     return [verdict(CHECKPOINT, CHECK, CLUSTER, problems, detail)]
 
 
-def _clean_up(url: str, submission: str, headers: dict[str, str]) -> None:
-    """Stop the job if it still runs, then delete it: the smoke job leaves nothing behind."""
+def _clean_up(url: str, submission: str, headers: dict[str, str], timeout_s: float = 30) -> str:
+    """Stop the job if it still runs, then delete it; '' once it is gone for good, else why not.
+
+    Ray's job manager watches each job's supervisor for up to a second after the job ends; a job
+    deleted before it stops watching comes back as a FAILED ghost ("Job supervisor actor died").
+    So: wait a moment, delete, and check it stays deleted; repeat until it does.
+    """
+    last = ""
     try:
         requests.post(f"{url}/api/jobs/{submission}/stop", headers=headers, timeout=10)
-        for _ in range(20):
-            if requests.delete(f"{url}/api/jobs/{submission}", headers=headers, timeout=10).status_code < 400:
-                return
-            time.sleep(0.5)
-    except requests.RequestException:
-        pass
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(1.5)
+            response = requests.delete(f"{url}/api/jobs/{submission}", headers=headers, timeout=10)
+            if response.status_code >= 400 and response.status_code != 404:
+                last = f"{response.status_code} {response.text[:200]}"
+                continue
+            time.sleep(1.5)
+            if requests.get(f"{url}/api/jobs/{submission}", headers=headers, timeout=10).status_code == 404:
+                return ""
+            last = "it reappeared after deletion"
+    except requests.RequestException as error:
+        last = str(error)
+    return f"job {submission} could not be deleted: {last}"

@@ -114,3 +114,16 @@ def test_approval_check_answers_in_json(raydeploy_cli):
     result = raydeploy_cli("validate", "--approval-check", "docker-installation", "--format", "json")
     answer = json.loads(result.stdout)
     assert answer["approval_required"] is True and answer["destructive"] is False and answer["may_run"] is False
+
+
+def test_approval_check_reads_the_wrappers_approvals(raydeploy_cli, tmp_path):
+    from raydeploy.approvals import Approvals
+    from raydeploy.plans import Plan
+    from raydeploy.state import StateStore
+
+    plan = Plan("docker-installation", "fp")
+    plan.changes = {"head": ["Install docker.io"]}
+    Approvals(StateStore(tmp_path)).grant(plan, "alice", "CHG-7")
+    result = raydeploy_cli("validate", "--approval-check", "docker-installation", "--state-dir", str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid approval: " in result.stdout and "by alice" in result.stdout and plan.digest in result.stdout

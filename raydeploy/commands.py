@@ -1,0 +1,498 @@
+"""The wrapper's commands: deploy, checkpoint, plan, approvals, status, history, logs, audit, reset, unlock."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from raydeploy import runner
+from raydeploy.approvals import ApprovalError, Approvals, parse_ttl
+from raydeploy.checkpoints import CHECKPOINTS, NAMES, get
+from raydeploy.plans import PlanError, make_plan
+from raydeploy.state import LockHeld, StateError, StateStore
+
+DEFAULT_INVENTORY = "inventories/lab.py"
+
+
+def who_am_i() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return f"uid {os.getuid()}"
+
+
+def inventory_option(function):
+    function = click.option(
+        "-i",
+        "--inventory",
+        default=lambda: os.environ.get("RAYDEPLOY_INVENTORY", DEFAULT_INVENTORY),
+        show_default=f"$RAYDEPLOY_INVENTORY or {DEFAULT_INVENTORY}",
+        help="pyinfra inventory file of the cluster.",
+    )(function)
+    return click.option(
+        "--state-dir",
+        envvar="RAYDEPLOY_STATE_DIR",
+        help="State directory (runs, approvals, audit). Default: .raydeploy/ beside the inventory.",
+    )(function)
+
+
+def json_option(function):
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(function)
+
+
+def open_store(inventory: str, state_dir: str | None, must_exist_inventory: bool = True) -> StateStore:
+    if must_exist_inventory and not Path(inventory).is_file():
+        raise click.UsageError(f"inventory {inventory}: no such file (give one with -i)")
+    try:
+        store = StateStore(runner.state_dir_for(inventory, state_dir))
+    except (StateError, OSError) as error:
+        click.echo(f"raydeploy: {error}", err=True)
+        sys.exit(1)
+    # The deploys pyinfra runs for us keep their generated secrets in this same state directory.
+    os.environ["RAYDEPLOY_STATE_DIR"] = str(store.directory)
+    return store
+
+
+def separation_default() -> bool:
+    return os.environ.get("RAYDEPLOY_SEPARATION_OF_DUTIES", "").lower() in ("1", "true", "yes", "on")
+
+
+def run_options(function):
+    function = click.option("--limit", multiple=True, metavar="HOST", help="Only these hosts (repeatable).")(function)
+    function = click.option(
+        "--fail-percent",
+        type=click.IntRange(0, 100),
+        help="Stop a checkpoint early once more than this % of hosts failed.",
+    )(function)
+    function = click.option("--auto-approve", is_flag=True, help="Approve every plan yourself (recorded as such).")(
+        function
+    )
+    return click.option(
+        "--separation-of-duties/--no-separation-of-duties",
+        default=separation_default,
+        show_default="$RAYDEPLOY_SEPARATION_OF_DUTIES or off",
+        help="Whoever requests a run cannot approve its destructive checkpoint.",
+    )(function)
+
+
+def _run(inventory, state_dir, checkpoints, auto_approve, limit, fail_percent, separation_of_duties) -> None:
+    store = open_store(inventory, state_dir)
+    options = runner.RunOptions(
+        inventory=inventory,
+        store=store,
+        checkpoints=checkpoints,
+        requested_by=who_am_i(),
+        command=" ".join(["raydeploy", *sys.argv[1:]]),
+        auto_approve=auto_approve,
+        interactive=runner.interactive(),
+        limit=list(limit),
+        fail_percent=fail_percent,
+        separation_of_duties=separation_of_duties,
+    )
+    try:
+        run_id = runner.deploy(options)
+    except LockHeld as error:
+        click.echo(f"raydeploy: {error}", err=True)
+        sys.exit(1)
+    except runner.RunStopped as stopped:
+        click.echo(f"raydeploy: {stopped}", err=True)
+        sys.exit(stopped.exit_code)
+    click.echo(f"run {run_id} succeeded")
+
+
+@click.command()
+@inventory_option
+@run_options
+@click.option("--start-from", type=click.Choice(NAMES), help="Resume: run this checkpoint and the ones after it.")
+@click.option("--only", multiple=True, type=click.Choice(NAMES), help="Run only these checkpoints (repeatable).")
+def deploy(inventory, state_dir, limit, fail_percent, auto_approve, separation_of_duties, start_from, only):
+    """Run the checkpoints in order, asking for approval where a checkpoint needs one.
+
+    \b
+    Examples:
+      raydeploy deploy                                   # the lab; prompts at each approval
+      raydeploy deploy -i inventories/prod.py --auto-approve
+      raydeploy deploy --start-from ray-deployment --limit worker-2
+
+    Exit status: 0 done, 1 a checkpoint failed (the resume command is printed), 2 bad arguments,
+    3 an approval is missing and there is no terminal to ask at (nothing was changed by that checkpoint).
+    """
+    if start_from and only:
+        raise click.UsageError("--start-from and --only exclude each other")
+    _run(
+        inventory,
+        state_dir,
+        runner.select(start_from, list(only)),
+        auto_approve,
+        limit,
+        fail_percent,
+        separation_of_duties,
+    )
+
+
+@click.command()
+@click.argument("name", type=click.Choice(NAMES))
+@inventory_option
+@run_options
+def checkpoint(name, inventory, state_dir, limit, fail_percent, auto_approve, separation_of_duties):
+    """Run one checkpoint (with its approval, when it needs one).
+
+    \b
+    Example:
+      raydeploy checkpoint docker-installation --auto-approve
+    """
+    _run(inventory, state_dir, [name], auto_approve, limit, fail_percent, separation_of_duties)
+
+
+@click.command("list-checkpoints")
+@inventory_option
+@json_option
+def list_checkpoints(inventory, state_dir, as_json):
+    """The checkpoints: name, what it does, approval required, destructive, last result.
+
+    \b
+    Example:
+      raydeploy list-checkpoints --json
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    rows = []
+    for cp in CHECKPOINTS:
+        last = store.last_result(cp.name)
+        rows.append(
+            {
+                "name": cp.name,
+                "description": cp.description,
+                "approval_required": cp.approval_required,
+                "destructive": cp.destructive,
+                "last_result": last["status"] if last else None,
+                "last_run": last["run_id"] if last else None,
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'CHECKPOINT':<22} {'APPROVAL':<9} {'DESTRUCTIVE':<12} {'LAST RESULT':<18} DESCRIPTION")
+    for row in rows:
+        click.echo(
+            f"{row['name']:<22} {'yes' if row['approval_required'] else 'no':<9} "
+            f"{'YES' if row['destructive'] else 'no':<12} {row['last_result'] or '-':<18} {row['description']}"
+        )
+
+
+@click.command()
+@click.argument("name", required=False, type=click.Choice(NAMES))
+@inventory_option
+@click.option("--limit", multiple=True, metavar="HOST", help="Only these hosts.")
+@json_option
+def plan(name, inventory, state_dir, limit, as_json):
+    """What each checkpoint would change, on which host, and the plan's digest (a dry run).
+
+    \b
+    Examples:
+      raydeploy plan cleanup-existing
+      raydeploy plan --json
+
+    Exit status (as Terraform's detailed exit codes): 0 no changes, 2 changes, 1 error.
+    """
+    if not Path(inventory).is_file():
+        click.echo(f"raydeploy plan: inventory {inventory}: no such file", err=True)
+        sys.exit(1)
+    plans = []
+    try:
+        for checkpoint_name in [name] if name else NAMES:
+            plans.append(make_plan(inventory, get(checkpoint_name), list(limit)))
+    except PlanError as error:
+        click.echo(f"raydeploy plan: {error}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps([p.as_dict() for p in plans], indent=2))
+    else:
+        for each in plans:
+            click.echo(each.describe())
+    sys.exit(2 if any(p.has_changes for p in plans) else 0)
+
+
+@click.command()
+@click.argument("name", type=click.Choice(NAMES))
+@inventory_option
+@click.option("--by", "approved_by", required=True, help="Who approves.")
+@click.option("--reason", required=True, help="Why (a change ticket, say).")
+@click.option("--acknowledge-risks", is_flag=True, help="Required for a destructive checkpoint.")
+@click.option("--ttl", default="1h", show_default=True, help="How long the approval lasts (30m, 1h, 2d).")
+@json_option
+def approve(name, inventory, state_dir, approved_by, reason, acknowledge_risks, ttl, as_json):
+    """Approve NAME's current plan (computed now, shown, and bound to the approval).
+
+    \b
+    Example:
+      raydeploy approve cleanup-existing --by alice --reason "CHG-1234" --acknowledge-risks
+    """
+    store = open_store(inventory, state_dir)
+    try:
+        duration = parse_ttl(ttl)
+        current = make_plan(inventory, get(name))
+        click.echo(current.describe(), err=as_json)
+        approval = Approvals(store).grant(
+            current, approved_by, reason, acknowledge_risks, duration, source="cli", actor=who_am_i()
+        )
+    except (ApprovalError, PlanError) as error:
+        click.echo(f"raydeploy approve: {error}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(approval, indent=2))
+    else:
+        click.echo(
+            f"approval {approval['id']} for {name}, plan {approval['plan_digest']}, by {approval['approved_by']}, "
+            f"valid until {approval['expires_at']} (used once)"
+        )
+
+
+@click.command()
+@click.argument("name", type=click.Choice(NAMES))
+@inventory_option
+@click.option("--by", "rejected_by", required=True, help="Who rejects.")
+@click.option("--reason", required=True, help="Why.")
+def reject(name, inventory, state_dir, rejected_by, reason):
+    """Reject NAME's current plan: open approvals for it are closed; audited.
+
+    \b
+    Example:
+      raydeploy reject cleanup-existing --by bob --reason "not during business hours"
+    """
+    store = open_store(inventory, state_dir)
+    try:
+        Approvals(store).reject(make_plan(inventory, get(name)), rejected_by, reason)
+    except (ApprovalError, PlanError) as error:
+        click.echo(f"raydeploy reject: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"{name}: plan rejected by {rejected_by}")
+
+
+@click.command()
+@click.argument("approval_id")
+@inventory_option
+@click.option("--by", "revoked_by", required=True, help="Who revokes.")
+@click.option("--reason", required=True, help="Why.")
+def revoke(approval_id, inventory, state_dir, revoked_by, reason):
+    """Revoke an approval before it is used; audited.
+
+    \b
+    Example:
+      raydeploy revoke 3f2a9c0d1e7b --by alice --reason "plan changed"
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    try:
+        Approvals(store).revoke(approval_id, revoked_by, reason)
+    except ApprovalError as error:
+        click.echo(f"raydeploy revoke: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"approval {approval_id} revoked")
+
+
+@click.command()
+@inventory_option
+@click.option("--checkpoint", "name", type=click.Choice(NAMES), help="Only this checkpoint's approvals.")
+@json_option
+def approvals(inventory, state_dir, name, as_json):
+    """Approvals: checkpoint, plan digest, who, why, until when, state (valid, used, expired, revoked, rejected).
+
+    \b
+    Example:
+      raydeploy approvals --checkpoint cleanup-existing
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    rows = Approvals(store).all(name)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no approvals")
+    for row in rows:
+        click.echo(
+            f"{row['id']}  {row['checkpoint']:<20} {row['status']:<8} plan {row['plan_digest']}  by {row['approved_by']}"
+            f" until {row['expires_at']}  ({row['source']}) {json.dumps(row['reason'])}"
+        )
+
+
+@click.command()
+@inventory_option
+@json_option
+def status(inventory, state_dir, as_json):
+    """The last run, each checkpoint's last result, what failed and the command to resume.
+
+    \b
+    Example:
+      raydeploy status --json
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    report = runner.status_report(store, inventory)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    run = report["last_run"]
+    click.echo(f"state: {report['state_dir']}")
+    if run is None:
+        click.echo("no run yet: raydeploy deploy")
+    else:
+        click.echo(f"last run {run['id']}: {run['status']} (by {run['requested_by']}, {run['started_at']})")
+        if run["failed_checkpoint"]:
+            click.echo(f"  stopped at {run['failed_checkpoint']}: {run['error']}")
+    for row in report["checkpoints"]:
+        click.echo(f"  {row['checkpoint']:<22} {row['status']}")
+    if report.get("lock"):
+        click.echo(f"locked by run {report['lock']['run_id']} (lock {report['lock']['lock_id']})")
+    if report.get("resume"):
+        click.echo(f"resume: {report['resume']}")
+
+
+@click.command()
+@inventory_option
+@click.option("--limit", "count", default=20, show_default=True, help="How many runs.")
+@json_option
+def history(inventory, state_dir, count, as_json):
+    """Past runs, newest first.
+
+    \b
+    Example:
+      raydeploy history --limit 5
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    runs = store.runs(count)
+    if as_json:
+        click.echo(json.dumps(runs, indent=2))
+        return
+    for run in runs:
+        click.echo(f"{run['id']}  {run['status']:<18} {run['requested_by']:<10} {run['command']}")
+
+
+@click.command()
+@click.argument("run_id")
+@inventory_option
+def logs(run_id, inventory, state_dir):
+    """Everything pyinfra printed during run RUN_ID.
+
+    \b
+    Example:
+      raydeploy logs 20261128T160000Z-1a2b3c
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    path = store.log_path(Path(run_id).name)
+    if not path.is_file():
+        known = ", ".join(run["id"] for run in store.runs(5)) or "none"
+        click.echo(f"raydeploy logs: no log for run {run_id} (recent runs: {known})", err=True)
+        sys.exit(1)
+    click.echo(path.read_text(), nl=False)
+
+
+@click.command()
+@inventory_option
+@click.option(
+    "--verify", is_flag=True, help="Check the hash chain: exit 1 if an event was edited, inserted or deleted."
+)
+@click.option(
+    "--export",
+    "export_to",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write JSON lines to this file ('-' for stdout).",
+)
+@click.option("--limit", "count", type=int, help="Only the newest events.")
+@json_option
+def audit(inventory, state_dir, verify, export_to, count, as_json):
+    """The audit trail: who did what, where, when (UTC).
+
+    \b
+    Examples:
+      raydeploy audit --limit 20
+      raydeploy audit --verify
+      raydeploy audit --export audit.jsonl
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    trail = store.audit
+    if verify:
+        problems = trail.verify()
+        for problem in problems:
+            click.echo(f"audit: {problem}", err=True)
+        count_all = len(trail.events())
+        click.echo(f"audit trail {'INTACT' if not problems else 'TAMPERED'}: {count_all} events checked")
+        sys.exit(1 if problems else 0)
+    events = trail.events(count)
+    if export_to:
+        lines = "".join(event.as_json() + "\n" for event in events)
+        if export_to == "-":
+            click.echo(lines, nl=False)
+        else:
+            Path(export_to).write_text(lines)
+            click.echo(f"{len(events)} events written to {export_to}")
+        return
+    if as_json:
+        click.echo(json.dumps([json.loads(event.as_json()) for event in events], indent=2))
+        return
+    for event in events:
+        click.echo(
+            f"{event.seq:>5} {event.at} {event.actor:<12} {event.event:<20} {event.target:<22} {json.dumps(event.details)}"
+        )
+
+
+@click.command()
+@inventory_option
+@click.option("--yes", is_flag=True, help="Do not ask.")
+def reset(inventory, state_dir, yes):
+    """Forget runs, their results and logs (approvals and the audit trail stay).
+
+    \b
+    Example:
+      raydeploy reset --yes
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    held = store.current_lock()
+    if held and held.alive():
+        click.echo(f"raydeploy reset: run {held.run_id} is in progress (lock {held.lock_id}); not now", err=True)
+        sys.exit(1)
+    if not yes and not click.confirm(f"Forget every run recorded in {store.directory}?", default=False):
+        click.echo("nothing reset")
+        return
+    counts = store.reset()
+    store.audit.append(who_am_i(), "reset", str(store.directory), **counts)
+    click.echo(f"reset {store.directory}: {counts['runs']} runs forgotten; approvals and the audit trail kept")
+
+
+@click.command()
+@inventory_option
+@click.option("--lock-id", required=True, help="The id of the lock to break (see `raydeploy status`).")
+def unlock(inventory, state_dir, lock_id):
+    """Break a run's lock by its id (for a run that is gone but could not be detected as such); audited.
+
+    \b
+    Example:
+      raydeploy unlock --lock-id 0a1b2c3d4e5f
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    try:
+        held = store.break_lock(lock_id, who_am_i())
+    except LockHeld as error:
+        click.echo(f"raydeploy unlock: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"lock {lock_id} of run {held.run_id} broken")
+
+
+COMMANDS = (
+    deploy,
+    checkpoint,
+    list_checkpoints,
+    plan,
+    approve,
+    reject,
+    revoke,
+    approvals,
+    status,
+    history,
+    logs,
+    audit,
+    reset,
+    unlock,
+)
