@@ -314,3 +314,56 @@ def test_audit_verify_catches_an_edited_an_inserted_and_a_deleted_event(deployed
         shutil.copy(tmp_path / "state" / "audit.head", copy / "audit.head")
         checked = wrapper("audit", "--verify", "--state-dir", str(copy))
         assert checked.returncode == 1 and "TAMPERED" in checked.output, (tamper, checked.output)
+
+
+def run_in_terminal(wrapper, args: list[str], answer: str, timeout_s: float = 300) -> tuple[int, str]:
+    """Run raydeploy on a pseudo-terminal, answer its prompt with ANSWER; (exit code, everything it printed)."""
+    import pty
+    import select
+
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [str(BIN / "raydeploy"), *args],
+        cwd=REPO,
+        env={**os.environ, **wrapper.env},
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        start_new_session=True,
+    )
+    os.close(child)
+    output, answered, deadline = b"", False, time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([main], [], [], 1)
+        if ready:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            output += chunk
+            if not answered and b"Type its name" in output:
+                os.write(main, answer.encode() + b"\n")
+                answered = True
+        elif process.poll() is not None:
+            break
+    code = process.wait(timeout=30)
+    os.close(main)
+    return code, output.decode(errors="replace")
+
+
+def test_at_a_terminal_a_destructive_plan_is_approved_only_by_typing_its_name(deployed, wrapper):
+    plant(deployed, "worker-1", "ray_head")
+    try:
+        code, output = run_in_terminal(wrapper, ["deploy", "--only", "cleanup-existing"], answer="yes")
+        assert code == 1 and "not approved at the prompt" in output, output
+        assert "cleanup will remove container ray_head" in output  # the plan was shown before the question
+        assert "ray_head" in deployed.lab.host("worker-1").check_output("docker ps -a --format '{{.Names}}'")
+        code, output = run_in_terminal(wrapper, ["deploy", "--only", "cleanup-existing"], answer="cleanup-existing")
+        assert code == 0, output
+        assert "ray_head" not in deployed.lab.host("worker-1").check_output("docker ps -a --format '{{.Names}}'")
+        trail = [(e["event"], e["details"].get("source") or e["details"].get("reason")) for e in events(wrapper)]
+        assert ("plan rejected", "refused at the prompt") in trail and ("approval granted", "prompt") in trail
+    finally:
+        remove(deployed, "worker-1", "ray_head")
