@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from raydeploy import __version__
+from raydeploy.api.cli import api
 from raydeploy.commands import COMMANDS
 from raydeploy.lab.cli import lab
 from validate.cli import validate
@@ -21,5 +22,6 @@ def main() -> None:
 
 for command in COMMANDS:
     main.add_command(command)
+main.add_command(api)
 main.add_command(lab)
 main.add_command(validate)

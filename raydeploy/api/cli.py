@@ -1,0 +1,121 @@
+"""`raydeploy api`: serve the REST API; `raydeploy api token create|list|revoke`: who may use it."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+
+import click
+
+from raydeploy.api.tokens import ROLES, TokenError, TokenStore
+from raydeploy.commands import inventory_option, open_store, who_am_i
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@click.group(invoke_without_command=True)
+@inventory_option
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.pass_context
+def api(ctx, inventory, state_dir, host, port):
+    """Serve the REST API (FastAPI on uvicorn), sharing the wrapper's state, lock, approvals and audit trail.
+
+    \b
+    Examples:
+      raydeploy api token create --name ci --role operator   # prints the token once
+      raydeploy api                                          # http://127.0.0.1:8000, /docs for the OpenAPI UI
+      raydeploy api --host 0.0.0.0 --port 8000               # refused until a token exists
+
+    Every request but /healthz needs `Authorization: Bearer <token>`.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    tokens = TokenStore(store)
+    if not is_loopback(host) and tokens.active_count() == 0:
+        click.echo(
+            f"raydeploy api: refusing to listen on {host}, which is not loopback, with no API token configured; "
+            "create one first: raydeploy api token create --name NAME --role viewer",
+            err=True,
+        )
+        sys.exit(2)
+    if tokens.active_count() == 0:
+        click.echo("raydeploy api: no token exists yet; every request but /healthz will be refused (401)", err=True)
+    import uvicorn
+
+    from raydeploy.api.app import create_app
+
+    app = create_app(inventory, store.directory)
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+
+
+@api.group()
+def token():
+    """Create, list and revoke API tokens (stored hashed in the state directory)."""
+
+
+@token.command("create")
+@inventory_option
+@click.option("--name", required=True, help="Who the token is for: the identity the API records.")
+@click.option("--role", required=True, type=click.Choice(ROLES), help="viewer < operator < approver < admin.")
+def create(inventory, state_dir, name, role):
+    """Create a token; it is printed once and stored only as a hash.
+
+    \b
+    Example:
+      raydeploy api token create --name alice --role approver
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    try:
+        token_id, secret = TokenStore(store).create(name, role, who_am_i())
+    except TokenError as error:
+        click.echo(f"raydeploy api token create: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"token {token_id} for {name} ({role}); keep it now, it is not shown again:", err=True)
+    click.echo(secret)
+
+
+@token.command("list")
+@inventory_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def list_tokens(inventory, state_dir, as_json):
+    """The tokens: id, name, role, created, revoked (never the tokens themselves).
+
+    \b
+    Example:
+      raydeploy api token list
+    """
+    rows = TokenStore(open_store(inventory, state_dir, must_exist_inventory=False)).list()
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        click.echo(f"{row['id']}  {row['name']:<20} {row['role']:<9} created {row['created_at']}  {state}")
+
+
+@token.command("revoke")
+@inventory_option
+@click.argument("name_or_id")
+def revoke(inventory, state_dir, name_or_id):
+    """Revoke a token by its name or id; it stops working at once.
+
+    \b
+    Example:
+      raydeploy api token revoke alice
+    """
+    try:
+        TokenStore(open_store(inventory, state_dir, must_exist_inventory=False)).revoke(name_or_id, who_am_i())
+    except TokenError as error:
+        click.echo(f"raydeploy api token revoke: {error}", err=True)
+        sys.exit(1)
+    click.echo(f"token {name_or_id} revoked")
