@@ -162,3 +162,19 @@ def test_the_server_refuses_a_public_address_without_tokens_and_serves_loopback(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_committed_openapi_document_is_the_one_the_app_serves(api):
+    from raydeploy.api.openapi import COMMITTED
+
+    served = api.get("/openapi.json").json()
+    assert served == json.loads(COMMITTED.read_text()), (
+        "raydeploy/api/openapi.json is stale: python -m raydeploy.api.openapi > raydeploy/api/openapi.json"
+    )
+    for path in (
+        "/api/v1/cluster/status",
+        "/api/v1/cluster/health",
+        "/api/v1/checkpoints",
+        "/api/v1/nodes/{node_name}",
+    ):
+        assert path in served["paths"]
