@@ -28,6 +28,7 @@ PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 PLAN_NOTE = re.compile(
     r"^\s*\[(?P<host>[^\]]+)\]\s+(?P<note>(will |cleanup|prerequisite failed|monitoring-deployment: ).*)$"
 )
+ERROR_WORD = re.compile(r"\b(error|failed|exception)\b", re.IGNORECASE)
 HOST_LINE = re.compile(r"^\s*\[(?P<host>[^\]]+)\]\s+(?P<text>.*)$")
 
 
@@ -239,7 +240,7 @@ def execute(
         stderr_lines.append(line)
         log(line)
         match = HOST_LINE.match(line)
-        if match and ("rror" in match["text"] or "failed" in match["text"].lower() or unreachable_line(match["text"])):
+        if match and (ERROR_WORD.search(match["text"]) or unreachable_line(match["text"])):
             errors.setdefault(match["host"], []).append(match["text"].strip())
     stdout = process.stdout.read()
     code = process.wait()

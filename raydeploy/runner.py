@@ -21,7 +21,7 @@ import click
 
 from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.checkpoints import NAMES, Checkpoint, get
-from raydeploy.plans import Plan, PlanError, execute, fingerprint, make_plan
+from raydeploy.plans import ERROR_WORD, Plan, PlanError, execute, fingerprint, make_plan
 from raydeploy.state import StateStore
 
 EXIT_FAILED, EXIT_AWAITING_APPROVAL = 1, 3
@@ -172,7 +172,7 @@ def deploy(options: RunOptions) -> str:
             def log(line: str) -> None:
                 log_file.write(line + "\n")
                 log_file.flush()
-                if line.startswith("-->") or "rror" in line or " will " in line or "waiting" in line:
+                if line.startswith("-->") or ERROR_WORD.search(line) or " will " in line or "waiting" in line:
                     options.echo(f"  {line.strip()}")
 
             for name in options.checkpoints:

@@ -25,6 +25,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "tests/lab/" in str(item.fspath):
             item.add_marker(pytest.mark.lab)
 
+    # Tests of the fresh (not yet deployed) lab run before anything deploys onto it, whichever
+    # file they are in: `deployed` deploys onto the same lab.
+    def needs_fresh(item: pytest.Item) -> bool:
+        names = getattr(item, "fixturenames", ())
+        return "fresh_lab" in names and "deployed" not in names
+
+    items.sort(key=lambda item: 0 if needs_fresh(item) else 1)
+
 
 @dataclass
 class TestLab:
