@@ -116,11 +116,19 @@ def ray_dashboard(cluster: Cluster, secret_of: Callable[[str], str]) -> list[Res
     return results
 
 
+def _not_deployed(cluster: Cluster, component: str) -> list[Result]:
+    """[a not-deployed result] when the monitoring host's inventory turns COMPONENT off, else []."""
+    settings = cluster.monitoring[0].settings
+    if getattr(settings, f"{component}_enabled"):
+        return []
+    reason = settings.monitoring_off_reason or f"{component}_enabled is false"
+    return [Result(MONITORING, component, CLUSTER, NOT_DEPLOYED, reason)]
+
+
 def prometheus(cluster: Cluster) -> list[Result]:
-    monitor = cluster.monitoring[0]
-    if not monitor.settings.prometheus_enabled:
-        reason = monitor.settings.monitoring_off_reason or "prometheus_enabled is false"
-        return [Result(MONITORING, "prometheus", CLUSTER, NOT_DEPLOYED, reason)]
+    off = _not_deployed(cluster, "prometheus")
+    if off:
+        return off
     url = prometheus_access(cluster)
     try:
         ready = _get(f"{url}/-/ready")
@@ -154,10 +162,9 @@ def prometheus(cluster: Cluster) -> list[Result]:
 
 
 def grafana(cluster: Cluster, secret_of: Callable[[str], str]) -> list[Result]:
-    monitor = cluster.monitoring[0]
-    if not monitor.settings.grafana_enabled:
-        reason = monitor.settings.monitoring_off_reason or "grafana_enabled is false"
-        return [Result(MONITORING, "grafana", CLUSTER, NOT_DEPLOYED, reason)]
+    off = _not_deployed(cluster, "grafana")
+    if off:
+        return off
     url = grafana_access(cluster)
     try:
         health = _get(f"{url}/api/health")

@@ -19,10 +19,8 @@ from tests.lab.conftest import DeployedCluster
 RAY_IMAGE = "rayproject/ray:2.60.0-py311-cpu"
 
 
-@pytest.fixture
-def wrapper(deployed: DeployedCluster, tmp_path):
-    """Run `raydeploy ...` against the deployed lab with a state directory of its own."""
-    env = {**deployed.lab.env, "RAYDEPLOY_STATE_DIR": str(tmp_path / "state")}
+def raydeploy_runner(env: dict[str, str]):
+    """A function running `raydeploy ARGS...` with ENV; every output is kept in its `outputs`."""
 
     def call(*args: str, check: bool = False):
         result = subprocess.run(
@@ -34,12 +32,19 @@ def wrapper(deployed: DeployedCluster, tmp_path):
             timeout=900,
         )
         result.output = result.stdout + result.stderr
+        call.outputs.append(result.output)
         if check:
             assert result.returncode == 0, result.output
         return result
 
-    call.env = env
+    call.env, call.outputs = env, []
     return call
+
+
+@pytest.fixture
+def wrapper(deployed: DeployedCluster, tmp_path):
+    """Run `raydeploy ...` against the deployed lab with a state directory of its own."""
+    return raydeploy_runner({**deployed.lab.env, "RAYDEPLOY_STATE_DIR": str(tmp_path / "state")})
 
 
 def plant(deployed: DeployedCluster, host: str, name: str) -> None:
@@ -142,24 +147,9 @@ def canary_lab(make_lab, tmp_path_factory):
         f"head = [(name, {{**data, 'ssh_key_password': {SSH_CANARY!r}}}) for name, data in _lab['head']]\n"
         f"workers = [(name, {{**data, 'ssh_key_password': {SSH_CANARY!r}}}) for name, data in _lab['workers']]\n"
     )
-    env = {**lab.env, "RAYDEPLOY_INVENTORY": str(inventory), "RAYDEPLOY_STATE_DIR": str(folder / "state")}
-
-    def call(*args: str, check: bool = False):
-        result = subprocess.run(
-            [str(BIN / "raydeploy"), *args],
-            cwd=REPO,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        result.output = result.stdout + result.stderr
-        call.outputs.append(result.output)
-        if check:
-            assert result.returncode == 0, result.output
-        return result
-
-    call.outputs = []
+    call = raydeploy_runner(
+        {**lab.env, "RAYDEPLOY_INVENTORY": str(inventory), "RAYDEPLOY_STATE_DIR": str(folder / "state")}
+    )
     call.lab, call.state = lab, folder / "state"
     return call
 
