@@ -209,7 +209,15 @@ class ImageBuilder:
         return True
 
     def _docker_build(self, recipe: Recipe, context: str, base_id: str, wanted: str) -> None:
-        args = [self.engine.binary, "build", "--tag", recipe.local_tag, "--label", f"{INPUTS_LABEL}={wanted}"]
+        args = [
+            self.engine.binary,
+            "build",
+            "--force-rm",
+            "--tag",
+            recipe.local_tag,
+            "--label",
+            f"{INPUTS_LABEL}={wanted}",
+        ]
         args += ["--build-arg", f"BASE={BASE_TAG}"]
         for key, value in recipe.build_args.items():
             args += ["--build-arg", f"{key}={value}"]

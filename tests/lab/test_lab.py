@@ -163,3 +163,11 @@ def test_a_failing_image_build_shows_the_failing_step(engine, tmp_path):
     assert "the-step-that-breaks" in message
     assert "preparing" not in message.split("failed at this step")[1]
     assert subprocess.run(["docker", "image", "inspect", "raydeploy-test/broken:1"], capture_output=True).returncode
+    # The failed step's container is not left behind.
+    stopped = subprocess.run(
+        ["docker", "ps", "--all", "--no-trunc", "--filter", "status=exited", "--format", "{{.Command}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "the-step-that-breaks" not in stopped
