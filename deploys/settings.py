@@ -127,17 +127,11 @@ class Settings:
         "unless-stopped", "Docker restart policy of every container", choices=("unless-stopped", "always", "on-failure")
     )
 
-    def ports(self, role: str, monitoring: bool = False) -> dict[str, int]:
-        """The ports this host's containers listen on, by setting name (MONITORING: it is the monitoring host)."""
-        ports = {"ray_metrics_export_port": self.ray_metrics_export_port} if role in ("head", "worker") else {}
-        if self.node_exporter_enabled:
-            ports["node_exporter_port"] = self.node_exporter_port
-        if self.cadvisor_enabled:
-            ports["cadvisor_port"] = self.cadvisor_port
-        if monitoring and self.prometheus_enabled:
-            ports["prometheus_port"] = self.prometheus_port
-        if monitoring and self.grafana_enabled:
-            ports["grafana_port"] = self.grafana_port
+    def ray_ports(self, role: str) -> dict[str, int]:
+        """The ports this host's Ray containers listen on, by setting name."""
+        if role not in ("head", "worker"):
+            return {}
+        ports = {"ray_metrics_export_port": self.ray_metrics_export_port}
         if role == "head":
             ports |= {
                 "ray_gcs_port": self.ray_gcs_port,
@@ -147,6 +141,20 @@ class Settings:
             if self.redis_enabled:
                 ports["redis_port"] = self.redis_port
         return ports
+
+    def ports(self, role: str, monitoring: bool = False) -> dict[str, int]:
+        """The ports this host's containers listen on, by setting name (MONITORING: it is the monitoring host)."""
+        ray = self.ray_ports(role)
+        ports = {key: port for key, port in ray.items() if key == "ray_metrics_export_port"}
+        if self.node_exporter_enabled:
+            ports["node_exporter_port"] = self.node_exporter_port
+        if self.cadvisor_enabled:
+            ports["cadvisor_port"] = self.cadvisor_port
+        if monitoring and self.prometheus_enabled:
+            ports["prometheus_port"] = self.prometheus_port
+        if monitoring and self.grafana_enabled:
+            ports["grafana_port"] = self.grafana_port
+        return ports | ray
 
 
 SETTINGS_FIELDS = {setting.name: setting for setting in dataclasses.fields(Settings)}

@@ -12,15 +12,9 @@ from collections.abc import Callable
 from jinja2 import Environment, FileSystemLoader
 
 from deploys.cleanup import is_legacy_container
-from deploys.components import (
-    CADVISOR,
-    GRAFANA,
-    NODE_EXPORTER,
-    PROMETHEUS,
-    monitoring_components,
-    wanted_ray_components,
-)
+from deploys.components import MONITORING_COMPONENTS, monitoring_components, wanted_ray_components
 from deploys.containers import ContainerSpec
+from deploys.prerequisites import PORT_OWNERS
 from deploys.specs import container_specs
 from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, SPEC_LABEL
@@ -163,15 +157,7 @@ def ray_deployment(host, node: Node, cluster: Cluster, secret_of: Callable[[str]
         for name in wanted
     ]
     ports = listening_ports(host)
-    expected = {"ray_metrics_export_port": settings.ray_metrics_export_port}
-    if node.role == "head":
-        expected |= {
-            "ray_gcs_port": settings.ray_gcs_port,
-            "ray_dashboard_port": settings.ray_dashboard_port,
-            "ray_client_port": settings.ray_client_port,
-        }
-        if settings.redis_enabled:
-            expected["redis_port"] = settings.redis_port
+    expected = settings.ray_ports(node.role)
     closed = [f"{key}={port}" for key, port in sorted(expected.items()) if port not in ports]
     results.append(
         verdict(
@@ -196,12 +182,8 @@ def ray_deployment(host, node: Node, cluster: Cluster, secret_of: Callable[[str]
     return results
 
 
-MONITORING_PORTS = {
-    NODE_EXPORTER: "node_exporter_port",
-    CADVISOR: "cadvisor_port",
-    PROMETHEUS: "prometheus_port",
-    GRAFANA: "grafana_port",
-}
+# Component -> the setting of its port, from the one table of who owns which port.
+MONITORING_PORTS = {owner: key for key, owner in PORT_OWNERS.items() if owner in MONITORING_COMPONENTS}
 
 
 def monitoring_deployment(host, node: Node, cluster: Cluster, secret_of: Callable[[str], str]) -> list[Result]:
