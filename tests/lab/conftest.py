@@ -196,10 +196,10 @@ class DeployedCluster:
                 targets = self.targets()
             except requests.RequestException:
                 targets = []
-            nodes = {
-                t["labels"].get("node") for t in targets if t["labels"].get("job") == "ray" and t["health"] == "up"
-            }
-            if nodes >= {"head", "worker-1", "worker-2"}:
+            ray = [t for t in targets if t["labels"].get("job") == "ray"]
+            nodes = {t["labels"].get("node") for t in ray if t["health"] == "up"}
+            # Every Ray target up, not one per node: a recreated head's other targets lag behind.
+            if nodes >= {"head", "worker-1", "worker-2"} and all(t["health"] == "up" for t in ray):
                 return
             time.sleep(2)
         raise AssertionError(f"Prometheus scrapes Ray on {sorted(nodes)} only after {timeout_s} s")
