@@ -68,7 +68,12 @@ class AuditTrail:
     def append(self, actor: str, event: str, target: str = "", **details: Any) -> Event:
         """Record one event (inside the caller's transaction when there is one)."""
         text = json.dumps(details, sort_keys=True, ensure_ascii=True, default=str)
-        with self.connection:
+        # BEGIN IMMEDIATE: another process (the CLI beside the API) cannot read the same last event
+        # between our read and our insert, so the chain never forks.
+        own = not self.connection.in_transaction
+        if own:
+            self.connection.execute("BEGIN IMMEDIATE")
+        try:
             row = self.connection.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
             seq, prev = (row[0] + 1, row[1]) if row else (1, GENESIS)
             at = now_utc()
@@ -77,6 +82,12 @@ class AuditTrail:
                 "INSERT INTO audit (seq, at, actor, event, target, details, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
                 (seq, at, actor, event, target, text, prev, digest),
             )
+            if own:
+                self.connection.execute("COMMIT")
+        except BaseException:
+            if own:
+                self.connection.execute("ROLLBACK")
+            raise
         temporary = self.head_file.with_suffix(".tmp")
         temporary.write_text(f"{seq} {digest}\n")
         temporary.replace(self.head_file)

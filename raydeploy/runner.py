@@ -22,7 +22,7 @@ import click
 from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.checkpoints import NAMES, Checkpoint, get
 from raydeploy.plans import ERROR_WORD, Plan, PlanError, execute, fingerprint, make_plan
-from raydeploy.state import StateStore
+from raydeploy.state import Lock, StateStore
 
 EXIT_FAILED, EXIT_AWAITING_APPROVAL = 1, 3
 
@@ -138,11 +138,15 @@ def _approve(options: RunOptions, approvals: Approvals, checkpoint: Checkpoint, 
     )
 
 
-def deploy(options: RunOptions) -> str:
-    """Run OPTIONS.checkpoints; return the run id, or raise RunStopped."""
+def deploy(options: RunOptions, lock: Lock | None = None) -> str:
+    """Run OPTIONS.checkpoints; return the run id, or raise RunStopped.
+
+    LOCK, when given, was taken by the caller for its run id (the API answers 409 before it starts
+    a run in the background); it is released here either way.
+    """
     store, who = options.store, options.requested_by
-    run_id = new_run_id()
-    lock = store.acquire(run_id, who)
+    run_id = lock.run_id if lock else new_run_id()
+    lock = lock or store.acquire(run_id, who)
     previous = store.last_run()
     interrupted_in = None
     if previous and previous["status"] == "interrupted":
@@ -239,6 +243,11 @@ def deploy(options: RunOptions) -> str:
         raise RunStopped(str(problem)) from None
     except KeyboardInterrupt:
         status, error = "interrupted", "interrupted by the operator"
+        raise
+    except RunStopped:
+        raise
+    except Exception as problem:  # recorded as a failure, never as a success, then raised as it came
+        status, error = "failed", f"{type(problem).__name__}: {problem}"
         raise
     finally:
         store.finish_run(run_id, status, failed_checkpoint, failed_hosts, error)

@@ -63,8 +63,11 @@ def alive_nodes(cluster: Cluster, headers: dict[str, str]) -> list[dict]:
     return response.json()["data"]["result"]["result"]
 
 
-def ray_dashboard(cluster: Cluster, secret_of: Callable[[str], str]) -> list[Result]:
-    """The dashboard answers with the inventory's Ray version, every node alive, the expected totals."""
+def ray_dashboard(cluster: Cluster, secret_of: Callable[[str], str], seen: dict | None = None) -> list[Result]:
+    """The dashboard answers with the inventory's Ray version, every node alive, the expected totals.
+
+    SEEN, when given, receives the alive nodes under "alive_nodes" (one request serves both).
+    """
     url = dashboard_url(cluster)
     try:
         headers = ray_headers(cluster, secret_of)
@@ -84,6 +87,8 @@ def ray_dashboard(cluster: Cluster, secret_of: Callable[[str], str]) -> list[Res
         nodes = alive_nodes(cluster, headers)
     except (requests.RequestException, ValueError, KeyError, TypeError) as error:
         return [*results, failed(RAY, "ray nodes alive", CLUSTER, f"{url}/api/v0/nodes: {error}")]
+    if seen is not None:
+        seen["alive_nodes"] = nodes
     alive = {str(node.get("node_ip")): node for node in nodes}
     missing = [
         f"{n.name} ({n.settings.cluster_address}) not alive"

@@ -25,8 +25,22 @@ def is_loopback(host: str) -> bool:
 @inventory_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    envvar="RAYDEPLOY_API_CORS_ORIGINS",
+    metavar="ORIGIN",
+    help="A web origin allowed to call the API from a browser (repeatable; env: space-separated). Default: none.",
+)
+@click.option(
+    "--separation-of-duties/--no-separation-of-duties",
+    default=True,
+    show_default=True,
+    help="Whoever starts a run cannot approve its destructive checkpoint.",
+)
 @click.pass_context
-def api(ctx, inventory, state_dir, host, port):
+def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_duties):
     """Serve the REST API (FastAPI on uvicorn), sharing the wrapper's state, lock, approvals and audit trail.
 
     \b
@@ -54,7 +68,15 @@ def api(ctx, inventory, state_dir, host, port):
 
     from raydeploy.api.app import create_app
 
-    app = create_app(inventory, store.directory)
+    for origin in cors_origins:
+        if not origin.startswith(("http://", "https://")) or origin.rstrip("/") != origin or origin == "*":
+            click.echo(
+                f"raydeploy api: --cors-origin {origin!r} is not an origin like https://ops.example.com "
+                "(scheme and host, no path, no wildcard)",
+                err=True,
+            )
+            sys.exit(2)
+    app = create_app(inventory, store.directory, separation_of_duties, list(cors_origins))
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
 
 

@@ -178,3 +178,276 @@ def test_the_committed_openapi_document_is_the_one_the_app_serves(api):
         "/api/v1/nodes/{node_name}",
     ):
         assert path in served["paths"]
+
+
+# Runs, approvals, plans, monitoring: everything that needs no host ---------------------------------
+
+LOOPBACK_INVENTORY = """
+head = [("head", {{"ssh_hostname": "127.0.0.1", "ssh_port": {port}, "ssh_user": "root",
+                   "dashboard_access_url": "http://127.0.0.1:{port}",
+                   "prometheus_access_url": "http://127.0.0.1:{port}", "grafana_enabled": {grafana}}})]
+"""
+
+
+@pytest.fixture
+def loopback(tmp_path):
+    """An API over an inventory whose only host is a closed port on loopback: every upstream refuses."""
+
+    made = []
+
+    def make(grafana: bool = False, **options):
+        made.append(len(made))
+        inventory = tmp_path / f"inventory-{grafana}.py"
+        inventory.write_text(LOOPBACK_INVENTORY.format(port=free_port(), grafana=grafana))
+        app = create_app(str(inventory), tmp_path / f"state-{len(made)}", **options)
+        tokens = TokenStore(app.state.store)
+        client = TestClient(app, raise_server_exceptions=False)
+        client.issued = {
+            role: tokens.create(f"user-{role}", role, "test")[1] for role in ("viewer", "operator", "approver", "admin")
+        }
+        client.store = app.state.store
+        return client
+
+    return make
+
+
+def test_execute_needs_the_operator_role_and_refuses_server_owned_fields(api):
+    assert_error_shape(
+        api.post("/api/v1/checkpoints/ray-deployment", headers=auth(api.issued["viewer"])), 403, "FORBIDDEN"
+    )
+    body = assert_error_shape(
+        api.post(
+            "/api/v1/checkpoints/ray-deployment",
+            json={"status": "COMPLETED", "execution_id": "mine"},
+            headers=auth(api.issued["operator"]),
+        ),
+        400,
+        "INVALID_REQUEST",
+    )
+    assert {p["field"] for p in body["details"]["problems"]} == {"body.status", "body.execution_id"}
+    missing = assert_error_shape(
+        api.post("/api/v1/checkpoints/warp-drive", json={}, headers=auth(api.issued["operator"])), 404, "NOT_FOUND"
+    )
+    assert missing["details"]["valid"][0] == "prerequisites-check"
+
+
+def test_execute_is_409_while_any_run_holds_the_lock_and_starts_nothing(api):
+    lock = api.store.acquire("20261129T000000Z-cli", "alice")  # a CLI run of this state directory, say
+    try:
+        body = assert_error_shape(
+            api.post("/api/v1/checkpoints/prerequisites-check", json={}, headers=auth(api.issued["operator"])),
+            409,
+            "RUN_IN_PROGRESS",
+        )
+        assert body["details"]["run_id"] == "20261129T000000Z-cli" and "holds the lock" in body["message"]
+    finally:
+        api.store.release(lock)
+    assert api.store.runs() == []
+
+
+def test_execute_refuses_a_checkpoint_whose_predecessors_have_not_passed_unless_forced(api):
+    body = assert_error_shape(
+        api.post("/api/v1/checkpoints/ray-deployment", json={}, headers=auth(api.issued["operator"])),
+        409,
+        "PREREQUISITES_NOT_MET",
+    )
+    assert body["details"]["not_passed"] == ["prerequisites-check", "docker-installation", "cleanup-existing"]
+    assert '"force": true' in body["message"]
+    assert api.store.current_lock() is None  # the refused request gave the lock back
+
+
+def test_an_approval_names_its_approver_from_the_token_and_refuses_another_name(loopback):
+    client = loopback()
+    request = {"approved_by": "admin", "reason": "Planned maintenance", "acknowledge_risks": True}
+    assert_error_shape(
+        client.post("/api/v1/approvals/cleanup-existing", json=request, headers=auth(client.issued["operator"])),
+        403,
+        "FORBIDDEN",
+    )
+    body = assert_error_shape(
+        client.post("/api/v1/approvals/cleanup-existing", json=request, headers=auth(client.issued["approver"])),
+        403,
+        "IDENTITY_MISMATCH",
+    )
+    assert "'user-approver'" in body["message"]
+    refused = [e for e in client.store.audit.events() if e.details.get("why") == "IDENTITY_MISMATCH"]
+    assert len(refused) == 1 and refused[0].actor == "user-approver" and refused[0].details["claimed"] == "admin"
+    owned = client.post(
+        "/api/v1/approvals/cleanup-existing",
+        json={"reason": "x", "approved_at": "2020-01-01T00:00:00Z", "status": "valid"},
+        headers=auth(client.issued["approver"]),
+    )
+    fields = {p["field"] for p in assert_error_shape(owned, 400, "INVALID_REQUEST")["details"]["problems"]}
+    assert fields == {"body.approved_at", "body.status"}
+    assert_error_shape(
+        client.post("/api/v1/approvals/ray-deployment", json={"reason": "x"}, headers=auth(client.issued["approver"])),
+        400,
+        "APPROVAL_NOT_NEEDED",
+    )
+
+
+def test_whoever_started_a_run_cannot_approve_its_destructive_step(loopback):
+    client = loopback()
+    store = client.store
+    store.start_run("run-sod", "user-approver", "POST /api/v1/checkpoints/cleanup-existing", "inv", "fp", [])
+    store.finish_run("run-sod", "awaiting-approval", "cleanup-existing")
+    body = assert_error_shape(
+        client.post(
+            "/api/v1/approvals/cleanup-existing",
+            json={"reason": "mine", "acknowledge_risks": True},
+            headers=auth(client.issued["approver"]),
+        ),
+        403,
+        "SEPARATION_OF_DUTIES",
+    )
+    assert body["details"]["run_id"] == "run-sod"
+
+
+def test_planning_against_a_host_that_refuses_ssh_is_a_clear_error_not_a_traceback(loopback):
+    client = loopback()
+    response = client.get("/api/v1/plan/docker-installation", headers=auth(client.issued["viewer"]))
+    if response.status_code == 200:  # pyinfra planned what it could: the host is listed as unreachable
+        assert response.json()["unreachable"] == ["head"], response.text
+    else:
+        body = assert_error_shape(response, 503, "PLAN_FAILED")
+        assert "head" in body["message"] or "SSH" in body["message"], body
+
+
+def test_the_prometheus_proxy_reaches_only_the_configured_prometheus(loopback):
+    client = loopback()
+    down = assert_error_shape(
+        client.get("/api/v1/monitoring/prometheus", headers=auth(client.issued["viewer"])), 503, "UPSTREAM_UNAVAILABLE"
+    )
+    assert "127.0.0.1" in down["message"]
+    for hostile in ("http://169.254.169.254/latest", '{job="x"}&target=http://evil', "up\nHost: evil"):
+        answer = client.get(
+            "/api/v1/monitoring/prometheus", params={"match": hostile}, headers=auth(client.issued["viewer"])
+        )
+        assert_error_shape(answer, 400, "INVALID_REQUEST")
+
+
+def test_grafana_dashboards_are_404_when_grafana_is_not_deployed_naming_the_setting(loopback):
+    client = loopback(grafana=False)
+    body = assert_error_shape(
+        client.get("/api/v1/monitoring/grafana/dashboards", headers=auth(client.issued["viewer"])), 404, "NOT_DEPLOYED"
+    )
+    assert "grafana_enabled" in body["message"]
+    assert {d["id"] for d in body["details"]["provisioned_when_deployed"]} >= {"raydeploy-hosts"}
+
+
+def test_grafanas_answers_are_untrusted(tmp_path):
+    """Grafana cannot run here (no image offline): a loopback server answers as a hostile Grafana would."""
+    import http.server
+    import threading
+
+    from raydeploy.api.monitoring import UpstreamError, grafana_dashboards
+
+    answers = []
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = answers.pop(0)
+            self.send_response(status)
+            if status == 302:
+                self.send_header("Location", "http://169.254.169.254/")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        answers.append(
+            (
+                200,
+                json.dumps(
+                    [
+                        {"uid": "raydeploy-hosts", "title": "Hosts\x1b[31m", "url": "/d/raydeploy-hosts/hosts"},
+                        {"uid": "../../admin", "title": "escape"},
+                        {"uid": "ok-2", "title": 5},
+                        "junk",
+                        {"uid": "c1", "title": "Containers", "url": "http://evil/d/x", "tags": ["ray", 3]},
+                    ]
+                ).encode(),
+            )
+        )
+        listed = grafana_dashboards(base, "secret")
+        assert listed == [
+            {
+                "id": "raydeploy-hosts",
+                "title": "Hosts?[31m",
+                "url": f"{base}/d/raydeploy-hosts/hosts",
+                "description": "",
+            },
+            {"id": "c1", "title": "Containers", "url": f"{base}/d/c1", "description": "ray"},
+        ]
+        answers.append((302, b""))
+        with pytest.raises(UpstreamError, match="answered 302"):
+            grafana_dashboards(base, "secret")
+        answers.append((200, b"x" * (2 * 1024 * 1024)))
+        with pytest.raises(UpstreamError, match="more than"):
+            grafana_dashboards(base, "secret")
+        answers.append((200, b'{"not": "a list"}'))
+        with pytest.raises(UpstreamError, match="not a list"):
+            grafana_dashboards(base, "secret")
+    finally:
+        server.shutdown()
+
+
+def test_a_streamed_body_over_the_cap_is_refused_too(api):
+    def chunks():
+        for _ in range(20):
+            yield b"x" * 8192
+
+    response = api.post("/api/v1/approvals/cleanup-existing", content=chunks(), headers=auth(api.issued["approver"]))
+    assert_error_shape(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_cors_is_closed_unless_origins_are_configured(loopback):
+    preflight = {"Origin": "https://ops.example.com", "Access-Control-Request-Method": "GET"}
+    closed = loopback().options("/api/v1/checkpoints", headers=preflight)
+    assert "access-control-allow-origin" not in closed.headers
+    opened = loopback(cors_origins=["https://ops.example.com"])
+    assert opened.options("/api/v1/checkpoints", headers=preflight).headers["access-control-allow-origin"] == (
+        "https://ops.example.com"
+    )
+    other = opened.options("/api/v1/checkpoints", headers={**preflight, "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_a_runs_log_streams_as_server_sent_events_until_the_run_ends(api):
+    import threading
+
+    store = api.store
+    lock = store.acquire("run-live", "alice")
+    store.start_run("run-live", "alice", "raydeploy deploy", "inv", "fp", ["ray-deployment"])
+    log = store.log_path("run-live")
+    log.write_text("--> Starting operation: Ray head\n")
+
+    def finish():
+        time.sleep(1.5)
+        with log.open("a") as handle:
+            handle.write("    [head] Success\n")
+        store.finish_run("run-live", "succeeded")
+        store.release(lock)
+
+    threading.Thread(target=finish).start()
+    with api.stream("GET", "/api/v1/runs/run-live/log", headers=auth(api.issued["viewer"])) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    events = [block for block in text.split("\n\n") if block.strip()]
+    assert events[0].startswith("id: 33\nevent: log\ndata: --> Starting operation: Ray head")
+    assert "data:     [head] Success" in events[1]
+    assert events[-1].startswith("event: end") and '"status": "succeeded"' in events[-1]
+    resumed = api.get("/api/v1/runs/run-live/log", headers={**auth(api.issued["viewer"]), "Last-Event-ID": "33"})
+    assert "Starting operation" not in resumed.text and "[head] Success" in resumed.text
+    assert_error_shape(api.get("/api/v1/runs/nope/log", headers=auth(api.issued["viewer"])), 404, "NOT_FOUND")
+
+
+def test_a_run_that_lost_its_process_ends_its_stream_as_interrupted(api):
+    api.store.start_run("run-ghost", "alice", "raydeploy deploy", "inv", "fp", ["ray-deployment"])
+    text = api.get("/api/v1/runs/run-ghost/log", headers=auth(api.issued["viewer"])).text
+    assert text.startswith("event: end") and '"status": "interrupted"' in text

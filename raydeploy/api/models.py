@@ -1,0 +1,283 @@
+"""The API's request and response shapes: the seed's contract (same names, fields and enum values), extended.
+
+Request bodies forbid unknown fields, so a client cannot set what the server owns (`status`, ids,
+timestamps): such a body is refused with 400 and the field named. Responses are validated against
+these models before they leave, so the served OpenAPI document is what clients get.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Level = Literal["HEALTHY", "DEGRADED", "FAILED", "UNKNOWN"]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(BaseModel):
+    error: str
+    message: str
+    timestamp: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+# Cluster ----------------------------------------------------------------------------------------
+
+
+class RayClusterHealth(BaseModel):
+    status: Level
+    nodes: int = Field(description="Nodes the Ray head reports alive")
+    expected_nodes: int = Field(0, description="Ray nodes in the inventory")
+
+
+class MonitoringHealth(BaseModel):
+    status: Level
+    services: list[str]
+
+
+class ContainerCounts(BaseModel):
+    total: int
+    running: int
+    checked_at: str | None = Field(None, description="When the last validation counted them")
+
+
+class EndpointCounts(BaseModel):
+    healthy: int
+    total: int
+
+
+class ClusterHealth(BaseModel):
+    overall_status: Level
+    ray_cluster: RayClusterHealth
+    monitoring: MonitoringHealth
+    containers: ContainerCounts
+    endpoints: EndpointCounts
+    problems: list[str] = Field(default_factory=list)
+    checked_at: str = Field(description="When the checks behind this answer ran (UTC)")
+    age_s: float = Field(0.0, description="How old this answer is: it may be served from a cache of a few seconds")
+    message: str | None = None
+
+
+class NodeCheckpointStatus(BaseModel):
+    checkpoint: str | None = None
+    status: Literal["PASSED", "FAILED", "IN_PROGRESS"]
+    timestamp: str | None = None
+    approval_required: bool | None = None
+    destructive_operation: bool | None = None
+
+
+class CheckpointStatus(BaseModel):
+    checkpoint: str
+    status: Literal["PASSED", "FAILED", "NOT_FOUND", "IN_PROGRESS"]
+    nodes: dict[str, NodeCheckpointStatus]
+    total_nodes: int
+    passed_nodes: int
+    message: str
+
+
+class ClusterStatus(BaseModel):
+    deployment_status: Literal["COMPLETED", "IN_PROGRESS", "FAILED"]
+    completed_checkpoints: list[str]
+    total_checkpoints: int
+    checkpoint_details: dict[str, CheckpointStatus]
+    cluster_health: ClusterHealth
+    last_updated: str | None
+
+
+# Checkpoints, plans, approvals ------------------------------------------------------------------
+
+
+class CheckpointExecutionRequest(Request):
+    force: bool = Field(False, description="Run even if an earlier checkpoint has not passed")
+    approve: bool = Field(
+        False,
+        description="Approve the current plan with this token's identity (needs the approver role; "
+        "not for a destructive checkpoint, which needs POST /api/v1/approvals/{name} with acknowledge_risks)",
+    )
+
+
+class CheckpointExecution(BaseModel):
+    checkpoint: str
+    execution_id: str
+    status: Literal["STARTED", "RUNNING", "COMPLETED", "FAILED"]
+    started_at: str
+    message: str
+    run_url: str
+    log_url: str
+
+
+class HostPlan(BaseModel):
+    changes: int
+    operations: list[str]
+    notes: list[str]
+
+
+class PlanView(BaseModel):
+    checkpoint: str
+    digest: str
+    fingerprint: str
+    has_changes: bool
+    unreachable: list[str]
+    hosts: dict[str, HostPlan]
+    text: str
+
+
+class ApprovalSummary(BaseModel):
+    id: str
+    approved_by: str
+    plan_digest: str
+    created_at: str
+    expires_at: str
+    status: str
+    source: str
+
+
+class ApprovalInfo(BaseModel):
+    checkpoint: str
+    approval_required: bool
+    destructive_operation: bool
+    approval_file: str = Field(description="Where a manual approval file for this checkpoint is read from")
+    message: str
+    impact_summary: list[str] = Field(description="Per host: what the current plan changes")
+    plan_digest: str | None = None
+    has_changes: bool | None = None
+    separation_of_duties: bool
+    approvals: list[ApprovalSummary] = Field(default_factory=list, description="Valid approvals of this checkpoint")
+
+
+class ApprovalRequired(BaseModel):
+    error: str
+    message: str
+    timestamp: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+    checkpoint: str | None = None
+    approval_info: ApprovalInfo | None = None
+
+
+class ApprovalRequest(Request):
+    approved_by: str | None = Field(
+        None, max_length=200, description="Optional: must be the token's own name (the server takes it from there)"
+    )
+    reason: str = Field(min_length=1, max_length=1000)
+    acknowledge_risks: bool = False
+    ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="How long the approval lasts")
+
+
+class ApprovalResponse(BaseModel):
+    checkpoint: str
+    approved: bool
+    approved_by: str
+    approved_at: str
+    approval_token: str = Field(description="The approval's id (it is used by the next run of this plan)")
+    plan_digest: str
+    expires_at: str
+
+
+class RejectionRequest(Request):
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class RejectionResponse(BaseModel):
+    checkpoint: str
+    rejected: bool
+    rejected_by: str
+    rejected_at: str
+    plan_digest: str
+
+
+# Runs and audit ---------------------------------------------------------------------------------
+
+
+class Run(BaseModel):
+    id: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    requested_by: str
+    command: str
+    inventory: str
+    fingerprint: str
+    pid: int | None
+    checkpoints: str
+    failed_checkpoint: str | None
+    failed_hosts: str | None
+    error: str | None
+
+
+class CheckpointRun(BaseModel):
+    run_id: str
+    checkpoint: str
+    started_at: str
+    finished_at: str | None
+    status: str
+    plan_digest: str | None
+    changed: int | None
+    failed_hosts: str | None
+    error: str | None
+
+
+class RunDetails(Run):
+    checkpoint_runs: list[CheckpointRun]
+
+
+class AuditEvent(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    event: str
+    target: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+# Nodes and monitoring ---------------------------------------------------------------------------
+
+
+class NodeInfo(BaseModel):
+    name: str
+    ip: str
+    role: Literal["head", "worker", "monitoring"]
+    status: Literal["ONLINE", "OFFLINE", "UNKNOWN"]
+    containers: list[str]
+
+
+class SystemInfo(BaseModel):
+    os: str | None = None
+    python: str | None = None
+    memory: str | None = None
+    disk_free: str | None = None
+    cpu_cores: str | None = None
+    error: str | None = None
+
+
+class ContainerInfo(BaseModel):
+    name: str
+    status: str
+    image: str
+
+
+class NodeDetails(BaseModel):
+    name: str
+    ip: str
+    role: str
+    status: str
+    system_info: SystemInfo
+    containers: list[ContainerInfo]
+    checkpoints: list[NodeCheckpointStatus]
+
+
+class Dashboard(BaseModel):
+    id: str
+    title: str
+    url: str
+    description: str
+
+
+class Healthz(BaseModel):
+    status: str
+    version: str

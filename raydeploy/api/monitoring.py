@@ -1,0 +1,125 @@
+"""The monitoring endpoints: metrics through the configured Prometheus, and Grafana's dashboards.
+
+Both upstreams are reached only at the address the inventory configures, never at one taken from
+the request. What they answer is untrusted: sizes are capped, redirects are not followed, types
+are checked field by field, and nothing of it is echoed into an error but a short, cleaned excerpt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import requests
+
+TIMEOUT_S = 5.0
+MAX_METRICS_BYTES = 8 * 1024 * 1024
+MAX_JSON_BYTES = 1024 * 1024
+# A PromQL series selector, as federation takes it: {label="value",...} or name{...}. No URL parts.
+SELECTOR = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$|^[a-zA-Z_:]*[a-zA-Z0-9_:]*\{[^{}\x00-\x1f]{0,400}\}$")
+DASHBOARDS = Path(__file__).resolve().parents[2] / "templates" / "grafana" / "dashboards"
+
+
+class UpstreamError(Exception):
+    """Prometheus or Grafana did not give a usable answer; the message says which and why."""
+
+    def __init__(self, message: str, status: int = 503, error: str = "UPSTREAM_UNAVAILABLE"):
+        super().__init__(message)
+        self.status, self.error = status, error
+
+
+def _clean(text: str, limit: int = 200) -> str:
+    return re.sub(r"[^\x20-\x7e]", "?", text)[:limit]
+
+
+def _read_capped(response: requests.Response, limit: int, what: str) -> bytes:
+    body = b""
+    for chunk in response.iter_content(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            response.close()
+            raise UpstreamError(f"{what} answered more than {limit} bytes; refused", 502, "UPSTREAM_INVALID")
+    return body
+
+
+def federate(base_url: str, match: str) -> str:
+    """The latest samples of the series MATCH selects, in Prometheus' text format, from /federate."""
+    if not SELECTOR.match(match):
+        raise UpstreamError(
+            f'match {_clean(match, 80)!r} is not a series selector like {{job="ray"}} or up', 400, "INVALID_REQUEST"
+        )
+    url = f"{base_url}/federate"
+    try:
+        response = requests.get(url, params={"match[]": match}, timeout=TIMEOUT_S, allow_redirects=False, stream=True)
+    except requests.RequestException as error:
+        raise UpstreamError(f"Prometheus at {base_url} cannot be reached: {_clean(str(error))}") from None
+    with response:
+        if response.status_code == 400:
+            raise UpstreamError(f"Prometheus refused the selector {_clean(match, 80)!r}", 400, "INVALID_REQUEST")
+        if response.status_code != 200:
+            raise UpstreamError(f"Prometheus at {base_url} answered {response.status_code} on /federate")
+        body = _read_capped(response, MAX_METRICS_BYTES, f"Prometheus at {base_url}")
+    return body.decode("utf-8", errors="replace")
+
+
+def grafana_dashboards(base_url: str, password: str) -> list[dict[str, str]]:
+    """Grafana's dashboards from its search API, each checked: uid and title strings, a /d/ path."""
+    try:
+        response = requests.get(
+            f"{base_url}/api/search",
+            params={"type": "dash-db", "limit": 500},
+            auth=("admin", password),
+            timeout=TIMEOUT_S,
+            allow_redirects=False,
+            stream=True,
+        )
+    except requests.RequestException as error:
+        raise UpstreamError(f"Grafana at {base_url} cannot be reached: {_clean(str(error))}") from None
+    with response:
+        if response.status_code != 200:
+            raise UpstreamError(f"Grafana at {base_url} answered {response.status_code} on /api/search")
+        body = _read_capped(response, MAX_JSON_BYTES, f"Grafana at {base_url}")
+    try:
+        items = json.loads(body)
+    except ValueError:
+        raise UpstreamError(
+            f"Grafana at {base_url} answered something that is not JSON", 502, "UPSTREAM_INVALID"
+        ) from None
+    if not isinstance(items, list):
+        raise UpstreamError(
+            f"Grafana at {base_url} answered a {type(items).__name__}, not a list", 502, "UPSTREAM_INVALID"
+        )
+    dashboards = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        uid, title, path = item.get("uid"), item.get("title"), item.get("url")
+        if not (isinstance(uid, str) and isinstance(title, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", uid)):
+            continue
+        path = (
+            path
+            if isinstance(path, str) and re.fullmatch(r"/d/[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_.-]*)?", path)
+            else f"/d/{uid}"
+        )
+        tags = (
+            [tag for tag in item.get("tags", []) if isinstance(tag, str)] if isinstance(item.get("tags"), list) else []
+        )
+        dashboards.append(
+            {
+                "id": uid,
+                "title": _clean(title, 200),
+                "url": f"{base_url}{path}",
+                "description": _clean(", ".join(tags), 200) if tags else "",
+            }
+        )
+    return dashboards
+
+
+def provisioned_dashboards() -> list[dict[str, str]]:
+    """The dashboards raydeploy provisions into Grafana (uid and title from templates/grafana/dashboards)."""
+    found = []
+    for path in sorted(DASHBOARDS.glob("*.json")):
+        data = json.loads(path.read_text())
+        found.append({"id": data.get("uid", path.stem), "title": data.get("title", path.stem)})
+    return found

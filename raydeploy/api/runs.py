@@ -1,0 +1,116 @@
+"""Runs the API starts in the background, and any run's log as a live stream of server-sent events.
+
+A run started over HTTP is the wrapper's own `runner.deploy`, in a thread of the API process,
+with the same state directory, lock, approvals and audit trail as `raydeploy deploy`: the lock is
+taken before the 202 answer (so a second request, or a CLI run, gets 409 / "holds the lock"), and
+the run is recorded before the answer leaves, so `GET /runs/{id}` finds it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from raydeploy import runner
+from raydeploy.state import Lock, StateStore
+
+POLL_S = 0.5
+HEARTBEAT_S = 15.0
+FINISHED = ("succeeded", "failed", "awaiting-approval", "interrupted", "rejected")
+
+
+def start(
+    inventory: str, state_dir: Path, lock: Lock, checkpoint: str, requested_by: str, separation_of_duties: bool
+) -> None:
+    """Run CHECKPOINT in a thread under LOCK (taken by the caller); return once the run is recorded."""
+    recorded = threading.Event()
+
+    def work() -> None:
+        store = StateStore(state_dir)  # its own connection: SQLite connections are not shared across threads
+        options = runner.RunOptions(
+            inventory=inventory,
+            store=store,
+            checkpoints=[checkpoint],
+            requested_by=requested_by,
+            command=f"POST /api/v1/checkpoints/{checkpoint}",
+            interactive=False,
+            separation_of_duties=separation_of_duties,
+            echo=lambda _line: recorded.set(),
+        )
+        try:
+            runner.deploy(options, lock=lock)
+        except runner.RunStopped:
+            pass  # recorded in the run and the audit trail; the log and GET /runs/{id} say why
+        except Exception as error:  # recorded as failed by runner.deploy; never lost
+            store.audit.append(requested_by, "api run crashed", lock.run_id, error=f"{type(error).__name__}: {error}")
+        finally:
+            recorded.set()
+            store.db.close()
+
+    # pyinfra's child processes die with the thread that started them (PR_SET_PDEATHSIG): this thread
+    # lives until the run ends, so they live exactly as long as the run.
+    threading.Thread(target=work, name=f"run-{lock.run_id}", daemon=True).start()
+    recorded.wait(timeout=30)
+
+
+def _lines(path: Path, offset: int) -> tuple[list[tuple[int, str]], int]:
+    """Complete lines of PATH from byte OFFSET on: [(offset after the line, line)], new offset."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(1024 * 1024)
+    except FileNotFoundError:
+        return [], offset
+    lines = []
+    position = offset
+    for raw in data.splitlines(keepends=True):
+        if not raw.endswith(b"\n"):
+            break  # the rest of a line still being written
+        position += len(raw)
+        lines.append((position, raw.rstrip(b"\r\n").decode("utf-8", errors="replace")))
+    return lines, position
+
+
+def _ended(store: StateStore, run_id: str) -> str | None:
+    """The run's final status, or None while it runs (a 'running' run nobody holds the lock for has ended)."""
+    run = store.run(run_id)
+    if run is None:
+        return "unknown"
+    if run["status"] in FINISHED:
+        return run["status"]
+    lock = store.current_lock()
+    if lock is None or lock.run_id != run_id or not lock.alive():
+        return "interrupted"
+    return None
+
+
+async def stream(state_dir: Path, run_id: str, offset: int = 0) -> AsyncIterator[str]:
+    """The log of RUN_ID as server-sent events: `log` events (id = byte offset, resumable with
+    Last-Event-ID), comments as heartbeats, and one `end` event with the run's status."""
+    store = StateStore(state_dir)
+    path = store.log_path(run_id)
+    idle = 0.0
+    try:
+        while True:
+            ended = await asyncio.to_thread(_ended, store, run_id)
+            lines, offset = await asyncio.to_thread(_lines, path, offset)
+            for position, line in lines:
+                yield f"id: {position}\nevent: log\ndata: {line}\n\n"
+            if lines:
+                idle = 0.0
+                continue
+            if ended is not None:
+                run = store.run(run_id) or {}
+                body = {"run_id": run_id, "status": ended, "error": run.get("error")}
+                yield f"event: end\ndata: {json.dumps(body)}\n\n"
+                return
+            await asyncio.sleep(POLL_S)
+            idle += POLL_S
+            if idle >= HEARTBEAT_S:
+                idle = 0.0
+                yield ": still running\n\n"
+    finally:
+        store.db.close()
