@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParameter
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -33,7 +34,11 @@ from raydeploy.state import LockHeld, StateStore
 
 MAX_BODY_BYTES = 64 * 1024
 HEALTH_CACHE_S = 5.0
-RATE_LIMIT = (120, 60.0)  # requests per token per window (seconds)
+RATE_LIMIT = (120, 60.0)
+CheckpointName = Annotated[str, PathParameter(description="A checkpoint's name", examples=["cleanup-existing"])]
+NodeName = Annotated[
+    str, PathParameter(description="A host's name in the inventory", examples=["head"])
+]  # requests per token per window (seconds)
 ERROR_CODES = (400, 401, 403, 404, 405, 409, 413, 429, 500, 503)
 
 
@@ -99,10 +104,24 @@ HTTP_ERROR_NAMES = {
 }
 
 
+def json_errors(media_type: str, description: str) -> dict:
+    """Responses of a route whose success is MEDIA_TYPE text: its errors are still the JSON Error."""
+    error = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    responses: dict = {code: {"description": "Error", "content": error} for code in ERROR_CODES}
+    responses[200] = {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+    return responses
+
+
 def create_app(
-    inventory: str, state_dir: Path, separation_of_duties: bool = True, cors_origins: list[str] | None = None
+    inventory: str,
+    state_dir: Path,
+    separation_of_duties: bool = True,
+    cors_origins: list[str] | None = None,
+    rate_limit: int | None = None,
 ) -> FastAPI:
+    """The API over INVENTORY and the wrapper's STATE_DIR; RATE_LIMIT requests per token per minute."""
     state_dir = Path(state_dir)
+    limit = (rate_limit, 60.0) if rate_limit else RATE_LIMIT
     local = threading.local()
 
     def db() -> StateStore:
@@ -180,12 +199,10 @@ def create_app(
             raise ApiError(401, "UNAUTHORIZED", "a valid bearer token is required (raydeploy api token create)")
         window = recent[identity.token_id]
         moment = time.monotonic()
-        while window and moment - window[0] > RATE_LIMIT[1]:
+        while window and moment - window[0] > limit[1]:
             window.popleft()
-        if len(window) >= RATE_LIMIT[0]:
-            raise ApiError(
-                429, "RATE_LIMITED", f"more than {RATE_LIMIT[0]} requests in {RATE_LIMIT[1]:.0f} s; slow down"
-            )
+        if len(window) >= limit[0]:
+            raise ApiError(429, "RATE_LIMITED", f"more than {limit[0]} requests in {limit[1]:.0f} s; slow down")
         window.append(moment)
         return identity
 
@@ -376,7 +393,7 @@ def create_app(
         return node_infos()[0]
 
     @app.get("/api/v1/nodes/{node_name}", tags=["Nodes"], response_model=models.NodeDetails)
-    def get_node(node_name: str, _: Viewer) -> dict:
+    def get_node(node_name: NodeName, _: Viewer) -> dict:
         """One host, with its system facts and containers read over SSH; 404 lists the valid names."""
         infos, loaded = node_infos()
         info = next((item for item in infos if item["name"] == node_name), None)
@@ -403,7 +420,7 @@ def create_app(
         return [checkpoint_status(name) for name in NAMES]
 
     @app.get("/api/v1/checkpoints/{checkpoint_name}", tags=["Checkpoints"], response_model=models.CheckpointStatus)
-    def get_checkpoint(checkpoint_name: str, _: Viewer) -> dict:
+    def get_checkpoint(checkpoint_name: CheckpointName, _: Viewer) -> dict:
         """One checkpoint's status; 404 lists the valid names."""
         return checkpoint_status(known_checkpoint(checkpoint_name))
 
@@ -421,7 +438,7 @@ def create_app(
         },
     )
     def execute_checkpoint(
-        checkpoint_name: str,
+        checkpoint_name: CheckpointName,
         request: Request,
         identity: Operator,
         body: Annotated[models.CheckpointExecutionRequest | None, Body()] = None,
@@ -438,6 +455,7 @@ def create_app(
         except LockHeld as error:
             held = store.current_lock()
             raise ApiError(409, "RUN_IN_PROGRESS", str(error), {"run_id": held.run_id if held else None}) from None
+        started = False  # until the run owns the lock, every way out of here gives it back
         try:
             if not body.force:
                 missing = [
@@ -478,9 +496,10 @@ def create_app(
                             status_code=400,
                         )
             runs.start(inventory, state_dir, lock, name, identity.name, separation_of_duties)
-        except BaseException:
-            store.release(lock)
-            raise
+            started = True
+        finally:
+            if not started:
+                store.release(lock)
         return {
             "checkpoint": name,
             "execution_id": run_id,
@@ -517,21 +536,21 @@ def create_app(
         )
 
     @app.get("/api/v1/plan/{checkpoint_name}", tags=["Checkpoints"], response_model=models.PlanView)
-    def get_plan(checkpoint_name: str, _: Viewer) -> dict:
+    def get_plan(checkpoint_name: CheckpointName, _: Viewer) -> dict:
         """What the checkpoint would change now, per host (pyinfra's dry run; nothing changes), and the
         digest an approval binds to."""
         plan = plan_of(known_checkpoint(checkpoint_name))
         return {**plan.as_dict(), "text": plan.describe()}
 
     @app.get("/api/v1/approvals/{checkpoint_name}", tags=["Approvals"], response_model=models.ApprovalInfo)
-    def get_approval(checkpoint_name: str, _: Viewer) -> dict:
+    def get_approval(checkpoint_name: CheckpointName, _: Viewer) -> dict:
         """Whether the checkpoint needs an approval, its current plan's impact per host, and the valid approvals."""
         name = known_checkpoint(checkpoint_name)
         return approval_info(name, plan_of(name) if get(name).approval_required else None)
 
     @app.post("/api/v1/approvals/{checkpoint_name}", tags=["Approvals"], response_model=models.ApprovalResponse)
     def grant_approval(
-        checkpoint_name: str, request: Request, identity: Approver, body: models.ApprovalRequest
+        checkpoint_name: CheckpointName, request: Request, identity: Approver, body: models.ApprovalRequest
     ) -> dict:
         """Approve the checkpoint's current plan as this token's identity (approved_by, if sent, must be it).
         The approval is bound to the plan's digest, used once, and expires (ttl_minutes)."""
@@ -586,7 +605,7 @@ def create_app(
         }
 
     @app.post("/api/v1/approvals/{checkpoint_name}/reject", tags=["Approvals"], response_model=models.RejectionResponse)
-    def reject_approval(checkpoint_name: str, identity: Approver, body: models.RejectionRequest) -> dict:
+    def reject_approval(checkpoint_name: CheckpointName, identity: Approver, body: models.RejectionRequest) -> dict:
         """Reject the checkpoint's current plan: every valid approval of it is closed; audited."""
         name = known_checkpoint(checkpoint_name)
         if not get(name).approval_required:
@@ -626,7 +645,7 @@ def create_app(
         "/api/v1/runs/{run_id}/log",
         tags=["Runs"],
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "The log"}},
+        responses=json_errors("text/event-stream", "The run's log, live"),
     )
     def run_log(
         run_id: str,
@@ -665,7 +684,7 @@ def create_app(
         "/api/v1/monitoring/prometheus",
         tags=["Monitoring"],
         response_class=PlainTextResponse,
-        responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics"}},
+        responses=json_errors("text/plain", "Metrics in Prometheus' text format"),
     )
     def prometheus_metrics(
         _: Viewer,
@@ -694,12 +713,14 @@ def create_app(
         cluster = monitoring_cluster()
         settings = cluster.monitoring[0].settings
         if not settings.grafana_enabled:
+            why = settings.monitoring_off_reason or (
+                "grafana_enabled is false on the monitoring host; set grafana_enabled: true in its host data "
+                "and deploy monitoring-deployment"
+            )
             raise ApiError(
                 404,
                 "NOT_DEPLOYED",
-                "Grafana is not deployed on this cluster: "
-                + (settings.monitoring_off_reason or "grafana_enabled is false on the monitoring host")
-                + "; set grafana_enabled: true in its host data and deploy monitoring-deployment",
+                f"Grafana is not deployed on this cluster: {why}",
                 {"provisioned_when_deployed": provisioned_dashboards()},
             )
         try:

@@ -39,8 +39,15 @@ def is_loopback(host: str) -> bool:
     show_default=True,
     help="Whoever starts a run cannot approve its destructive checkpoint.",
 )
+@click.option(
+    "--rate-limit",
+    default=120,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Requests per token per minute; more are answered 429.",
+)
 @click.pass_context
-def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_duties):
+def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_duties, rate_limit):
     """Serve the REST API (FastAPI on uvicorn), sharing the wrapper's state, lock, approvals and audit trail.
 
     \b
@@ -76,7 +83,7 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
                 err=True,
             )
             sys.exit(2)
-    app = create_app(inventory, store.directory, separation_of_duties, list(cors_origins))
+    app = create_app(inventory, store.directory, separation_of_duties, list(cors_origins), rate_limit)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
 
 
