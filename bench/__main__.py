@@ -14,6 +14,8 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
             hosts until every node is alive; both times and their ratio.
   scale     for 1, 2, 4 and 8 workers (--scale-workers), a fresh lab fully deployed (not counted),
             then the no-op re-run and the dry run (median of --runs each): the curve and its growth.
+  api       on one fresh deployed lab: `GET /api/v1/cluster/health` through `raydeploy api`,
+            60 requests 0.25 s apart per run (every answer, and those not from its 5 s cache), in ms.
   all       every scenario above, each on its own fresh labs: one table, one JSON file.
 
 Example: .venv/bin/python -m bench all --runs 3
@@ -22,12 +24,14 @@ Example: .venv/bin/python -m bench all --runs 3
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from bench import report
+from bench.api import scenario_api
 from bench.measure import BenchError, machine
 from bench.peer import scenario_peer
 from bench.scenarios import SCALE_WORKERS, scenario_deploy, scenario_lab_up, scenario_scale, scenario_validate
@@ -38,6 +42,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "validate": lambda args: scenario_validate(args.runs, args.workers),
     "peer": lambda args: scenario_peer(args.runs, args.workers, args.peer_default_autoscaler),
     "scale": lambda args: scenario_scale(args.runs, tuple(args.scale_workers)),
+    "api": lambda args: scenario_api(args.runs, args.workers),
 }
 
 
@@ -87,7 +92,7 @@ def run_scenarios(names: list[str], args: argparse.Namespace, write: Callable[[d
     results: dict = {}
     for name in names:
         print(f"== {name}", flush=True)
-        started = time.monotonic()
+        started, load_at_start = time.monotonic(), os.getloadavg()[0]
         try:
             results[name] = SCENARIOS[name](args)
         except BenchError as error:
@@ -97,6 +102,8 @@ def run_scenarios(names: list[str], args: argparse.Namespace, write: Callable[[d
             results[name] = {"error": f"{type(error).__name__}: {error}"}
             print(f"{name} failed: {error}", flush=True)
         results[name]["wall_s"] = round(time.monotonic() - started, 1)
+        # Other work on the machine skews wall times: say how busy it was around each scenario.
+        results[name]["load_average_1m"] = {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)}
         write(results)  # a late failure keeps what was measured before it
     return results
 
