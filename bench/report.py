@@ -16,6 +16,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "dry_run": ("< 5 s", 5.0),
     "validate_health_only": ("< 2 s", 2.0),
     "peer_over_ours_ratio": (">= 3x", 3.0),
+    "api_health": ("< 300 ms", 300.0),
 }
 GROWTH_TARGET_PERCENT = 20.0
 

@@ -451,3 +451,43 @@ def test_a_run_that_lost_its_process_ends_its_stream_as_interrupted(api):
     api.store.start_run("run-ghost", "alice", "raydeploy deploy", "inv", "fp", ["ray-deployment"])
     text = api.get("/api/v1/runs/run-ghost/log", headers=auth(api.issued["viewer"])).text
     assert text.startswith("event: end") and '"status": "interrupted"' in text
+
+
+NEEDS = {("GET", "/api/v1/audit"): "admin", ("POST", "/api/v1/checkpoints/{checkpoint_name}"): "operator"}
+NEEDS |= {
+    ("POST", path): "approver"
+    for path in ("/api/v1/approvals/{checkpoint_name}", "/api/v1/approvals/{checkpoint_name}/reject")
+}
+BODIES = {"/api/v1/approvals/{checkpoint_name}": {"reason": "r", "acknowledge_risks": True}}
+BODIES["/api/v1/approvals/{checkpoint_name}/reject"] = {"reason": "r"}
+VALUES = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
+
+
+def operations(client) -> list[tuple[str, str, str]]:
+    """(method, path template, role it needs) of every operation the app serves but /healthz."""
+    found = []
+    for template, methods in client.get("/openapi.json").json()["paths"].items():
+        for method in methods:
+            if template != "/healthz":
+                found.append((method.upper(), template, NEEDS.get((method.upper(), template), "viewer")))
+    return found
+
+
+def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at_it(loopback):
+    from raydeploy.api.tokens import ROLES
+
+    client = loopback()
+    served = operations(client)
+    assert len(served) == 17
+    for method, template, role in served:
+        path = template.format(**VALUES)
+        body = BODIES.get(template)
+        assert_error_shape(client.request(method, path, json=body), 401, "UNAUTHORIZED")
+        weaker = ROLES[ROLES.index(role) - 1] if role != "viewer" else None
+        if weaker:
+            denied = client.request(method, path, json=body, headers=auth(client.issued[weaker]))
+            assert_error_shape(denied, 403, "FORBIDDEN")
+        allowed = client.request(method, path, json=body, headers=auth(client.issued[role]))
+        assert allowed.status_code not in (401, 403), (method, path, allowed.text)
+        assert "Traceback" not in allowed.text and (allowed.status_code < 500 or allowed.status_code == 503)
+    assert client.store.runs() == []  # ray-deployment's predecessors never passed: nothing started
