@@ -1,0 +1,142 @@
+"""What every request is served from (the inventory, the state directory, the rules), and who is asking.
+
+Authentication and authorisation are dependencies: `Viewer`, `Operator`, `Approver`, `Admin`
+each give the caller's identity or answer 401/403, both recorded in the audit trail (without the
+token). Each token has a request rate limit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi import Path as PathParameter
+
+from raydeploy.api.errors import ApiError
+from raydeploy.api.tokens import Identity, TokenStore
+from raydeploy.checkpoints import NAMES, get
+from raydeploy.plans import Plan, PlanError, make_plan
+from raydeploy.state import StateStore
+
+RATE_WINDOW_S = 60.0
+DEFAULT_RATE_LIMIT = 120  # requests per token per RATE_WINDOW_S
+
+
+class Service:
+    """The served inventory and state directory, the rules, and the per-process caches."""
+
+    def __init__(
+        self, inventory: str, state_dir: Path, separation_of_duties: bool = True, rate_limit: int | None = None
+    ):
+        self.inventory, self.state_dir = inventory, Path(state_dir)
+        self.separation_of_duties = separation_of_duties
+        self.rate_limit = rate_limit or DEFAULT_RATE_LIMIT
+        self._local = threading.local()
+        self._recent: dict[str, deque] = defaultdict(deque)
+        self.health_cache: dict = {"at": 0.0, "value": None}
+        self.health_lock = threading.Lock()
+
+    def db(self) -> StateStore:
+        """This thread's connection to the state (SQLite connections are not shared between threads)."""
+        if getattr(self._local, "store", None) is None:
+            self._local.store = StateStore(self.state_dir)
+            self._local.tokens = TokenStore(self._local.store)
+        return self._local.store
+
+    def tokens(self) -> TokenStore:
+        self.db()
+        return self._local.tokens
+
+    def within_rate(self, token_id: str) -> bool:
+        window, moment = self._recent[token_id], time.monotonic()
+        while window and moment - window[0] > RATE_WINDOW_S:
+            window.popleft()
+        if len(window) >= self.rate_limit:
+            return False
+        window.append(moment)
+        return True
+
+    def plan(self, name: str) -> Plan:
+        """CHECKPOINT's plan now (pyinfra's dry run); 503 PLAN_FAILED with pyinfra's words when it cannot plan."""
+        try:
+            return make_plan(self.inventory, get(name))
+        except PlanError as error:
+            raise ApiError(503, "PLAN_FAILED", str(error)[:4000], {"checkpoint": name}) from None
+
+    def loaded(self):
+        """The inventory, read as pyinfra reads it; 503 INVENTORY_UNREADABLE when it cannot be."""
+        from validate.inventory import InventoryError, load
+
+        try:
+            return load(self.inventory)
+        except InventoryError as error:
+            raise ApiError(503, "INVENTORY_UNREADABLE", str(error)) from None
+
+
+CheckpointName = Annotated[str, PathParameter(description="A checkpoint's name", examples=["cleanup-existing"])]
+
+
+def known_checkpoint(name: str) -> str:
+    if name not in NAMES:
+        raise ApiError(404, "NOT_FOUND", f"unknown checkpoint {name!r}", {"valid": list(NAMES)})
+    return name
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+Served = Annotated[Service, Depends(service)]
+
+
+def identify(request: Request, served: Served) -> Identity:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    identity = served.tokens().identify(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+    if identity is None:
+        served.db().audit.append(
+            "anonymous",
+            "api authentication failed",
+            request.url.path,
+            client=request.client.host if request.client else "",
+            reason="no token" if not header else "unknown or revoked token",
+        )
+        raise ApiError(401, "UNAUTHORIZED", "a valid bearer token is required (raydeploy api token create)")
+    if not served.within_rate(identity.token_id):
+        raise ApiError(
+            429, "RATE_LIMITED", f"more than {served.rate_limit} requests in {RATE_WINDOW_S:.0f} s; slow down"
+        )
+    return identity
+
+
+def refuse(
+    served: Service, identity: Identity, path: str, message: str, error: str = "FORBIDDEN", **details
+) -> ApiError:
+    """A 403 for IDENTITY on PATH, recorded in the audit trail."""
+    served.db().audit.append(identity.name, "api authorisation refused", path, role=identity.role, why=error, **details)
+    return ApiError(403, error, message, details)
+
+
+def require(role: str):
+    def check(request: Request, served: Served, identity: Annotated[Identity, Depends(identify)]) -> Identity:
+        if not identity.has(role):
+            raise refuse(
+                served,
+                identity,
+                request.url.path,
+                f"this needs the {role} role; the token {identity.name} is {identity.role}",
+                needs=role,
+            )
+        return identity
+
+    return check
+
+
+Viewer = Annotated[Identity, Depends(require("viewer"))]
+Operator = Annotated[Identity, Depends(require("operator"))]
+Approver = Annotated[Identity, Depends(require("approver"))]
+Admin = Annotated[Identity, Depends(require("admin"))]

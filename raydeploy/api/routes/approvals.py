@@ -1,0 +1,110 @@
+"""Approvals: what a checkpoint's plan needs, granting it as the token's identity, rejecting it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+
+from raydeploy.api import models
+from raydeploy.api.context import Approver, CheckpointName, Served, Service, Viewer, known_checkpoint, refuse
+from raydeploy.api.errors import ApiError, now
+from raydeploy.api.tokens import Identity
+from raydeploy.api.views import approval_info
+from raydeploy.approvals import ApprovalError, Approvals
+from raydeploy.checkpoints import get
+
+router = APIRouter(prefix="/api/v1/approvals", tags=["Approvals"])
+
+
+@router.get("/{checkpoint_name}", response_model=models.ApprovalInfo)
+def get_approval(checkpoint_name: CheckpointName, served: Served, _: Viewer) -> dict:
+    """Whether the checkpoint needs an approval, its current plan's impact per host, and the valid approvals."""
+    name = known_checkpoint(checkpoint_name)
+    return approval_info(served, name, served.plan(name) if get(name).approval_required else None)
+
+
+def check_approver(served: Service, identity: Identity, path: str, name: str, claimed: str | None) -> None:
+    """403 when the body names another approver, or when separation of duties forbids this one."""
+    if claimed is not None and claimed.strip() != identity.name:
+        raise refuse(
+            served,
+            identity,
+            path,
+            f"approved_by {claimed!r} is not this token's identity {identity.name!r}: the approver is "
+            "whoever holds the token (leave approved_by out, or send your own name)",
+            "IDENTITY_MISMATCH",
+            claimed=claimed[:200],
+        )
+    if not (get(name).destructive and served.separation_of_duties):
+        return
+    waiting = next(
+        (r for r in served.db().runs(50) if r["status"] == "awaiting-approval" and r["failed_checkpoint"] == name),
+        None,
+    )
+    if waiting and waiting["requested_by"] == identity.name:
+        raise refuse(
+            served,
+            identity,
+            path,
+            f"{identity.name} requested run {waiting['id']}, which waits for this approval; with separation "
+            "of duties another approver must approve a destructive checkpoint",
+            "SEPARATION_OF_DUTIES",
+            run_id=waiting["id"],
+        )
+
+
+@router.post("/{checkpoint_name}", response_model=models.ApprovalResponse)
+def grant_approval(
+    checkpoint_name: CheckpointName, request: Request, served: Served, identity: Approver, body: models.ApprovalRequest
+) -> dict:
+    """Approve the checkpoint's current plan as this token's identity (approved_by, if sent, must be it).
+    The approval is bound to the plan's digest, used once, and expires (ttl_minutes)."""
+    name = known_checkpoint(checkpoint_name)
+    check_approver(served, identity, request.url.path, name, body.approved_by)
+    if not get(name).approval_required:
+        raise ApiError(400, "APPROVAL_NOT_NEEDED", f"{name} needs no approval; it runs without one")
+    plan = served.plan(name)
+    try:
+        approval = Approvals(served.db(), served.separation_of_duties).grant(
+            plan,
+            identity.name,
+            body.reason,
+            body.acknowledge_risks,
+            ttl=timedelta(minutes=body.ttl_minutes),
+            source="api",
+            actor=identity.name,
+        )
+    except ApprovalError as error:
+        raise ApiError(400, "APPROVAL_REFUSED", str(error), {"checkpoint": name}) from None
+    return {
+        "checkpoint": name,
+        "approved": True,
+        "approved_by": approval["approved_by"],
+        "approved_at": approval["created_at"],
+        "approval_token": approval["id"],
+        "plan_digest": approval["plan_digest"],
+        "expires_at": approval["expires_at"],
+    }
+
+
+@router.post("/{checkpoint_name}/reject", response_model=models.RejectionResponse)
+def reject_approval(
+    checkpoint_name: CheckpointName, served: Served, identity: Approver, body: models.RejectionRequest
+) -> dict:
+    """Reject the checkpoint's current plan: every valid approval of it is closed; audited."""
+    name = known_checkpoint(checkpoint_name)
+    if not get(name).approval_required:
+        raise ApiError(400, "APPROVAL_NOT_NEEDED", f"{name} needs no approval; there is nothing to reject")
+    plan = served.plan(name)
+    try:
+        Approvals(served.db(), served.separation_of_duties).reject(plan, identity.name, body.reason)
+    except ApprovalError as error:
+        raise ApiError(400, "INVALID_REQUEST", str(error)) from None
+    return {
+        "checkpoint": name,
+        "rejected": True,
+        "rejected_by": identity.name,
+        "rejected_at": now(),
+        "plan_digest": plan.digest,
+    }

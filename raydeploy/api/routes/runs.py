@@ -1,0 +1,61 @@
+"""Runs (the API's and the CLI's alike), a run's live log as server-sent events, and the audit trail."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from raydeploy.api import models, runs
+from raydeploy.api.context import Admin, Served, Viewer
+from raydeploy.api.errors import ApiError, json_errors
+
+router = APIRouter(prefix="/api/v1")
+
+
+@router.get("/runs", tags=["Runs"], response_model=list[models.Run])
+def list_runs(served: Served, _: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[dict]:
+    """Past runs, newest first (API and CLI runs alike)."""
+    return served.db().runs(limit)
+
+
+def known_run(served, run_id: str) -> dict:
+    store = served.db()
+    found = store.run(run_id)
+    if found is None:
+        raise ApiError(404, "NOT_FOUND", f"no run {run_id!r}", {"recent": [r["id"] for r in store.runs(5)]})
+    return found
+
+
+@router.get("/runs/{run_id}", tags=["Runs"], response_model=models.RunDetails)
+def get_run(run_id: str, served: Served, _: Viewer) -> dict:
+    """One run with each checkpoint's result."""
+    return {**known_run(served, run_id), "checkpoint_runs": served.db().checkpoint_runs(run_id)}
+
+
+@router.get(
+    "/runs/{run_id}/log",
+    tags=["Runs"],
+    response_class=StreamingResponse,
+    responses=json_errors("text/event-stream", "The run's log, live"),
+)
+def run_log(
+    run_id: str, served: Served, _: Viewer, last_event_id: Annotated[str | None, Header()] = None
+) -> StreamingResponse:
+    """The run's log as server-sent events, live until the run ends: `log` events (id is a byte
+    offset: reconnect with Last-Event-ID to resume), then one `end` event with the run's status."""
+    known_run(served, run_id)
+    offset = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+    return StreamingResponse(
+        runs.stream(served.state_dir, run_id, offset),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get("/audit", tags=["Audit"], response_model=list[models.AuditEvent])
+def audit(served: Served, _: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+    """The newest audit events (admin only)."""
+    return [json.loads(event.as_json()) for event in served.db().audit.events(limit)]

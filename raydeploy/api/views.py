@@ -1,0 +1,254 @@
+"""What the API answers, computed from the state, the plans and the cluster: each checkpoint's status,
+an approval's requirements, the cluster's health, the hosts and their facts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from raydeploy.api.context import Service
+from raydeploy.approvals import Approvals
+from raydeploy.checkpoints import get
+from raydeploy.plans import Plan
+from raydeploy.state import StateStore
+
+HEALTH_CACHE_S = 5.0
+STATUS_NAMES = {
+    "succeeded": "PASSED",
+    "failed": "FAILED",
+    "running": "IN_PROGRESS",
+    "awaiting-approval": "FAILED",
+    "interrupted": "FAILED",
+    "rejected": "FAILED",
+}
+
+
+def checkpoint_status(store: StateStore, name: str) -> dict:
+    """The seed's CheckpointStatus of NAME, per host, from the last run that ran it."""
+    checkpoint = get(name)
+    last = store.last_result(name)
+    nodes: dict[str, dict] = {}
+    if last:
+        for row in store.operations(last["run_id"]):
+            if row["checkpoint"] != name or row["host"] == "cluster":
+                continue
+            entry = nodes.setdefault(
+                row["host"],
+                {
+                    "status": "IN_PROGRESS" if last["status"] == "running" else "PASSED",
+                    "timestamp": last["finished_at"] or last["started_at"],
+                    "approval_required": checkpoint.approval_required,
+                    "destructive_operation": checkpoint.destructive,
+                },
+            )
+            if row["result"] in ("failed", "fail", "unreachable"):
+                entry["status"] = "FAILED"
+        for host in json.loads(last["failed_hosts"] or "[]"):
+            nodes.setdefault(host, {"status": "FAILED", "timestamp": last["finished_at"]})["status"] = "FAILED"
+    status = STATUS_NAMES.get(last["status"], "FAILED") if last else "NOT_FOUND"
+    message = checkpoint.description if not last else f"{last['status']} in run {last['run_id']}"
+    if last and last["error"]:
+        message += f": {last['error'][:500]}"
+    return {
+        "checkpoint": name,
+        "status": status,
+        "nodes": nodes,
+        "total_nodes": len(nodes),
+        "passed_nodes": sum(1 for node in nodes.values() if node["status"] == "PASSED"),
+        "message": message,
+    }
+
+
+def approval_info(served: Service, name: str, plan: Plan | None) -> dict:
+    """The seed's ApprovalInfo of NAME: its flags, the impact of PLAN per host, the valid approvals."""
+    checkpoint = get(name)
+    listed = Approvals(served.db(), served.separation_of_duties).all(name)
+    impact = [] if plan is None else impact_summary(plan)
+    if not checkpoint.approval_required:
+        message = f"{name} runs without an approval"
+    elif plan is not None and not plan.has_changes:
+        message = f"{name}'s plan changes nothing: it runs without an approval"
+    else:
+        message = (
+            f"{name} needs an approval bound to plan {plan.digest if plan else '?'}: "
+            f"POST /api/v1/approvals/{name} with a reason"
+            + (" and acknowledge_risks: true (destructive)" if checkpoint.destructive else "")
+            + (
+                "; with separation of duties, not by whoever starts the run"
+                if checkpoint.destructive and served.separation_of_duties
+                else ""
+            )
+        )
+    return {
+        "checkpoint": name,
+        "approval_required": checkpoint.approval_required,
+        "destructive_operation": checkpoint.destructive,
+        "approval_file": str(served.state_dir / "approvals" / f"{name}.json"),
+        "message": message,
+        "impact_summary": impact,
+        "plan_digest": plan.digest if plan else None,
+        "has_changes": plan.has_changes if plan else None,
+        "separation_of_duties": served.separation_of_duties,
+        "approvals": [a for a in listed if a["status"] == "valid"],
+    }
+
+
+def cluster_health(served: Service, max_age_s: float = HEALTH_CACHE_S) -> dict:
+    """The seed's ClusterHealth from the validate package's HTTP checks, cached for MAX_AGE_S."""
+    cache = served.health_cache
+    with served.health_lock:  # one refresh at a time; the others wait for it and share it
+        if cache["value"] is None or time.time() - cache["at"] >= max_age_s:
+            cache.update(value=compute_health(served.inventory, served.db()), at=time.time())
+        return {**cache["value"], "age_s": round(time.time() - cache["at"], 2)}
+
+
+def node_infos(served: Service) -> tuple[list[dict], object]:
+    """The inventory's hosts with the Ray head's view of each (ONLINE/OFFLINE/UNKNOWN), and the inventory."""
+    from deploys.components import expected_containers
+    from validate import http_checks
+    from validate.runner import SecretReader
+
+    loaded = served.loaded()
+    cluster = loaded.cluster
+    try:
+        alive = {
+            str(node.get("node_ip"))
+            for node in http_checks.alive_nodes(cluster, http_checks.ray_headers(cluster, SecretReader(cluster)))
+        }
+        known = True
+    except Exception:  # the head does not answer: nobody's state is known
+        alive, known = set(), False
+    infos = []
+    for node in cluster.hosts:
+        if node.role == "monitoring" or not known:
+            status = "UNKNOWN"
+        else:
+            status = "ONLINE" if node.settings.cluster_address in alive else "OFFLINE"
+        infos.append(
+            {
+                "name": node.name,
+                "ip": node.settings.cluster_address,
+                "role": node.role,
+                "status": status,
+                "containers": sorted(expected_containers(node, cluster)),
+            }
+        )
+    return infos, loaded
+
+
+def impact_summary(plan: Plan) -> list[str]:
+    """The plan's impact, a line per host: how many operations change, which, and the deploy's notes."""
+    lines = [f"{host}: UNREACHABLE, not planned" for host in plan.unreachable]
+    for host, entry in plan.summary().items():
+        parts = [f"{entry['changes']} change(s)", *entry["operations"], *entry["notes"]]
+        lines.append(f"{host}: " + "; ".join(parts))
+    return lines or ["no host changes"]
+
+
+def _level(statuses: list[str]) -> str:
+    if not statuses:
+        return "UNKNOWN"
+    if all(status in ("pass", "not-deployed") for status in statuses):
+        return "HEALTHY"
+    if any(status == "pass" for status in statuses):
+        return "DEGRADED"
+    return "FAILED"
+
+
+def compute_health(inventory: str, store: StateStore) -> dict:
+    """ClusterHealth from the HTTP checks (Ray dashboard, Prometheus, Grafana); containers from the last validation."""
+    from validate import http_checks
+    from validate.inventory import InventoryError, load
+    from validate.results import NOT_DEPLOYED
+    from validate.runner import SecretReader
+
+    checked_at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        cluster = load(inventory).cluster
+    except InventoryError as error:
+        unknown = {"status": "UNKNOWN"}
+        return {
+            "overall_status": "UNKNOWN",
+            "ray_cluster": {**unknown, "nodes": 0},
+            "monitoring": {**unknown, "services": []},
+            "containers": {"total": 0, "running": 0},
+            "endpoints": {"healthy": 0, "total": 0},
+            "checked_at": checked_at,
+            "message": str(error),
+        }
+    secret_of = SecretReader(cluster)
+    seen: dict = {}
+    ray = http_checks.ray_dashboard(cluster, secret_of, seen)
+    monitoring = http_checks.prometheus(cluster) + http_checks.grafana(cluster, secret_of)
+    alive = len(seen.get("alive_nodes", []))  # the dashboard's own check says why when it is missing
+    services = sorted({r.check.split()[0] for r in monitoring if r.status != NOT_DEPLOYED})
+    endpoints = [
+        r
+        for r in ray + monitoring
+        if r.check in ("ray dashboard", "prometheus", "grafana") and r.status != NOT_DEPLOYED
+    ]
+    ray_level, monitoring_level = _level([r.status for r in ray]), _level([r.status for r in monitoring])
+    overall = (
+        "HEALTHY"
+        if (ray_level, monitoring_level) == ("HEALTHY", "HEALTHY")
+        else "FAILED"
+        if ray_level == "FAILED"
+        else "DEGRADED"
+    )
+    containers = {"total": 0, "running": 0}
+    for run in store.runs(20):
+        rows = [r for r in store.operations(run["id"]) if r["operation"].startswith("validate: container ")]
+        if rows:
+            containers = {
+                "total": sum(1 for r in rows if r["result"] != NOT_DEPLOYED),
+                "running": sum(1 for r in rows if r["result"] == "pass"),
+                "checked_at": run["finished_at"],
+            }
+            break
+    return {
+        "overall_status": overall,
+        "ray_cluster": {"status": ray_level, "nodes": alive, "expected_nodes": len(cluster.nodes)},
+        "monitoring": {"status": monitoring_level, "services": services},
+        "containers": containers,
+        "endpoints": {"healthy": sum(1 for r in endpoints if r.status == "pass"), "total": len(endpoints)},
+        "problems": [f"{r.check}: {r.detail}" for r in ray + monitoring if r.status not in ("pass", NOT_DEPLOYED)],
+        "checked_at": checked_at,
+    }
+
+
+def node_facts(loaded, name: str) -> tuple[dict, list[dict]]:
+    """(system_info, containers) of host NAME over SSH; empty with an "error" when it cannot be reached."""
+    import tempfile
+
+    import testinfra
+
+    from validate.inventory import write_ssh_config
+
+    with tempfile.TemporaryDirectory(prefix="raydeploy-api-") as scratch:
+        config = write_ssh_config({name: loaded.ssh[name]}, Path(scratch))
+        host = testinfra.get_host(f"ssh://{name}", ssh_config=str(config))
+        try:
+            facts = host.run(
+                'set -e; . /etc/os-release; echo "$PRETTY_NAME"; python3 --version 2>&1; '
+                "awk '/MemTotal/ {printf \"%.1f GiB\\n\", $2/1048576}' /proc/meminfo; "
+                "df -h --output=avail / | tail -1 | tr -d ' '; nproc; "
+                "docker ps -a --format '{{.Names}}\t{{.Status}}\t{{.Image}}' 2>/dev/null || true"
+            )
+        except RuntimeError as error:
+            return {"error": f"cannot reach {name}: {error}"}, []
+        finally:
+            subprocess.run(["ssh", "-F", str(config), "-O", "exit", name], capture_output=True, check=False)
+    if facts.rc != 0:
+        return {"error": f"cannot read facts of {name}: {facts.stderr.strip()[:300]}"}, []
+    lines = facts.stdout.splitlines()
+    system = dict(zip(("os", "python", "memory", "disk_free", "cpu_cores"), lines[:5], strict=False))
+    containers = []
+    for line in lines[5:]:
+        parts = line.split("\t")
+        if len(parts) == 3:
+            containers.append({"name": parts[0], "status": parts[1], "image": parts[2]})
+    return system, containers
