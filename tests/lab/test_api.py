@@ -195,12 +195,31 @@ def test_the_seeds_curl_lines_work_against_a_running_server_with_a_token(deploye
         )  # fmt: skip
         assert approval["approved"] is True and approval["approved_by"] == "admin", approval
         assert len(approval["plan_digest"]) == 16 and approval["approval_token"]
+        # Drift on worker-2, so docker-installation's plan changes something and needs an approval.
+        worker = deployed.lab.host("worker-2")
+        worker.check_output('sed -i \'s/"max-file": "[0-9]*"/"max-file": "9"/\' /etc/docker/daemon.json')
+        unapproved = execute(base, headers["admin"], "docker-installation")
+        assert unapproved.status_code == 400 and unapproved.json()["error"] == "APPROVAL_REQUIRED", unapproved.text
+        impact = unapproved.json()["approval_info"]["impact_summary"]
+        assert [line.split(":")[0] for line in impact] == ["worker-2"], impact
         execution = curl(
             "-X", "POST", "http://localhost:8000/api/v1/checkpoints/docker-installation",
             "-H", "Content-Type: application/json", "-d", '{"approve": true}',
         )  # fmt: skip
         assert execution["status"] == "STARTED", execution
         assert follow(base, headers["admin"], execution["execution_id"])[1]["status"] == "succeeded"
+        assert '"max-file": "9"' not in worker.file("/etc/docker/daemon.json").content_string
+        audit = subprocess.run(
+            [str(BIN / "raydeploy"), "audit", "--json"],
+            cwd=REPO, env={**os.environ, **deployed.lab.env, "RAYDEPLOY_STATE_DIR": str(tmp_path)},
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        granted = [e for e in json.loads(audit.stdout) if e["event"] == "approval granted"]
+        assert [(e["target"], e["actor"], e["details"]["reason"]) for e in granted] == [
+            ("cleanup-existing", "admin", "Planned maintenance"),
+            ("docker-installation", "admin", "approve: true on execute"),
+        ]
+        deployed.wait_until_settled()  # docker restarted on worker-2: its Ray node rejoins
         status = curl("http://localhost:8000/api/v1/cluster/status")
         assert status["completed_checkpoints"] == ["prerequisites-check", "docker-installation"], status
         assert status["checkpoint_details"]["docker-installation"]["status"] == "PASSED"
