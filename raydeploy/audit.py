@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +71,8 @@ class AuditTrail:
         """Record one event (inside the caller's transaction when there is one)."""
         text = json.dumps(details, sort_keys=True, ensure_ascii=True, default=str)
         # BEGIN IMMEDIATE: another process (the CLI beside the API) cannot read the same last event
-        # between our read and our insert, so the chain never forks.
+        # between our read and our insert, so the chain never forks; the head file is written under
+        # the same lock, so it never goes back to an older event.
         own = not self.connection.in_transaction
         if own:
             self.connection.execute("BEGIN IMMEDIATE")
@@ -82,16 +85,21 @@ class AuditTrail:
                 "INSERT INTO audit (seq, at, actor, event, target, details, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)",
                 (seq, at, actor, event, target, text, prev, digest),
             )
+            self._write_head(seq, digest)
             if own:
                 self.connection.execute("COMMIT")
         except BaseException:
-            if own:
+            if own and self.connection.in_transaction:
                 self.connection.execute("ROLLBACK")
+                if row:
+                    self._write_head(row[0], row[1])
             raise
-        temporary = self.head_file.with_suffix(".tmp")
+        return Event(seq, at, actor, event, target, details, prev, digest)
+
+    def _write_head(self, seq: int, digest: str) -> None:
+        temporary = self.head_file.with_name(f"{self.head_file.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         temporary.write_text(f"{seq} {digest}\n")
         temporary.replace(self.head_file)
-        return Event(seq, at, actor, event, target, details, prev, digest)
 
     def events(self, limit: int | None = None) -> list[Event]:
         query = "SELECT seq, at, actor, event, target, details, prev_hash, hash FROM audit ORDER BY seq"

@@ -204,3 +204,26 @@ def test_the_database_is_sqlite_with_every_table(store):
     tables = {row[0] for row in sqlite3.connect(store.directory / "state.db").execute("SELECT name FROM sqlite_master")}
     assert {"runs", "checkpoint_runs", "operation_results", "approvals", "audit"} <= tables
     assert os.access(store.directory / "logs", os.W_OK)
+
+
+def test_two_processes_appending_to_the_audit_trail_at_once_never_fork_its_chain(tmp_path):
+    """The CLI and the API write one trail from two processes: each append reads the last event and
+    inserts the next one in one write transaction, so no two events claim the same place."""
+    writer = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from raydeploy.state import StateStore\n"
+        "store = StateStore(Path(sys.argv[1]))\n"
+        "for n in range(150):\n"
+        "    store.audit.append(sys.argv[2], 'tick', str(n))\n"
+    )
+    StateStore(tmp_path)  # the schema, before both start
+    writers = [
+        subprocess.Popen([sys.executable, "-c", writer, str(tmp_path), name], cwd=os.getcwd())
+        for name in ("cli", "api")
+    ]
+    assert [process.wait(timeout=120) for process in writers] == [0, 0]
+    store = StateStore(tmp_path)
+    events = store.audit.events()
+    assert len(events) == 300 and [event.seq for event in events] == list(range(1, 301))
+    assert store.audit.verify() == []
