@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import time
 
 from bench.labs import fresh_lab
 from bench.measure import (
@@ -18,6 +19,7 @@ from bench.measure import (
     checkpoint_times,
     figure,
     memory_available_gib,
+    run,
     timed,
     timed_output,
 )
@@ -34,8 +36,8 @@ def scenario_lab_up(runs: int, workers: int, cold: bool) -> dict:
     with fresh_lab("rdbench-prime", workers):
         pass  # images and mirror storage in place for the warm runs
     warm = []
-    for run in range(runs):
-        with fresh_lab(f"rdbench-warm-{run}", workers) as lab:
+    for index in range(runs):
+        with fresh_lab(f"rdbench-warm-{index}", workers) as lab:
             warm.append(lab.up_s)
     figures["warm_lab_up"] = figure(warm)
     return {"figures": figures}
@@ -64,8 +66,8 @@ def scenario_deploy(runs: int, workers: int) -> dict:
     no-op re-run and dry run of the full deploy."""
     full, noop, dry = [], [], []
     per_checkpoint: dict[str, list[float]] = {}
-    for run in range(runs):
-        with fresh_lab(f"rdbench-deploy-{run}", workers) as lab:
+    for index in range(runs):
+        with fresh_lab(f"rdbench-deploy-{index}", workers) as lab:
             elapsed, output = timed_output(WRAPPER_DEPLOY, lab.env)
             checkpoints = checkpoint_times(output)
             if "final-validation" not in checkpoints:
@@ -78,10 +80,10 @@ def scenario_deploy(runs: int, workers: int) -> dict:
             noop.append(timed(FULL_DEPLOY, lab.env, expect_no_change=True))
             dry.append(timed(DRY_DEPLOY, lab.env))
         steps = ", ".join(f"{name} {seconds:.1f}" for name, seconds in checkpoints.items())
-        print(f"deploy run {run + 1}: full {full[-1]:.1f} s ({steps}), no-op {noop[-1]:.1f} s, dry {dry[-1]:.1f} s")
+        print(f"deploy run {index + 1}: full {full[-1]:.1f} s ({steps}), no-op {noop[-1]:.1f} s, dry {dry[-1]:.1f} s")
     figures = {"full_deploy": figure(full)}
     figures |= {f"checkpoint {name}": figure(samples) for name, samples in per_checkpoint.items()}
-    planning = [total - sum(steps[run] for steps in per_checkpoint.values()) for run, total in enumerate(full)]
+    planning = [total - sum(samples[i] for samples in per_checkpoint.values()) for i, total in enumerate(full)]
     figures["plans, approvals and state (the rest)"] = figure(planning)
     figures |= {"noop_rerun": figure(noop), "dry_run": figure(dry)}
     return {"figures": figures}
@@ -91,9 +93,24 @@ def scenario_validate(runs: int, workers: int) -> dict:
     """On one fresh deployed lab: `validate --health-only` (at least 5 runs) and the full `validate`."""
     with fresh_lab("rdbench-validate", workers) as lab:
         timed(FULL_DEPLOY, lab.env)
+        settled(lab.env)
         health = [timed([RAYDEPLOY, "validate", "--health-only"], lab.env) for _ in range(max(runs, 5))]
         full = [timed([RAYDEPLOY, "validate"], lab.env) for _ in range(runs)]
     return {"figures": {"validate_health_only": figure(health), "validate_full": figure(full)}}
+
+
+def settled(env: dict[str, str], timeout_s: float = 120.0) -> None:
+    """Wait (not counted) until `validate --health-only` passes: right after a deploy, Prometheus may not
+    have scraped its targets yet, and they read `unknown`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            run([RAYDEPLOY, "validate", "--health-only"], env)
+            return
+        except BenchError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def scenario_scale(runs: int, worker_counts: tuple[int, ...] = SCALE_WORKERS) -> dict:
