@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -176,6 +177,7 @@ def peer_run(run_index: int, workers: int, default_autoscaler: bool) -> dict:
             )
             for state in Path("/tmp/ray").glob(f"cluster-{name}.*"):
                 state.unlink()  # the local provider's node state on this machine
+            shutil.rmtree(work, ignore_errors=True)
         clear_hosts(lab, image)
         ours_s = timed([PYINFRA, "-y", "inventories/lab.py", "deploys/ray-deployment.py"], lab.env)
     return {**peer, "ours_s": ours_s}
