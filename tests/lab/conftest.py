@@ -186,8 +186,9 @@ class DeployedCluster:
         response.raise_for_status()
         return response.json()["data"]["alerts"]
 
-    def wait_until_settled(self, timeout_s: float = 120) -> None:
-        """Every Ray node alive, and Prometheus scraping each (tests that stop things leave it catching up)."""
+    def wait_until_settled(self, timeout_s: float = 120, every_target: bool = False) -> None:
+        """Every Ray node alive, and Prometheus scraping each (tests that stop things leave it catching up);
+        with EVERY_TARGET, every target Prometheus has up too (what monitoring-deployment's own wait checks)."""
         self.wait_for_alive(3, timeout_s)
         deadline = time.monotonic() + timeout_s
         nodes: set = set()
@@ -199,7 +200,9 @@ class DeployedCluster:
             ray = [t for t in targets if t["labels"].get("job") == "ray"]
             nodes = {t["labels"].get("node") for t in ray if t["health"] == "up"}
             # Every Ray target up, not one per node: a recreated head's other targets lag behind.
-            if nodes >= {"head", "worker-1", "worker-2"} and all(t["health"] == "up" for t in ray):
+            if nodes >= {"head", "worker-1", "worker-2"} and all(
+                t["health"] == "up" for t in (targets if every_target else ray)
+            ):
                 return
             time.sleep(2)
         raise AssertionError(f"Prometheus scrapes Ray on {sorted(nodes)} only after {timeout_s} s")

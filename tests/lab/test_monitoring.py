@@ -216,6 +216,8 @@ def test_a_scrape_setting_change_reloads_prometheus_and_keeps_its_data(deployed:
     assert last_reload(deployed) > reloads
     # Samples from before the reload are still there.
     assert deployed.query_at('up{job="prometheus"}', earlier), "samples from before the reload are gone"
+    # A scrape that failed since the reload (a loaded machine) would rightly make the re-run wait for it.
+    deployed.wait_until_settled(every_target=True)
     again = deploy(deployed.lab, "deploys/monitoring-deployment.py", "--data", "prometheus_scrape_interval=7s")
     assert grand_total(again.output) == (0, 0), changed_operations(again.output)
     deploy(deployed.lab, "deploys/monitoring-deployment.py")
