@@ -103,7 +103,9 @@ def cluster_health(served: Service, max_age_s: float = HEALTH_CACHE_S) -> dict:
     with served.health_lock:  # one refresh at a time; the others wait for it and share it
         if cache["value"] is None or time.time() - cache["at"] >= max_age_s:
             cache.update(value=compute_health(served.inventory, served.db()), at=time.time())
-        return {**cache["value"], "age_s": round(time.time() - cache["at"], 2)}
+            return {**cache["value"], "age_s": 0.0}
+        # A cached answer is never 0 s old, however soon after the checks it is asked for.
+        return {**cache["value"], "age_s": max(round(time.time() - cache["at"], 3), 0.001)}
 
 
 def node_infos(served: Service) -> tuple[list[dict], object]:
