@@ -16,6 +16,9 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
             then the no-op re-run and the dry run (median of --runs each): the curve and its growth.
   api       on one fresh deployed lab: `GET /api/v1/cluster/health` through `raydeploy api`,
             60 requests 0.25 s apart per run (every answer, and those not from its 5 s cache), in ms.
+  ssh-latency
+            on one fresh lab (1 worker): one `true` over SSH, 50 times per run, with Nagle's
+            algorithm on (paramiko's default) and off (what our deploys set), in ms.
   all       every scenario above, each on its own fresh labs: one table, one JSON file.
 
 Example: .venv/bin/python -m bench all --runs 3
@@ -35,6 +38,7 @@ from bench.api import scenario_api
 from bench.measure import BenchError, machine
 from bench.peer import scenario_peer
 from bench.scenarios import SCALE_WORKERS, scenario_deploy, scenario_lab_up, scenario_scale, scenario_validate
+from bench.ssh_latency import scenario_ssh_latency
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "lab-up": lambda args: scenario_lab_up(args.runs, args.workers, args.cold),
@@ -43,6 +47,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "peer": lambda args: scenario_peer(args.runs, args.workers, args.peer_default_autoscaler),
     "scale": lambda args: scenario_scale(args.runs, tuple(args.scale_workers)),
     "api": lambda args: scenario_api(args.runs, args.workers),
+    "ssh-latency": lambda args: scenario_ssh_latency(args.runs),
 }
 
 

@@ -18,6 +18,7 @@ from pyinfra.api import deploy, operation
 
 from deploys.components import RAY_COMPONENTS, wanted_ray_components
 from deploys.containers import container_absent
+from deploys.host_facts import fact_since_last_change
 from deploys.topology import Node
 from facts.containers import COMPONENT_LABEL, Containers
 from facts.processes import BareMetalRayProcesses
@@ -49,7 +50,7 @@ def find_leftovers(node: Node) -> list[Leftover]:
     """What cleanup would remove on NODE's host, each with the reason it was recognised."""
     found: list[Leftover] = []
     wanted = wanted_ray_components(node)
-    for name, container in sorted(host.get_fact(Containers).items()):
+    for name, container in sorted(fact_since_last_change(Containers).items()):
         component = container["labels"].get(COMPONENT_LABEL)
         if component in RAY_COMPONENTS and component not in wanted:
             found.append(Leftover("container", name, f"our {component} container, not wanted on a {node.role}"))

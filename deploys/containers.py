@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pyinfra import host, logger
 from pyinfra.api import OperationError, operation
 
+from deploys.host_facts import fact_since_last_change
 from facts.containers import COMPONENT_LABEL, SPEC_LABEL, Containers, DockerImages
 
 
@@ -102,7 +103,7 @@ def container(spec: ContainerSpec):
 
         container(name="Ray head", spec=ContainerSpec(name="ray-head", component="ray-head", image=image))
     """
-    current = host.get_fact(Containers).get(spec.name)
+    current = fact_since_last_change(Containers).get(spec.name)
     if current is None:
         _show_plan(f"will create container {spec.name}", spec)
         yield spec.run_command()
@@ -123,16 +124,39 @@ def container(spec: ContainerSpec):
 
 
 @operation()
-def image_present(image: str):
+def images_present(images: list[str]):
     """
-    Pull IMAGE unless the host already has it (through the host's configured mirrors).
+    Pull every one of IMAGES the host lacks (through its configured mirrors), all at once.
 
-    + image: ``repository:tag``
+    + images: ``repository:tag`` references
+
+    Called from one place for every host, this is one operation: all hosts pull together instead
+    of one role after the other. A failed pull fails the operation and says which image failed; the
+    other pulls are still waited for, so nothing keeps running after the operation ends.
+
+    **Example:**
+
+    .. code:: python
+
+        images_present(name="Images", images=["rayproject/ray:2.60.0-py311-cpu", "redis:7.0"])
     """
-    if image in host.get_fact(DockerImages):
-        host.noop(f"image {image} is present")
+    present = fact_since_last_change(DockerImages)
+    missing = [image for image in dict.fromkeys(images) if image not in present]
+    if not missing:
+        host.noop(f"images {', '.join(images)} are present")
         return
-    yield f"docker pull --quiet {shlex.quote(image)}"
+    yield (
+        'pids="";'
+        + "".join(f' {_pull(image)} & pids="$pids $!";' for image in missing)
+        + (' failed=0; for pid in $pids; do wait "$pid" || failed=1; done; exit "$failed"')
+    )
+
+
+def _pull(image: str) -> str:
+    """A shell command pulling IMAGE that, on failure, says which image failed (Docker's error does not)."""
+    quoted = shlex.quote(image)
+    message = shlex.quote(f"could not pull {image}: check the image name and the host's registry mirrors")
+    return f"( docker pull --quiet {quoted} || {{ echo {message} >&2; exit 1; }} )"
 
 
 @operation()
@@ -143,7 +167,7 @@ def container_absent(container_name: str, component: str | None = None):
     + container_name: the container's name
     + component: remove only if its ``raydeploy.component`` label has this value
     """
-    current = host.get_fact(Containers).get(container_name)
+    current = fact_since_last_change(Containers).get(container_name)
     if current is None or (component and current["labels"].get(COMPONENT_LABEL) != component):
         host.noop(f"container {container_name} is absent")
         return

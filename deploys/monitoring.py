@@ -19,7 +19,7 @@ from pyinfra.api import deploy, operation
 from pyinfra.operations import files
 
 from deploys.components import CADVISOR, GRAFANA, NODE_EXPORTER, PROMETHEUS, monitoring_components
-from deploys.containers import ContainerSpec, HealthCheck, container, container_absent, image_present
+from deploys.containers import ContainerSpec, HealthCheck, container, container_absent, images_present
 from deploys.credentials import secret
 from deploys.monitoring_config import (
     alert_rules,
@@ -272,7 +272,6 @@ def prometheus(node: Node, cluster: Cluster) -> None:
                 group=PROMETHEUS_GID,
             )
         )
-    image_present(name=f"Image {settings.prometheus_image}", image=settings.prometheus_image)
     started = container(name="Prometheus container", spec=prometheus_spec(settings))
     wanted = [("ray", member.name) for member in cluster.nodes]
     wanted += [("node", member.name) for member in cluster.hosts if member.settings.node_exporter_enabled]
@@ -308,8 +307,18 @@ def grafana(node: Node, cluster: Cluster) -> None:
         _put(f"{GRAFANA_DIR}/dashboards/{name}", text)
     env_text = env_file_text({"GF_SECURITY_ADMIN_PASSWORD": secret(settings.state_dir, "grafana-admin-password")})
     secret_file(name=f"{GRAFANA_ENV_FILE}", dest=GRAFANA_ENV_FILE, content=env_text)
-    image_present(name=f"Image {settings.grafana_image}", image=settings.grafana_image)
     container(name="Grafana container", spec=grafana_spec(node, cluster, env_text, datasources + providers))
+
+
+def monitoring_images(settings: Settings, components: dict[str, bool]) -> list[str]:
+    """The images of the components this host runs."""
+    images = {
+        NODE_EXPORTER: settings.node_exporter_image,
+        CADVISOR: settings.cadvisor_image,
+        PROMETHEUS: settings.prometheus_image,
+        GRAFANA: settings.grafana_image,
+    }
+    return [images[component] for component, enabled in components.items() if enabled]
 
 
 @deploy("Monitoring stack")
@@ -326,11 +335,11 @@ def monitoring_stack(node: Node, cluster: Cluster) -> None:
         if not enabled:
             _report_off(component, node)
             container_absent(name=f"No {component} container (off)", container_name=component, component=component)
+    # One operation for every host: all pull at once.
+    images_present(name="Monitoring images", images=monitoring_images(settings, components))
     if components[NODE_EXPORTER]:
-        image_present(name=f"Image {settings.node_exporter_image}", image=settings.node_exporter_image)
         container(name="node-exporter container", spec=node_exporter_spec(settings))
     if components[CADVISOR]:
-        image_present(name=f"Image {settings.cadvisor_image}", image=settings.cadvisor_image)
         container(name="cAdvisor container", spec=cadvisor_spec(settings))
     if components.get(PROMETHEUS):
         prometheus(node, cluster)

@@ -10,6 +10,7 @@ from pyinfra import host, inventory, logger
 from pyinfra.api.exceptions import DeployError
 from pyinfra.facts.server import LinuxDistribution, Which
 
+from deploys.host_facts import fact_since_last_change
 from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, Containers
 from facts.resources import HostResources, ListeningPorts, Reachable
@@ -60,7 +61,7 @@ def problems_of(node: Node, cluster: Cluster) -> list[str]:
     listening = host.get_fact(ListeningPorts)
     ours = {
         found["labels"][COMPONENT_LABEL]
-        for found in host.get_fact(Containers).values()
+        for found in fact_since_last_change(Containers).values()
         if found["running"] and COMPONENT_LABEL in found["labels"]
     }
     monitoring = node.name in {member.name for member in cluster.monitoring}

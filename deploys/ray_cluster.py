@@ -15,7 +15,7 @@ from pyinfra.api import deploy, operation
 from pyinfra.operations import files
 
 from deploys.components import RAY_HEAD, RAY_REDIS, RAY_WORKER
-from deploys.containers import ContainerSpec, HealthCheck, container, image_present
+from deploys.containers import ContainerSpec, HealthCheck, container, images_present
 from deploys.credentials import secret
 from deploys.monitoring_config import grafana_url, prometheus_url
 from deploys.secret_files import digest, env_file_text, secret_file
@@ -164,51 +164,26 @@ def redis_conf_text(settings: Settings, password: str) -> str:
     )
 
 
-@deploy("Ray node configuration")
-def _config_dir() -> None:
-    files.directory(name=f"{CONFIG_DIR} (private)", path=CONFIG_DIR, mode="700", user="root", group="root")
-
-
-@deploy("Ray head")
-def ray_head(node: Node, cluster: Cluster) -> None:
-    """Redis (when enabled) and the Ray head container on the head node.
-
-    + node: the head node
-    + cluster: the cluster (where its Prometheus and Grafana are)
-    """
+def ray_images(node: Node) -> list[str]:
+    """The images NODE runs for Ray: Ray itself, and Redis on a head that keeps its GCS there."""
     settings = node.settings
-    _config_dir()
-    # No mode: Ray makes it 0777 itself at every start.
-    files.directory(name=f"{settings.ray_temp_dir} for Ray's session files", path=settings.ray_temp_dir)
-    image_present(name=f"Image {settings.ray_image}", image=settings.ray_image)
-    env = ray_secrets(settings)
-    if settings.redis_enabled:
-        password = secret(settings.state_dir, "redis-password")
-        env["REDIS_PASSWORD"] = password
-        conf_text = redis_conf_text(settings, password)
-        redis_env = env_file_text({"REDISCLI_AUTH": password})
-        image_present(name=f"Image {settings.redis_image}", image=settings.redis_image)
-        secret_file(name=f"{REDIS_CONF} (holds the password)", dest=REDIS_CONF, content=conf_text, mode="644")
-        secret_file(name=f"{REDIS_ENV_FILE}", dest=REDIS_ENV_FILE, content=redis_env)
-        container(name="Redis for GCS fault tolerance", spec=redis_spec(settings, conf_text, redis_env))
-    env_text = env_file_text(env)
-    secret_file(name=f"{RAY_ENV_FILE}", dest=RAY_ENV_FILE, content=env_text)
-    container(name="Ray head container", spec=head_spec(node, cluster, env_text))
+    with_redis = node.role == "head" and settings.redis_enabled
+    return [settings.ray_image, settings.redis_image] if with_redis else [settings.ray_image]
 
 
-@deploy("Ray worker")
-def ray_worker(node: Node, cluster: Cluster) -> None:
-    """The Ray worker container, joining the head's GCS.
+def redis(settings: Settings, env: dict[str, str]) -> None:
+    """Redis for the head's GCS, its password added to the head's ENV.
 
-    + node: this worker
-    + cluster: the cluster (for the head's address)
+    + settings: the head's settings
+    + env: the Ray head's environment; gets REDIS_PASSWORD
     """
-    settings = node.settings
-    _config_dir()
-    image_present(name=f"Image {settings.ray_image}", image=settings.ray_image)
-    env_text = env_file_text(ray_secrets(settings))
-    secret_file(name=f"{RAY_ENV_FILE}", dest=RAY_ENV_FILE, content=env_text)
-    container(name="Ray worker container", spec=worker_spec(node, cluster.head, env_text))
+    password = secret(settings.state_dir, "redis-password")
+    env["REDIS_PASSWORD"] = password
+    conf_text = redis_conf_text(settings, password)
+    redis_env = env_file_text({"REDISCLI_AUTH": password})
+    secret_file(name=f"{REDIS_CONF} (holds the password)", dest=REDIS_CONF, content=conf_text, mode="644")
+    secret_file(name=f"{REDIS_ENV_FILE}", dest=REDIS_ENV_FILE, content=redis_env)
+    container(name="Redis for GCS fault tolerance", spec=redis_spec(settings, conf_text, redis_env))
 
 
 WAIT_SCRIPT = """
@@ -257,18 +232,31 @@ def ray_nodes_alive(expected: dict[str, str], dashboard_port: int, timeout_s: in
 def ray_cluster(node: Node, cluster: Cluster) -> None:
     """This node's part of the Ray cluster; on the head, finally wait for every node.
 
+    Each step common to the head and the workers is called from one line, so that pyinfra runs it
+    as one operation on every node at once: above all the image pulls, the longest step of all.
+
     + node: the node being deployed
     + cluster: the whole cluster
     """
     if node.role == "monitoring":
         host.log("ray-deployment: no Ray on a monitoring-only host", logger.info)
         return
-    if node.role == "head":
-        ray_head(node, cluster)
+    settings, is_head = node.settings, node.role == "head"
+    files.directory(name=f"{CONFIG_DIR} (private)", path=CONFIG_DIR, mode="700", user="root", group="root")
+    if is_head:
+        # No mode: Ray makes it 0777 itself at every start.
+        files.directory(name=f"{settings.ray_temp_dir} for Ray's session files", path=settings.ray_temp_dir)
+    images_present(name="Ray images", images=ray_images(node))
+    env = ray_secrets(settings)
+    if is_head and settings.redis_enabled:
+        redis(settings, env)
+    env_text = env_file_text(env)
+    secret_file(name=f"{RAY_ENV_FILE}", dest=RAY_ENV_FILE, content=env_text)
+    if is_head:
+        container(name="Ray head container", spec=head_spec(node, cluster, env_text))
     else:
-        ray_worker(node, cluster)
-    if node.role == "head":
-        settings = node.settings
+        container(name="Ray worker container", spec=worker_spec(node, cluster.head, env_text))
+    if is_head:
         ray_nodes_alive(
             name="Every Ray node alive",
             expected={member.settings.cluster_address: member.name for member in cluster.nodes},

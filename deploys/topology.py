@@ -15,6 +15,7 @@ from pyinfra import inventory
 from pyinfra.api.exceptions import DeployError
 from pyinfra.context import ctx_inventory
 
+from deploys.connection import send_without_delay
 from deploys.settings import Settings, SettingsError, check_cluster, settings_from_data
 
 
@@ -120,5 +121,6 @@ def load_cluster() -> Cluster:
 
 
 def this_node() -> Node:
-    """The node pyinfra is preparing operations for now."""
+    """The node pyinfra is preparing operations for now; its commands from here on are sent at once."""
+    send_without_delay(current_host)
     return load_cluster().node(current_host.name)

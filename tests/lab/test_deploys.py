@@ -95,9 +95,16 @@ def test_every_container_has_a_health_check_and_becomes_healthy(deployed):
         assert deployed.container(*key)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
 
 
-def test_second_run_changes_nothing(deployed):
-    result = deploy(deployed.lab)
+def test_second_run_changes_nothing_and_asks_each_host_for_its_containers_twice(deployed):
+    result = deploy(deployed.lab, "deploys/ray.py", "--debug")
     assert grand_total(result.output) == (0, 0), changed_operations(result.output)
+    # Once for every operation of the run (nothing changed the host since), once for final validation.
+    asked = re.findall(r"Running command on ([\w-]+): .*docker ps --all --quiet", result.output)
+    assert {name: asked.count(name) for name in ("head", "worker-1", "worker-2")} == {
+        "head": 2,
+        "worker-1": 2,
+        "worker-2": 2,
+    }, asked
 
 
 def test_secrets_never_appear_in_the_deploy_output_or_container_commands(deployed):

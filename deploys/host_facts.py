@@ -1,0 +1,40 @@
+"""Facts read once per run and host, and read again only after an operation changed that host.
+
+pyinfra 3 runs a fact's command on every `host.get_fact`. Many of our operations ask the same
+host the same question (which containers, which images); on a run that changes nothing, each
+host is asked once instead of once per operation, which keeps a no-op run short as hosts are
+added. Any operation that ran a command on the host since (a pull, a restart, a cleanup) makes
+the next read fresh. Final validation does not use this: it reads the host as it is at the end.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyinfra.api import FactBase
+from pyinfra.context import ctx_host, ctx_state
+
+_read: dict[tuple[int, str, type, tuple], tuple[int, Any]] = {}
+
+
+def changes_so_far() -> int:
+    """How many operations have run commands on the current host in this run."""
+    state, current = ctx_state.get(), ctx_host.get()
+    changed = 0
+    for op_hash in state.ops[current]:
+        meta = state.get_op_data_for_host(current, op_hash).operation_meta
+        # An operation that failed part-way may still have changed the host.
+        changed += meta.is_complete() and (meta.did_change() or not meta.did_succeed())
+    return changed
+
+
+def fact_since_last_change(fact: type[FactBase], **kwargs: Any) -> Any:
+    """FACT on the current host, asked again only if an operation changed the host since it was last asked."""
+    current = ctx_host.get()
+    key = (id(ctx_state.get()), current.name, fact, tuple(sorted(kwargs.items())))
+    changes = changes_so_far()
+    if key in _read and _read[key][0] == changes:
+        return _read[key][1]
+    value = current.get_fact(fact, **kwargs)
+    _read[key] = (changes, value)
+    return value
