@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, server, systemd
 
@@ -30,12 +31,18 @@ def install_docker(settings: Settings) -> None:
     )
     if settings.docker_source == "distro":
         apt.packages(
-            name="Install docker.io (distribution package)", packages=["docker.io"], update=True, cache_time=3600
+            name="Install docker.io (distribution package)",
+            packages=["docker.io"],
+            update=_missing(["docker.io"]),
+            cache_time=3600,
         )
     else:
         _docker_ce_repository()
         apt.packages(
-            name="Install docker-ce (Docker's repository)", packages=DOCKER_CE_PACKAGES, update=True, cache_time=3600
+            name="Install docker-ce (Docker's repository)",
+            packages=DOCKER_CE_PACKAGES,
+            update=_missing(DOCKER_CE_PACKAGES),
+            cache_time=3600,
         )
     systemd.service(
         name="Docker enabled and running; restarted when daemon.json changed",
@@ -46,6 +53,13 @@ def install_docker(settings: Settings) -> None:
     )
     for user in settings.docker_users:
         server.user(name=f"{user} in the docker group", user=user, groups=["docker"], append=True)
+
+
+def _missing(packages: list[str]) -> bool:
+    """Whether any of PACKAGES is not installed: only then is apt's package list refreshed, so a
+    re-run a day later changes nothing instead of running `apt-get update` on every host."""
+    installed = host.get_fact(DebPackages)
+    return any(package not in installed for package in packages)
 
 
 def _docker_ce_repository() -> None:
