@@ -193,33 +193,45 @@ expected, port, deadline = json.loads(sys.argv[1]), int(sys.argv[2]), time.monot
 query = ('curl -sf --max-time 5 ${RAY_AUTH_TOKEN:+-H "Authorization: Bearer $RAY_AUTH_TOKEN"} '
          '"http://127.0.0.1:%d/api/v0/nodes?limit=1000&filter_keys=state&filter_predicates=%%3D&filter_values=ALIVE"'
          % port)
+
+def exporting(address, metrics_port):
+    url = "http://%s:%d/metrics" % (address, metrics_port)
+    return subprocess.run(["docker", "exec", "ray-head", "curl", "-sf", "--max-time", "3", "-o", "/dev/null", url]).returncode == 0
+
 while True:
     out = subprocess.run(["docker", "exec", "ray-head", "sh", "-c", query], capture_output=True, text=True).stdout
     try:
         alive = {row.get("node_ip") for row in json.loads(out)["data"]["result"]["result"]}
     except Exception:
         alive = set()
-    missing = [f"{name} ({address})" for address, name in expected.items() if address not in alive]
+    missing = [f"{name} ({address})" for address, (name, _) in expected.items() if address not in alive]
+    # A node counts once its metrics agent answers too, so Prometheus finds every node it scrapes.
+    missing += [
+        f"{name} ({address}: metrics port {metrics_port})"
+        for address, (name, metrics_port) in expected.items()
+        if address in alive and not exporting(address, metrics_port)
+    ]
     if not missing:
-        print(f"all {len(expected)} Ray nodes alive")
+        print(f"all {len(expected)} Ray nodes alive and exporting metrics")
         sys.exit(0)
     if time.monotonic() > deadline:
-        sys.exit(f"Ray nodes not alive after {sys.argv[3]} s: {', '.join(missing)}")
-    time.sleep(2)
+        sys.exit(f"Ray nodes not ready after {sys.argv[3]} s: {', '.join(missing)}")
+    time.sleep(1)
 """
 
 
 @operation()
-def ray_nodes_alive(expected: dict[str, str], dashboard_port: int, timeout_s: int):
+def ray_nodes_alive(expected: dict[str, tuple[str, int]], dashboard_port: int, timeout_s: int):
     """
-    Wait until the head reports every EXPECTED node alive; fail after TIMEOUT_S naming the missing ones.
+    Wait until the head reports every EXPECTED node alive and each node's metrics port answers;
+    fail after TIMEOUT_S naming the nodes not ready.
 
-    + expected: cluster address -> node name
+    + expected: cluster address -> (node name, its metrics export port)
     + dashboard_port: the head's dashboard port
     + timeout_s: how long to wait
     """
     nodes = host.get_fact(RayNodes, container=RAY_HEAD, port=dashboard_port)
-    missing = [name for address, name in expected.items() if nodes.get(address, {}).get("state") != "ALIVE"]
+    missing = [name for address, (name, _) in expected.items() if nodes.get(address, {}).get("state") != "ALIVE"]
     if not missing:
         host.noop(f"all {len(expected)} Ray nodes alive")
         return
@@ -258,8 +270,11 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
         container(name="Ray worker container", spec=worker_spec(node, cluster.head, env_text))
     if is_head:
         ray_nodes_alive(
-            name="Every Ray node alive",
-            expected={member.settings.cluster_address: member.name for member in cluster.nodes},
+            name="Every Ray node alive and serving its metrics",
+            expected={
+                member.settings.cluster_address: (member.name, member.settings.ray_metrics_export_port)
+                for member in cluster.nodes
+            },
             dashboard_port=settings.ray_dashboard_port,
             timeout_s=settings.ray_join_timeout_s,
         )
