@@ -32,7 +32,7 @@ from deploys.ray_cluster import CONFIG_DIR, ray_secrets
 from deploys.secret_files import digest, env_file_text, secret_file
 from deploys.settings import Settings
 from deploys.topology import Cluster, Node
-from facts.prometheus import PrometheusTargetsUp
+from facts.prometheus import PrometheusTargets
 
 PROMETHEUS_DIR = f"{CONFIG_DIR}/prometheus"
 PROMETHEUS_VOLUME = "raydeploy-prometheus-data"
@@ -208,6 +208,10 @@ while True:
     up = {(t["labels"].get("job"), t["labels"].get("node")) for t in targets
           if t.get("health") == "up" and t.get("lastScrape", "")[:19] >= since}
     missing = [f"{job} on {node}" for job, node in wanted if (job, node) not in up]
+    # Every active target, as final validation asks: a restarted Ray node leaves its old ports in
+    # Ray's service discovery until Ray rewrites it.
+    missing += [f"{t['labels'].get('job')}/{t['labels'].get('node')} {t.get('scrapeUrl')} ({t.get('health')})"
+                for t in targets if t.get("health") != "up"]
     if not missing:
         sys.exit(0)
     if time.monotonic() > deadline:
@@ -219,15 +223,16 @@ while True:
 @operation()
 def prometheus_targets_up(wanted: list[tuple[str, str]], port: int, timeout_s: int = 120):
     """
-    Wait until Prometheus scrapes every WANTED (job, node) target successfully; fail naming the missing ones.
+    Wait until Prometheus scrapes every WANTED (job, node) target, and every other active target,
+    successfully; fail naming the missing ones.
 
     + wanted: (job, node label) pairs, e.g. ("ray", "worker-1")
     + port: Prometheus's port
     + timeout_s: how long to wait (Ray's service discovery and the first scrape take a few seconds)
     """
-    up = host.get_fact(PrometheusTargetsUp, container=PROMETHEUS, port=port)
-    missing = [(job, node) for job, node in wanted if node not in up.get(job, [])]
-    if not missing:
+    targets = host.get_fact(PrometheusTargets, container=PROMETHEUS, port=port)
+    missing = [(job, node) for job, node in wanted if node not in targets["up"].get(job, [])]
+    if not missing and not targets["down"]:
         host.noop(f"Prometheus scrapes all {len(wanted)} expected targets")
         return
     yield _wait_targets_command(wanted, port, timeout_s)

@@ -8,30 +8,40 @@ import shlex
 from pyinfra.api import FactBase
 
 
-class PrometheusTargetsUp(FactBase):
+class PrometheusTargets(FactBase):
     """
-    The healthy targets of the Prometheus in CONTAINER, as ``{job: [node label, ...]}``; empty when it does not answer.
+    The active targets of the Prometheus in CONTAINER: the healthy ones as ``{job: [node label, ...]}``,
+    and every other one described; both empty when it does not answer.
 
     .. code:: python
 
-        {"node": ["head", "worker-1"], "ray": ["head", "head", "worker-1"]}
+        {"up": {"node": ["head", "worker-1"], "ray": ["head", "head", "worker-1"]},
+         "down": ["ray/head http://10.0.0.1:44227/metrics: connection refused"]}
     """
 
     requires_command = "docker"
-    default = dict
+
+    @staticmethod
+    def default() -> dict:
+        return {"up": {}, "down": []}
 
     def command(self, container: str = "prometheus", port: int = 9090) -> str:
         url = f"http://127.0.0.1:{int(port)}/api/v1/targets?state=active"
         return f"docker exec {shlex.quote(container)} wget -q -O - {shlex.quote(url)} 2>/dev/null || echo '{{}}'"
 
-    def process(self, output: list[str]) -> dict[str, list[str]]:
+    def process(self, output: list[str]) -> dict:
         try:
             targets = json.loads("\n".join(output))["data"]["activeTargets"]
         except (ValueError, KeyError, TypeError):
-            return {}
-        up: dict[str, list[str]] = {}
+            return self.default()
+        found = self.default()
         for target in targets:
             labels = target.get("labels") or {}
             if target.get("health") == "up":
-                up.setdefault(str(labels.get("job")), []).append(str(labels.get("node")))
-        return up
+                found["up"].setdefault(str(labels.get("job")), []).append(str(labels.get("node")))
+            else:
+                found["down"].append(
+                    f"{labels.get('job')}/{labels.get('node', '?')} {target.get('scrapeUrl')}: "
+                    f"{target.get('lastError') or target.get('health')}"
+                )
+        return found

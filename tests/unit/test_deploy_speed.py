@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from types import SimpleNamespace
 
@@ -47,3 +48,33 @@ def test_nagle_is_turned_off_on_a_tcp_connection_and_other_connections_are_left_
         assert send_without_delay(ssh_host) is True
         assert client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     assert send_without_delay(SimpleNamespace(connector=SimpleNamespace())) is False  # @local, @docker
+
+
+def test_prometheus_targets_report_every_unhealthy_target_not_only_missing_nodes():
+    from facts.prometheus import PrometheusTargets
+
+    answer = {
+        "data": {
+            "activeTargets": [
+                {"labels": {"job": "ray", "node": "head"}, "health": "up", "scrapeUrl": "http://10.0.0.1:8080/metrics"},
+                {
+                    "labels": {"job": "ray", "node": "head"},
+                    "health": "down",
+                    "scrapeUrl": "http://10.0.0.1:44227/metrics",
+                    "lastError": "connection refused",
+                },
+                {
+                    "labels": {"job": "node", "node": "worker-1"},
+                    "health": "unknown",
+                    "scrapeUrl": "http://10.0.0.2:9100",
+                },
+            ]
+        }
+    }
+    found = PrometheusTargets().process([json.dumps(answer)])
+    assert found["up"] == {"ray": ["head"]}
+    assert found["down"] == [
+        "ray/head http://10.0.0.1:44227/metrics: connection refused",
+        "node/worker-1 http://10.0.0.2:9100: unknown",
+    ]
+    assert PrometheusTargets().process(["{}"]) == {"up": {}, "down": []}
