@@ -268,7 +268,7 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
         container(name="Ray head container", spec=head_spec(node, cluster, env_text))
     else:
         container(name="Ray worker container", spec=worker_spec(node, cluster.head, env_text))
-    if is_head:
+    if is_head:  # after the worker containers: pyinfra orders operations by their line
         ray_nodes_alive(
             name="Every Ray node alive and serving its metrics",
             expected={

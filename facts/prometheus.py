@@ -40,8 +40,14 @@ class PrometheusTargets(FactBase):
             if target.get("health") == "up":
                 found["up"].setdefault(str(labels.get("job")), []).append(str(labels.get("node")))
             else:
-                found["down"].append(
-                    f"{labels.get('job')}/{labels.get('node', '?')} {target.get('scrapeUrl')}: "
-                    f"{target.get('lastError') or target.get('health')}"
-                )
+                found["down"].append(describe_down(target))
         return found
+
+
+def describe_down(target: dict) -> str:
+    """A target Prometheus does not scrape successfully, as `job/node url: error` (or its health)."""
+    labels = target.get("labels") or {}
+    return (
+        f"{labels.get('job')}/{labels.get('node', '?')} {target.get('scrapeUrl')}: "
+        f"{target.get('lastError') or target.get('health')}"
+    )

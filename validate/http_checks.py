@@ -12,6 +12,7 @@ from collections.abc import Callable
 import requests
 
 from deploys.topology import Cluster
+from facts.prometheus import describe_down
 from validate.results import CLUSTER, NOT_DEPLOYED, Result, failed, passed, verdict
 
 RAY = "ray-deployment"
@@ -145,12 +146,7 @@ def prometheus(cluster: Cluster) -> list[Result]:
     except (requests.RequestException, ValueError, KeyError, TypeError) as error:
         return [failed(MONITORING, "prometheus", CLUSTER, f"{url}: {error}")]
     results = [passed(MONITORING, "prometheus", CLUSTER, f"{url}: ready")]
-    down = [
-        f"{t.get('labels', {}).get('job')}/{t.get('labels', {}).get('node', '?')} {t.get('scrapeUrl')}: "
-        f"{t.get('lastError') or t.get('health')}"
-        for t in targets
-        if t.get("health") != "up"
-    ]
+    down = [describe_down(t) for t in targets if t.get("health") != "up"]
     results.append(verdict(MONITORING, "prometheus targets up", CLUSTER, down, f"{len(targets)} targets up"))
     ray_nodes = {t.get("labels", {}).get("node") for t in targets if t.get("labels", {}).get("job") == "ray"}
     missing = [node.name for node in cluster.nodes if node.name not in ray_nodes]
