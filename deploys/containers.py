@@ -146,10 +146,18 @@ def images_present(images: list[str]):
         host.noop(f"images {', '.join(images)} are present")
         return
     yield (
-        'pids="";'
+        DOCKER_NEEDED
+        + 'pids="";'
         + "".join(f' {_pull(image)} & pids="$pids $!";' for image in missing)
         + (' failed=0; for pid in $pids; do wait "$pid" || failed=1; done; exit "$failed"')
     )
+
+
+# A host without Docker is a checkpoint run out of order: say so, not "could not pull" for every image.
+DOCKER_NEEDED = (
+    "command -v docker >/dev/null || { echo 'Docker is not installed on this host: docker-installation comes first "
+    "(raydeploy deploy --start-from docker-installation)' >&2; exit 1; }; "
+)
 
 
 def _pull(image: str) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 
 from raydeploy.audit import now_utc
 from raydeploy.checkpoints import get
-from raydeploy.plans import Plan
+from raydeploy.plans import Plan, difference
 from raydeploy.state import StateStore
 
 DEFAULT_TTL = timedelta(hours=1)
@@ -47,7 +47,9 @@ def parse_ttl(text: str) -> timedelta:
 
 
 def _parse_time(text: str) -> datetime:
-    return datetime.strptime(text.replace("Z", "").split(".")[0], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    """An ISO 8601 time; one without a zone is UTC. ValueError when TEXT is not one."""
+    moment = datetime.fromisoformat(text.strip())
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _format_time(moment: datetime) -> str:
@@ -102,7 +104,7 @@ class Approvals:
             "checkpoint": checkpoint.name,
             "fingerprint": plan.fingerprint,
             "plan_digest": plan.digest,
-            "plan_summary": json.dumps(plan.summary(), sort_keys=True),
+            "plan_summary": json.dumps(plan.document, sort_keys=True),  # the plan approved, for what changes later
             "approved_by": approved_by,
             "reason": reason,
             "acknowledge_risks": int(bool(acknowledge_risks)),
@@ -111,11 +113,7 @@ class Approvals:
             "status": "valid",
             "source": source,
         }
-        with self.store.db:
-            self.store.db.execute(
-                f"INSERT INTO approvals ({', '.join(approval)}) VALUES ({', '.join('?' for _ in approval)})",
-                tuple(approval.values()),
-            )
+        self.store.insert_approval(approval)
         self.store.audit.append(
             actor or approved_by,
             "approval granted",
@@ -135,11 +133,8 @@ class Approvals:
         """Refuse CHECKPOINT's current plan: open approvals for it are closed, and the refusal audited."""
         if not rejected_by.strip() or not reason.strip():
             raise ApprovalError("a rejection needs --by and --reason")
-        with self.store.db:
-            self.store.db.execute(
-                "UPDATE approvals SET status='rejected', closed_by=?, closed_reason=? WHERE checkpoint=? AND status='valid'",
-                (rejected_by, reason, plan.checkpoint),
-            )
+        for approval in self.store.approvals(plan.checkpoint, status="valid"):
+            self.store.close_approval(approval["id"], "rejected", rejected_by, reason)
         self.store.audit.append(rejected_by, "plan rejected", plan.checkpoint, plan_digest=plan.digest, reason=reason)
 
     def revoke(self, approval_id: str, revoked_by: str, reason: str) -> dict[str, Any]:
@@ -148,11 +143,8 @@ class Approvals:
             raise ApprovalError(f"no approval {approval_id}; see `raydeploy approvals`")
         if approval["status"] != "valid":
             raise ApprovalError(f"approval {approval_id} is {approval['status']}; only a valid one can be revoked")
-        with self.store.db:
-            self.store.db.execute(
-                "UPDATE approvals SET status='revoked', closed_by=?, closed_reason=? WHERE id=?",
-                (revoked_by, reason, approval_id),
-            )
+        if not self.store.close_approval(approval_id, "revoked", revoked_by, reason):
+            raise ApprovalError(f"approval {approval_id} was used or withdrawn meanwhile")
         self.store.audit.append(
             revoked_by, "approval revoked", approval["checkpoint"], approval_id=approval_id, reason=reason
         )
@@ -161,26 +153,17 @@ class Approvals:
     # Reading ------------------------------------------------------------------------------------
 
     def get(self, approval_id: str) -> dict[str, Any] | None:
-        rows = self.store._rows("SELECT * FROM approvals WHERE id=?", (approval_id,))
-        return rows[0] if rows else None
+        return self.store.approval(approval_id)
 
     def all(self, checkpoint: str | None = None) -> list[dict[str, Any]]:
         self.expire()
-        if checkpoint:
-            return self.store._rows(
-                "SELECT * FROM approvals WHERE checkpoint=? ORDER BY created_at DESC", (checkpoint,)
-            )
-        return self.store._rows("SELECT * FROM approvals ORDER BY created_at DESC")
+        return self.store.approvals(checkpoint)
 
     def expire(self, actor: str = "raydeploy") -> None:
         """Mark valid approvals past their expiry as expired (audited)."""
         now = datetime.now(UTC)
-        for approval in self.store._rows("SELECT * FROM approvals WHERE status='valid'"):
-            if _parse_time(approval["expires_at"]) <= now:
-                with self.store.db:
-                    self.store.db.execute(
-                        "UPDATE approvals SET status='expired' WHERE id=? AND status='valid'", (approval["id"],)
-                    )
+        for approval in self.store.approvals(status="valid"):
+            if _parse_time(approval["expires_at"]) <= now and self.store.close_approval(approval["id"], "expired"):
                 self.store.audit.append(actor, "approval expired", approval["checkpoint"], approval_id=approval["id"])
 
     def find(self, plan: Plan, requested_by: str | None = None) -> Decision:
@@ -188,9 +171,7 @@ class Approvals:
         self.import_files(plan)
         self.expire()
         checkpoint = get(plan.checkpoint)
-        candidates = self.store._rows(
-            "SELECT * FROM approvals WHERE checkpoint=? AND status='valid' ORDER BY created_at DESC", (plan.checkpoint,)
-        )
+        candidates = self.store.approvals(plan.checkpoint, status="valid")
         reasons = []
         for approval in candidates:
             if approval["fingerprint"] != plan.fingerprint:
@@ -199,7 +180,7 @@ class Approvals:
             if approval["plan_digest"] != plan.digest:
                 reasons.append(
                     f"approval {approval['id']} was given for plan {approval['plan_digest']}, the plan is now "
-                    f"{plan.digest}: {_plan_difference(json.loads(approval['plan_summary']), plan.summary())}"
+                    f"{plan.digest}: {changed_since(approval, plan)}"
                 )
                 continue
             if checkpoint.destructive and not approval["acknowledge_risks"]:
@@ -223,12 +204,7 @@ class Approvals:
 
     def use(self, approval: dict[str, Any], run_id: str, requested_by: str) -> None:
         """Mark APPROVAL used by RUN_ID; it never counts again."""
-        with self.store.db:
-            updated = self.store.db.execute(
-                "UPDATE approvals SET status='used', used_by_run=? WHERE id=? AND status='valid'",
-                (run_id, approval["id"]),
-            ).rowcount
-        if updated != 1:
+        if not self.store.use_approval(approval["id"], run_id):
             raise ApprovalError(f"approval {approval['id']} was used or withdrawn meanwhile")
         details = {"approval_id": approval["id"], "run_id": run_id, "approved_by": approval["approved_by"]}
         if approval["approved_by"] == requested_by:
@@ -274,17 +250,9 @@ class Approvals:
         return imported
 
 
-def _plan_difference(before: dict[str, Any], after: dict[str, Any]) -> str:
-    """What changed between two plan summaries, per host, in a sentence."""
-    parts = []
-    for host in sorted(set(before) | set(after)):
-        old, new = before.get(host, {}), after.get(host, {})
-        added = [op for op in new.get("operations", []) if op not in old.get("operations", [])]
-        removed = [op for op in old.get("operations", []) if op not in new.get("operations", [])]
-        notes = [note for note in new.get("notes", []) if note not in old.get("notes", [])]
-        gone_notes = [note for note in old.get("notes", []) if note not in new.get("notes", [])]
-        if added or removed or notes or gone_notes:
-            bits = [f"+{op}" for op in added] + [f"-{op}" for op in removed]
-            bits += [f"+note {note[:80]}" for note in notes] + [f"-note {note[:80]}" for note in gone_notes]
-            parts.append(f"{host}: {', '.join(bits)}")
-    return "; ".join(parts) or "the same operations, other inputs"
+def changed_since(approval: dict[str, Any], plan: Plan) -> str:
+    """What differs, per host, between the plan APPROVAL was given for and PLAN."""
+    approved = json.loads(approval["plan_summary"])
+    if "hosts" not in approved or approved.get("format") != plan.document.get("format"):
+        return "it was made by an earlier raydeploy; plan and approve again"
+    return "; ".join(difference(approved, plan.document)) or "the same operations, other inputs"

@@ -49,13 +49,9 @@ def open_store(inventory: str, state_dir: str | None, must_exist_inventory: bool
     if must_exist_inventory and not Path(inventory).is_file():
         raise click.UsageError(f"inventory {inventory}: no such file (give one with -i)")
     try:
-        store = StateStore(runner.state_dir_for(inventory, state_dir))
+        return StateStore(runner.state_dir_for(inventory, state_dir))
     except (StateError, OSError) as error:
-        click.echo(f"raydeploy: {error}", err=True)
-        sys.exit(1)
-    # The deploys pyinfra runs for us keep their generated secrets in this same state directory.
-    os.environ["RAYDEPLOY_STATE_DIR"] = str(store.directory)
-    return store
+        raise click.ClickException(str(error)) from None
 
 
 def separation_default() -> bool:
@@ -95,13 +91,9 @@ def _run(inventory, state_dir, checkpoints, auto_approve, limit, fail_percent, s
         separation_of_duties=separation_of_duties,
     )
     try:
-        run_id = runner.deploy(options)
+        run_id = runner.deploy(options)  # a stopped run raises RunStopped, a ClickException with its exit code
     except LockHeld as error:
-        click.echo(f"raydeploy: {error}", err=True)
-        sys.exit(1)
-    except runner.RunStopped as stopped:
-        click.echo(f"raydeploy: {stopped}", err=True)
-        sys.exit(stopped.exit_code)
+        raise click.ClickException(str(error)) from None
     click.echo(f"run {run_id} succeeded")
 
 
@@ -188,32 +180,34 @@ def list_checkpoints(inventory, state_dir, as_json):
 @click.argument("name", required=False, type=click.Choice(NAMES))
 @inventory_option
 @click.option("--limit", multiple=True, metavar="HOST", help="Only these hosts.")
+@click.option("--commands", "show_commands", is_flag=True, help="Show each operation's commands too.")
 @json_option
-def plan(name, inventory, state_dir, limit, as_json):
+def plan(name, inventory, state_dir, limit, show_commands, as_json):
     """What each checkpoint would change, on which host, and the plan's digest (a dry run).
+
+    --json gives each plan's document: per host, per operation, the commands and file hashes the
+    digest covers (secrets redacted), and the notes beside them.
 
     \b
     Examples:
       raydeploy plan cleanup-existing
+      raydeploy plan docker-installation --commands
       raydeploy plan --json
 
     Exit status (as Terraform's detailed exit codes): 0 no changes, 2 changes, 1 error.
     """
     if not Path(inventory).is_file():
-        click.echo(f"raydeploy plan: inventory {inventory}: no such file", err=True)
-        sys.exit(1)
-    plans = []
+        raise click.UsageError(f"inventory {inventory}: no such file (give one with -i)")
+    directory = runner.state_dir_for(inventory, state_dir)
     try:
-        for checkpoint_name in [name] if name else NAMES:
-            plans.append(make_plan(inventory, get(checkpoint_name), list(limit)))
+        plans = [make_plan(inventory, get(each), directory, list(limit)) for each in ([name] if name else NAMES)]
     except PlanError as error:
-        click.echo(f"raydeploy plan: {error}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps([p.as_dict() for p in plans], indent=2))
     else:
         for each in plans:
-            click.echo(each.describe())
+            click.echo(each.describe(commands=show_commands))
     sys.exit(2 if any(p.has_changes for p in plans) else 0)
 
 
@@ -235,14 +229,13 @@ def approve(name, inventory, state_dir, approved_by, reason, acknowledge_risks, 
     store = open_store(inventory, state_dir)
     try:
         duration = parse_ttl(ttl)
-        current = make_plan(inventory, get(name))
+        current = make_plan(inventory, get(name), store.directory)
         click.echo(current.describe(), err=as_json)
         approval = Approvals(store).grant(
             current, approved_by, reason, acknowledge_risks, duration, source="cli", actor=who_am_i()
         )
     except (ApprovalError, PlanError) as error:
-        click.echo(f"raydeploy approve: {error}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps(approval, indent=2))
     else:
@@ -266,10 +259,9 @@ def reject(name, inventory, state_dir, rejected_by, reason):
     """
     store = open_store(inventory, state_dir)
     try:
-        Approvals(store).reject(make_plan(inventory, get(name)), rejected_by, reason)
+        Approvals(store).reject(make_plan(inventory, get(name), store.directory), rejected_by, reason)
     except (ApprovalError, PlanError) as error:
-        click.echo(f"raydeploy reject: {error}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(error)) from None
     click.echo(f"{name}: plan rejected by {rejected_by}")
 
 
@@ -289,8 +281,7 @@ def revoke(approval_id, inventory, state_dir, revoked_by, reason):
     try:
         Approvals(store).revoke(approval_id, revoked_by, reason)
     except ApprovalError as error:
-        click.echo(f"raydeploy revoke: {error}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(error)) from None
     click.echo(f"approval {approval_id} revoked")
 
 
@@ -384,8 +375,7 @@ def logs(run_id, inventory, state_dir):
     path = store.log_path(Path(run_id).name)
     if not path.is_file():
         known = ", ".join(run["id"] for run in store.runs(5)) or "none"
-        click.echo(f"raydeploy logs: no log for run {run_id} (recent runs: {known})", err=True)
-        sys.exit(1)
+        raise click.ClickException(f"no log for run {run_id} (recent runs: {known})")
     click.echo(path.read_text(), nl=False)
 
 
@@ -450,9 +440,8 @@ def reset(inventory, state_dir, yes):
     """
     store = open_store(inventory, state_dir, must_exist_inventory=False)
     held = store.current_lock()
-    if held and held.alive():
-        click.echo(f"raydeploy reset: run {held.run_id} is in progress (lock {held.lock_id}); not now", err=True)
-        sys.exit(1)
+    if held:
+        raise click.ClickException(f"run {held.run_id} is in progress (lock {held.lock_id}); not now")
     if not yes and not click.confirm(f"Forget every run recorded in {store.directory}?", default=False):
         click.echo("nothing reset")
         return
@@ -463,21 +452,23 @@ def reset(inventory, state_dir, yes):
 
 @click.command()
 @inventory_option
-@click.option("--lock-id", required=True, help="The id of the lock to break (see `raydeploy status`).")
-def unlock(inventory, state_dir, lock_id):
-    """Break a run's lock by its id (for a run that is gone but could not be detected as such); audited.
+def unlock(inventory, state_dir):
+    """Say who holds the run lock. A run's lock goes when its process ends (flock), so there is
+    nothing to break: a run that hangs is stopped by stopping its process.
 
     \b
     Example:
-      raydeploy unlock --lock-id 0a1b2c3d4e5f
+      raydeploy unlock
     """
     store = open_store(inventory, state_dir, must_exist_inventory=False)
-    try:
-        held = store.break_lock(lock_id, who_am_i())
-    except LockHeld as error:
-        click.echo(f"raydeploy unlock: {error}", err=True)
-        sys.exit(1)
-    click.echo(f"lock {lock_id} of run {held.run_id} broken")
+    held = store.current_lock()
+    if held is None:
+        click.echo(f"{store.directory} is not locked")
+        return
+    raise click.ClickException(
+        f"run {held.run_id} holds the lock (pid {held.pid} on {held.hostname}, since {held.started_at}) and its "
+        f"process is alive; if that run hangs, stop it (on {held.hostname}: kill {held.pid}) and the lock goes with it"
+    )
 
 
 COMMANDS = (

@@ -1,9 +1,23 @@
-"""Plans and runs of one checkpoint, through pyinfra's own CLI and its JSON output.
+"""Plans and runs of one checkpoint: pyinfra's own knowledge of what would run, as versioned data.
 
-A plan is pyinfra's dry run of the checkpoint's deploy file: per host, the operations that would
-change something, and what the deploy says it will do (the `docker run` it would issue, what the
-cleanup would remove). Its digest covers exactly that, so an approval bound to it stops counting
-the moment the plan differs. The inventory's fingerprint covers the inventory's hosts and data.
+A plan is made by preparing the checkpoint's deploy file with pyinfra's API in a child process
+(raydeploy/pyinfra_session.py). Its document, format `PLAN_FORMAT`:
+
+    {"format": 1, "checkpoint": "docker-installation",
+     "hosts": {"head": {"status": "planned",           # or "unreachable", "failed" (+ "error")
+                        "operations": [{"name": "Render /etc/docker/daemon.json",
+                                        "commands": [{"type": "upload", "dest": "/etc/docker/daemon.json",
+                                                      "sha256": "<hash of the file's content>"},
+                                                     {"type": "shell", "command": "chmod 644 ...",
+                                                      "sha256": "<hash of the command as run>"}]}],
+                        "notes": ["will create container ray-head: docker run ..."]}}}
+
+Its digest covers, per host, the status (and a failed host's error) and, per operation that would
+change something, its name and every command: a shell command's text and a hash of it as run
+(secrets included), a file's destination and a hash of its content (never the content). Notes are
+what the deploy says for people: shown, never part of the digest, so rewording one changes no plan.
+An approval binds to the digest (raydeploy/approvals.py); the inventory's fingerprint covers the
+inventory's hosts and data besides.
 """
 
 from __future__ import annotations
@@ -19,21 +33,19 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from raydeploy.checkpoints import Checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
-PYINFRA = str(Path(sys.executable).parent / "pyinfra")
-# Host log lines that say what a deploy will do (part of the plan and its digest).
-PLAN_NOTE = re.compile(
-    r"^\s*\[(?P<host>[^\]]+)\]\s+(?P<note>(will |cleanup|prerequisite failed|monitoring-deployment: ).*)$"
-)
+PLAN_FORMAT = 1
+EXIT_REFUSED = 4  # raydeploy/pyinfra_session.py: the plan differs from the approved one, nothing ran
 ERROR_WORD = re.compile(r"\b(error|failed|exception)\b", re.IGNORECASE)
 HOST_LINE = re.compile(r"^\s*\[(?P<host>[^\]]+)\]\s+(?P<text>.*)$")
 
 
 class PlanError(Exception):
-    """pyinfra could not plan or run the checkpoint; the message holds what it printed."""
+    """pyinfra could not plan or run the checkpoint; the message says what it printed."""
 
 
 def fingerprint(inventory: str) -> str:
@@ -50,26 +62,61 @@ def fingerprint(inventory: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
+def digest_of(document: dict[str, Any]) -> str:
+    """The digest of a plan document: everything but the notes (see the module's docstring)."""
+    hosts = {
+        name: {key: value for key, value in entry.items() if key != "notes"}
+        for name, entry in document.get("hosts", {}).items()
+    }
+    body = {
+        "format": document.get("format"),
+        "checkpoint": document.get("checkpoint"),
+        "error": document.get("error"),
+        "hosts": hosts,
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
 @dataclass
 class Plan:
+    """A plan document of one checkpoint, and the inventory fingerprint it was made with."""
+
     checkpoint: str
     fingerprint: str
-    changes: dict[str, list[str]] = field(default_factory=dict)  # host -> operations that would change
-    notes: dict[str, list[str]] = field(default_factory=dict)  # host -> what the deploy says it will do
-    unreachable: list[str] = field(default_factory=list)  # hosts pyinfra could not reach to plan
+    document: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.document = {"format": PLAN_FORMAT, "checkpoint": self.checkpoint, "hosts": {}} | self.document
+
+    @property
+    def hosts(self) -> dict[str, dict[str, Any]]:
+        return self.document["hosts"]
 
     @property
     def digest(self) -> str:
-        body = json.dumps(
-            {
-                "checkpoint": self.checkpoint,
-                "changes": self.changes,
-                "notes": self.notes,
-                "unreachable": self.unreachable,
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha256(body.encode()).hexdigest()[:16]
+        return digest_of(self.document)
+
+    @property
+    def changes(self) -> dict[str, list[str]]:
+        """Per host, the names of the operations that would change something."""
+        return {
+            name: [operation["name"] for operation in entry.get("operations", [])]
+            for name, entry in self.hosts.items()
+            if entry.get("operations")
+        }
+
+    @property
+    def notes(self) -> dict[str, list[str]]:
+        return {name: entry["notes"] for name, entry in self.hosts.items() if entry.get("notes")}
+
+    @property
+    def unreachable(self) -> list[str]:
+        return sorted(name for name, entry in self.hosts.items() if entry.get("status") == "unreachable")
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """Hosts the deploy stopped on while planning, with what it said."""
+        return {name: entry["error"] for name, entry in self.hosts.items() if entry.get("status") == "failed"}
 
     @property
     def has_changes(self) -> bool:
@@ -77,26 +124,30 @@ class Plan:
 
     def summary(self) -> dict[str, dict[str, object]]:
         """Per host: how many operations change, which, and the deploy's own notes."""
-        hosts = sorted(set(self.changes) | set(self.notes))
         return {
             host: {
                 "changes": len(self.changes.get(host, [])),
                 "operations": self.changes.get(host, []),
                 "notes": self.notes.get(host, []),
             }
-            for host in hosts
+            for host in sorted(set(self.changes) | set(self.notes))
         }
 
-    def describe(self) -> str:
+    def describe(self, commands: bool = False) -> str:
+        """The plan for people: per host its operations (with COMMANDS: what each runs) and notes."""
         lines = [f"plan for {self.checkpoint} (digest {self.digest}, inventory {self.fingerprint}):"]
-        if not self.has_changes and not any(self.notes.values()):
+        if not self.has_changes and not self.notes and not self.failed:
             lines.append("  no changes")
-        for host in self.unreachable:
-            lines.append(f"  {host}: UNREACHABLE, not planned")
-        for host, entry in self.summary().items():
-            lines.append(f"  {host}: {entry['changes']} change(s)")
-            lines += [f"    ~ {operation}" for operation in entry["operations"]]
-            lines += [f"    ! {note}" for note in entry["notes"]]
+        lines += [f"  {host}: UNREACHABLE, not planned" for host in self.unreachable]
+        lines += [f"  {host}: FAILED: {error}" for host, error in sorted(self.failed.items())]
+        for host, entry in sorted(self.hosts.items()):
+            if entry.get("status") != "planned" or not (entry.get("operations") or entry.get("notes")):
+                continue
+            lines.append(f"  {host}: {len(entry.get('operations', []))} change(s)")
+            for operation in entry.get("operations", []):
+                lines.append(f"    ~ {operation['name']}")
+                lines += [f"        {shown(command)}" for command in operation["commands"] if commands]
+            lines += [f"    ! {note}" for note in entry.get("notes", [])]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, object]:
@@ -107,28 +158,70 @@ class Plan:
             "has_changes": self.has_changes,
             "unreachable": self.unreachable,
             "hosts": self.summary(),
+            "plan": self.document,
         }
 
 
-def pyinfra_command(
-    inventory: str, checkpoint: Checkpoint, dry: bool, limit: list[str] | None = None, fail_percent: int | None = None
+def shown(command: dict[str, str]) -> str:
+    """One planned command in a line: a shell command's text, or what a file transfer does."""
+    if command["type"] == "shell":
+        return f"$ {command['command']}"
+    if command["type"] == "upload":
+        return f"upload {command['dest']} (sha256 {command['sha256'][:12]})"
+    if command["type"] == "download":
+        return f"download {command['src']} -> {command['dest']}"
+    return f"{command['type']} {command.get('function', '')} (sha256 {command['sha256'][:12]})".replace("  ", " ")
+
+
+def difference(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """What differs between two plan documents, per host: operations added, removed, or whose commands changed."""
+    parts = []
+    for host in sorted(set(before.get("hosts", {})) | set(after.get("hosts", {}))):
+        old, new = before.get("hosts", {}).get(host, {}), after.get("hosts", {}).get(host, {})
+        if old.get("status") != new.get("status"):
+            parts.append(f"{host}: {old.get('status', 'absent')} -> {new.get('status', 'absent')}")
+            continue
+        old_ops = {operation["name"]: operation for operation in old.get("operations", [])}
+        new_ops = {operation["name"]: operation for operation in new.get("operations", [])}
+        bits = [f"+{name}" for name in new_ops if name not in old_ops]
+        bits += [f"-{name}" for name in old_ops if name not in new_ops]
+        bits += [
+            f"{name}: commands changed"
+            for name in new_ops
+            if name in old_ops and new_ops[name]["commands"] != old_ops[name]["commands"]
+        ]
+        if old.get("error") != new.get("error"):
+            bits.append(f"error now: {new.get('error')}")
+        if bits:
+            parts.append(f"{host}: {', '.join(bits)}")
+    return parts
+
+
+def session_command(
+    inventory: str,
+    checkpoint: Checkpoint,
+    run: bool,
+    limit: list[str] | None = None,
+    fail_percent: int | None = None,
+    expect_digest: str | None = None,
 ) -> list[str]:
-    command = [PYINFRA, "--json", "-y"] if not dry else [PYINFRA, "--json"]
-    command += [str(Path(inventory).resolve()), checkpoint.deploy_file]
-    if dry:
-        command.append("--dry")
-    for host in limit or []:
-        command += ["--limit", host]
+    """The child process that plans (and with RUN, runs) CHECKPOINT: raydeploy/pyinfra_session.py."""
+    command = [
+        sys.executable,
+        "-m",
+        "raydeploy.pyinfra_session",
+        str(Path(inventory).resolve()),
+        checkpoint.deploy_file,
+    ]
+    command += ["--checkpoint", checkpoint.name]
+    command += [argument for host in limit or [] for argument in ("--limit", host)]
+    if run:
+        command.append("--execute")
+    if expect_digest:
+        command += ["--expect-digest", expect_digest]
     if fail_percent is not None:
         command += ["--fail-percent", str(fail_percent)]
     return command
-
-
-def _json_of(stdout: str) -> dict:
-    start = stdout.find("{")
-    if start < 0:
-        raise ValueError("no JSON in pyinfra's output")
-    return json.loads(stdout[start:])
 
 
 def _die_with_parent() -> None:
@@ -141,18 +234,28 @@ def _die_with_parent() -> None:
         pass
 
 
-def _run_pyinfra(command: list[str], env: dict[str, str] | None, **kwargs):
+def _spawn(command: list[str], state_dir: Path) -> subprocess.Popen[str]:
+    """The session child, told the state directory whose secrets the deploys use (and nothing else)."""
     return subprocess.Popen(
         command,
         cwd=REPO,
-        env=env,
+        env={**os.environ, "RAYDEPLOY_STATE_DIR": str(Path(state_dir).resolve())},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=_die_with_parent,
-        **kwargs,
     )
+
+
+def _answer(stdout: str) -> dict[str, Any] | None:
+    """The session's JSON answer: its last line of stdout (deploy code may print before it)."""
+    lines = stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 HINTS = (
@@ -167,57 +270,48 @@ HINTS = (
 )
 
 
-def unreachable_line(text: str) -> bool:
-    """pyinfra's words for a host it could not connect to."""
-    lowered = text.lower()
-    return "could not connect" in lowered or "ssh error" in lowered or "connection refused" in lowered
-
-
 def hint(text: str) -> str:
     """A fix for what TEXT shows went wrong, when we know one."""
     return next((advice for pattern, advice in HINTS if pattern.search(text)), "")
 
 
-def make_plan(
-    inventory: str, checkpoint: Checkpoint, limit: list[str] | None = None, env: dict[str, str] | None = None
-) -> Plan:
-    """The dry run of CHECKPOINT on INVENTORY's hosts (nothing changes on them)."""
+def without_repo_paths(text: str) -> str:
+    """TEXT without this machine's path of the repository (`/home/me/raydeploy/deploys/x.py` -> `deploys/x.py`)."""
+    return text.replace(f"{REPO}/", "")
+
+
+def make_plan(inventory: str, checkpoint: Checkpoint, state_dir: Path, limit: list[str] | None = None) -> Plan:
+    """What CHECKPOINT would do on INVENTORY's hosts (nothing changes on them); STATE_DIR holds the secrets."""
     fingerprint_now = fingerprint(inventory)
-    process = _run_pyinfra(pyinfra_command(inventory, checkpoint, dry=True, limit=limit), env)
+    process = _spawn(session_command(inventory, checkpoint, run=False, limit=limit), state_dir)
     stdout, stderr = process.communicate()
-    completed = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    unreachable = sorted(
-        {m["host"] for m in map(HOST_LINE.match, completed.stderr.splitlines()) if m and unreachable_line(m["text"])}
-    )
-    try:
-        document = _json_of(completed.stdout)
-    except ValueError:
-        document = None
-    # pyinfra still plans for the hosts it reached when others are down: those join the plan as unreachable.
-    if document is None or (completed.returncode != 0 and not unreachable):
-        advice = hint(completed.stderr)
+    answer = _answer(stdout)
+    if answer is None or answer.get("plan") is None:
+        advice = hint(stderr)
         raise PlanError(
-            f"planning {checkpoint.name} failed:\n{_tail(completed.stderr)}" + (f"\nfix: {advice}" if advice else "")
+            f"planning {checkpoint.name} failed:\n{without_repo_paths(_tail(stderr))}"
+            + (f"\nfix: {advice}" if advice else "")
         )
-    plan = Plan(checkpoint.name, fingerprint_now)
-    plan.unreachable = unreachable
-    for operation in document.get("plan", []):
-        for host in operation.get("hosts_with_change", []) + operation.get("hosts_with_conditional_change", []):
-            plan.changes.setdefault(host, []).append(operation["name"])
-    for line in completed.stderr.splitlines():
-        match = PLAN_NOTE.match(line)
-        if match:
-            plan.notes.setdefault(match["host"], []).append(match["note"].strip())
-    return plan
+    return Plan(checkpoint.name, fingerprint_now, answer["plan"])
 
 
 @dataclass
 class Execution:
+    """What running a checkpoint did: per host and operation, and why hosts failed (one reason each)."""
+
     ok: bool
     changed: int
-    rows: list[tuple[str, str, str, str]]  # host, operation, changed|unchanged|failed, stderr
+    rows: list[tuple[str, str, str, str]]  # host, operation, changed|unchanged|failed, its output
     failed_hosts: list[str]
-    error: str
+    reasons: dict[str, str] = field(default_factory=dict)  # failed host -> why, in a line or a few
+    error: str = ""  # what stopped pyinfra as a whole, if anything did
+    refused: Plan | None = None  # the plan found instead of the approved one: nothing ran
+
+    @property
+    def summary(self) -> str:
+        """Each failed host's reason once, then what stopped the run as a whole."""
+        lines = [f"{host}: {self.reasons.get(host, 'failed')}" for host in self.failed_hosts]
+        return "\n".join(lines + ([self.error] if self.error else []))
 
 
 def execute(
@@ -226,58 +320,72 @@ def execute(
     log: Callable[[str], None],
     limit: list[str] | None = None,
     fail_percent: int | None = None,
-    env: dict[str, str] | None = None,
+    state_dir: Path = Path(".raydeploy"),
+    approved: Plan | None = None,
 ) -> Execution:
-    """Run CHECKPOINT for real; every line pyinfra prints goes to LOG as it comes."""
-    process = _run_pyinfra(
-        pyinfra_command(inventory, checkpoint, dry=False, limit=limit, fail_percent=fail_percent), env
-    )
-    errors: dict[str, list[str]] = {}
-    stderr_lines: list[str] = []
+    """Run CHECKPOINT for real (with APPROVED: only if its plan is still that one); pyinfra's lines go to LOG."""
+    expect = approved.digest if approved else None
+    process = _spawn(session_command(inventory, checkpoint, True, limit, fail_percent, expect), state_dir)
     assert process.stderr is not None and process.stdout is not None
+    stderr_lines = []
     for line in process.stderr:
-        line = line.rstrip("\n")
-        stderr_lines.append(line)
-        log(line)
-        match = HOST_LINE.match(line)
-        if match and (ERROR_WORD.search(match["text"]) or unreachable_line(match["text"])):
-            errors.setdefault(match["host"], []).append(match["text"].strip())
-    stdout = process.stdout.read()
-    code = process.wait()
-    try:
-        document = _json_of(stdout)
-    except ValueError:
-        message = _tail("\n".join(stderr_lines))
-        return Execution(False, 0, [], sorted(errors), message or f"pyinfra exited {code}")
-    rows: list[tuple[str, str, str, str]] = []
-    failed: set[str] = set()
-    changed = 0
-    for operation in (document.get("results") or {}).get("operations", []):
-        name = operation["name"]
-        for host in operation.get("success", []):
-            rows.append((host, name, "changed", ""))
-            changed += 1
-        for host in operation.get("no_change", []):
-            rows.append((host, name, "unchanged", ""))
-        for host in operation.get("error", []):
-            rows.append((host, name, "failed", "\n".join(errors.get(host, []))[-4000:]))
-            failed.add(host)
-    # A host that could not be reached takes part in no operation: it failed the checkpoint too.
-    for host, messages in errors.items():
-        if host not in failed and any(unreachable_line(message) for message in messages):
-            rows.append((host, "connect", "failed", "\n".join(messages)[-4000:]))
-            failed.add(host)
-    ok = code == 0 and not failed
-    error = (
-        ""
-        if ok
-        else "; ".join(f"{host}: {' | '.join(errors.get(host, ['failed']))[:500]}" for host in sorted(failed))
-        or _tail("\n".join(stderr_lines))
-    )
-    advice = hint("\n".join(stderr_lines)) if not ok else ""
-    if advice:
-        error += f" (fix: {advice})"
-    return Execution(ok, changed, rows, sorted(failed), error)
+        stderr_lines.append(line.rstrip("\n"))
+        log(stderr_lines[-1])
+    answer, code = _answer(process.stdout.read()), process.wait()
+    if answer is None:
+        text = "\n".join(stderr_lines)
+        advice = hint(text)
+        error = without_repo_paths(_tail(text)) or f"pyinfra exited {code}"
+        return Execution(False, 0, [], [], error=error + (f" (fix: {advice})" if advice else ""))
+    if answer.get("refused"):
+        return Execution(False, 0, [], [], refused=Plan(checkpoint.name, approved.fingerprint, answer["plan"]))
+    if answer.get("failure"):
+        return _stopped_while_preparing(answer["failure"])
+    return _results(answer["results"], stderr_lines)
+
+
+def _stopped_while_preparing(failure: dict[str, Any]) -> Execution:
+    reasons = {host: without_repo_paths(reason) for host, reason in failure["hosts"].items()}
+    rows = [(host, "prepare", "failed", reason) for host, reason in reasons.items()]
+    error = "" if reasons else without_repo_paths(failure["message"])
+    return Execution(False, 0, rows, sorted(reasons), reasons, error)
+
+
+def _results(results: dict[str, Any], stderr_lines: list[str]) -> Execution:
+    """An Execution from the session's structured results; a host's own log lines only explain it."""
+    rows = [(row["host"], row["operation"], row["result"], row["output"]) for row in results["operations"]]
+    failed = results["failed_hosts"]
+    reasons = {}
+    for host in failed:
+        failing = [
+            f"{operation}: {_last_line(output)}"
+            for name, operation, result, output in rows
+            if name == host and result == "failed"
+        ]
+        reasons[host] = failing[0] if failing else _host_error(host, stderr_lines)
+        if not failing:
+            rows.append((host, "connect", "failed", reasons[host]))
+    changed = sum(1 for row in rows if row[2] == "changed")
+    stopped = results.get("stopped") or ""
+    error = "" if stopped.startswith("No hosts remaining") else stopped
+    return Execution(not failed and not error, changed, rows, failed, reasons, error)
+
+
+def _last_line(output: str) -> str:
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    return without_repo_paths(lines[-1]) if lines else "failed"
+
+
+def _host_error(host: str, stderr_lines: list[str]) -> str:
+    """Why HOST failed without an operation failing (it could not be reached): its own last error line."""
+    said = [
+        match["text"].strip()
+        for match in map(HOST_LINE.match, stderr_lines)
+        if match and match["host"] == host and (ERROR_WORD.search(match["text"]) or "connect" in match["text"].lower())
+    ]
+    text = without_repo_paths(said[-1]) if said else "failed"
+    advice = hint(text)
+    return text + (f" (fix: {advice})" if advice else "")
 
 
 def _tail(text: str, lines: int = 15) -> str:

@@ -1,10 +1,11 @@
 """A deploy run: checkpoints in order, each approved (when it must be) for the plan it will execute.
 
-One run at a time per state directory (the lock). Each checkpoint that needs approval is planned
-again just before it runs, and runs only with an approval bound to that very plan (or one the
-operator gives at the prompt, or --auto-approve, each recorded as such). A checkpoint that fails
-on some hosts lets the others finish it, then the run stops before the next checkpoint and says
-how to resume. Everything pyinfra prints goes to the run's log; every step goes to the audit trail.
+The steps, each a function below: take the lock (`begin`), and for each checkpoint: plan it when
+it needs an approval or was interrupted (`plan_for`), find or ask for the approval (`approve`),
+run it, binding the approved plan's digest so that a different plan runs nothing (`run`), validate
+it (`validate_cluster`, final-validation only), and record the outcome; then `finish`. A checkpoint
+that fails on some hosts lets the others finish it; the run stops before the next checkpoint and
+says, from the structured results, which hosts failed, why (each reason once) and what to run next.
 """
 
 from __future__ import annotations
@@ -16,18 +17,19 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import click
 
 from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.checkpoints import NAMES, Checkpoint, get
-from raydeploy.plans import ERROR_WORD, Plan, PlanError, execute, fingerprint, make_plan
+from raydeploy.plans import ERROR_WORD, Execution, Plan, PlanError, execute, fingerprint, make_plan
 from raydeploy.state import Lock, StateStore
 
 EXIT_FAILED, EXIT_AWAITING_APPROVAL = 1, 3
 
 
-class RunStopped(Exception):
+class RunStopped(click.ClickException):
     """The run stopped; `exit_code` says why (1 failed, 3 awaiting approval), the message says what next."""
 
     def __init__(self, message: str, exit_code: int = EXIT_FAILED):
@@ -50,6 +52,33 @@ class RunOptions:
     echo: Callable[[str], None] = click.echo
 
 
+@dataclass
+class Run:
+    """One run in progress: its id, its lock, its log, and the checkpoint an interrupted run left."""
+
+    id: str
+    lock: Lock
+    log_file: TextIO
+    approvals: Approvals
+    interrupted_in: str | None = None
+    interrupted_run: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What a checkpoint (or the whole run) came to."""
+
+    status: str  # succeeded | failed | awaiting-approval | rejected | interrupted
+    checkpoint: str | None = None
+    message: str = ""
+    failed_hosts: list[str] = field(default_factory=list)
+    changed: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_AWAITING_APPROVAL if self.status == "awaiting-approval" else EXIT_FAILED
+
+
 def select(start_from: str | None = None, only: list[str] | None = None) -> list[str]:
     """The checkpoints a deploy runs, in order."""
     if only:
@@ -64,78 +93,14 @@ def new_run_id() -> str:
 
 
 def resume_command(options: RunOptions, checkpoint: str, hosts: list[str]) -> str:
-    command = f"raydeploy deploy -i {options.inventory} --start-from {checkpoint}"
-    if hosts:
-        command += "".join(f" --limit {host}" for host in hosts)
-    return command
+    return f"raydeploy deploy -i {options.inventory} --start-from {checkpoint}" + "".join(
+        f" --limit {host}" for host in hosts
+    )
 
 
 def approve_command(options: RunOptions, checkpoint: Checkpoint) -> str:
     command = f"raydeploy approve {checkpoint.name} -i {options.inventory} --by YOUR_NAME --reason WHY"
     return command + (" --acknowledge-risks" if checkpoint.destructive else "")
-
-
-def _prompt(options: RunOptions, checkpoint: Checkpoint, plan: Plan) -> bool:
-    options.echo(plan.describe())
-    if checkpoint.destructive:
-        typed = click.prompt(
-            f"{checkpoint.name} is destructive. Type its name to approve this plan (anything else refuses)",
-            default="",
-            show_default=False,
-        )
-        return typed.strip() == checkpoint.name
-    return click.confirm(f"Approve this plan for {checkpoint.name}?", default=False)
-
-
-def _approve(options: RunOptions, approvals: Approvals, checkpoint: Checkpoint, plan: Plan, run_id: str) -> None:
-    """Find or obtain the approval for PLAN and use it; raise RunStopped (exit 3) when there is none."""
-    store, who = options.store, options.requested_by
-    decision = approvals.find(plan, requested_by=who)
-    if decision.approval is not None:
-        approvals.use(decision.approval, run_id, who)
-        options.echo(
-            f"{checkpoint.name}: approved by {decision.approval['approved_by']} ({decision.approval['reason']})"
-        )
-        return
-    if decision.reason and "no valid approval" not in decision.reason:
-        options.echo(f"{checkpoint.name}: an approval exists but does not count: {decision.reason}")
-    if options.auto_approve:
-        if checkpoint.destructive and options.separation_of_duties:
-            raise RunStopped(
-                f"{checkpoint.name} is destructive and separation of duties is on: --auto-approve cannot approve it; "
-                f"another person runs: {approve_command(options, checkpoint)}",
-                EXIT_AWAITING_APPROVAL,
-            )
-        approval = approvals.grant(
-            plan, approved_by=who, reason="--auto-approve", acknowledge_risks=True, source="auto-approve", actor=who
-        )
-        approvals.use(approval, run_id, who)
-        options.echo(f"{checkpoint.name}: approved with --auto-approve by {who} (recorded in the audit trail)")
-        return
-    if options.interactive:
-        if _prompt(options, checkpoint, plan):
-            approval = approvals.grant(
-                plan,
-                approved_by=who,
-                reason="approved at the prompt",
-                acknowledge_risks=True,
-                source="prompt",
-                actor=who,
-            )
-            approvals.use(approval, run_id, who)
-            return
-        store.audit.append(
-            who, "plan rejected", checkpoint.name, plan_digest=plan.digest, reason="refused at the prompt"
-        )
-        raise RunStopped(f"{checkpoint.name}: not approved at the prompt; nothing was changed by it")
-    store.audit.append(who, "approval requested", checkpoint.name, run_id=run_id, plan_digest=plan.digest)
-    raise RunStopped(
-        f"{checkpoint.name} needs an approval for plan {plan.digest} and there is none"
-        + (f" ({decision.reason})" if decision.reason else "")
-        + f"; nothing was changed by it. See the plan: raydeploy plan {checkpoint.name} -i {options.inventory}; "
-        f"approve it: {approve_command(options, checkpoint)}; then run again.",
-        EXIT_AWAITING_APPROVAL,
-    )
 
 
 def deploy(options: RunOptions, lock: Lock | None = None) -> str:
@@ -144,128 +109,296 @@ def deploy(options: RunOptions, lock: Lock | None = None) -> str:
     LOCK, when given, was taken by the caller for its run id (the API answers 409 before it starts
     a run in the background); it is released here either way.
     """
+    run = begin(options, lock)
+    outcome = Outcome("failed", message="the run ended unexpectedly")
+    try:
+        outcome = run_checkpoints(options, run)
+    except KeyboardInterrupt:
+        outcome = Outcome("interrupted", message="interrupted by the operator")
+        raise
+    except Exception as problem:  # recorded as a failure, never as a success, then raised as it came
+        outcome = Outcome("failed", message=f"{type(problem).__name__}: {problem}")
+        raise
+    finally:
+        finish(options, run, outcome)
+    if outcome.status != "succeeded":
+        raise RunStopped(outcome.message, outcome.exit_code)
+    return run.id
+
+
+def begin(options: RunOptions, lock: Lock | None) -> Run:
+    """Take the lock, note what an interrupted run left, record and announce the run."""
     store, who = options.store, options.requested_by
-    run_id = lock.run_id if lock else new_run_id()
-    lock = lock or store.acquire(run_id, who)
+    lock = lock or store.acquire(new_run_id(), who)
     previous = store.last_run()
     interrupted_in = None
     if previous and previous["status"] == "interrupted":
         interrupted_in = next(
             (cp["checkpoint"] for cp in store.checkpoint_runs(previous["id"]) if cp["status"] == "interrupted"), None
         )
-    log_path = store.log_path(run_id)
-    approvals = Approvals(store, options.separation_of_duties)
-    status, failed_checkpoint, failed_hosts, error = "succeeded", None, [], None
     try:
         store.start_run(
-            run_id, who, options.command, options.inventory, fingerprint(options.inventory), options.checkpoints
+            lock.run_id, who, options.command, options.inventory, fingerprint(options.inventory), options.checkpoints
         )
+    except PlanError:
+        store.release(lock)
+        raise
+    store.audit.append(
+        who,
+        "run started",
+        lock.run_id,
+        command=options.command,
+        checkpoints=options.checkpoints,
+        auto_approve=options.auto_approve,
+        limit=options.limit,
+    )
+    log_path = store.log_path(lock.run_id)
+    log_file = log_path.open("a")
+    log_path.chmod(0o600)
+    options.echo(f"run {lock.run_id}: {', '.join(options.checkpoints)} (log: {log_path})")
+    approvals = Approvals(store, options.separation_of_duties)
+    return Run(lock.run_id, lock, log_file, approvals, interrupted_in, previous["id"] if previous else None)
+
+
+def run_checkpoints(options: RunOptions, run: Run) -> Outcome:
+    """Each checkpoint in order, until one does not succeed."""
+    for name in options.checkpoints:
+        outcome = checkpoint_step(options, run, get(name))
+        if outcome.status != "succeeded":
+            return outcome
+    return Outcome("succeeded")
+
+
+def checkpoint_step(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Outcome:
+    """Plan, approve, run and record CHECKPOINT; its outcome."""
+    store, who = options.store, options.requested_by
+    store.start_checkpoint(run.id, checkpoint.name)
+    try:
+        plan = plan_for(options, run, checkpoint)
+    except PlanError as problem:
+        return record(options, run, checkpoint, Outcome("failed", checkpoint.name, str(problem)))
+    store.start_checkpoint(run.id, checkpoint.name, plan.digest if plan else None)
+    store.audit.append(who, "checkpoint started", checkpoint.name, run_id=run.id, plan_digest=plan and plan.digest)
+    if plan is not None and plan.failed:
+        return record(options, run, checkpoint, failed(options, checkpoint, planning_failure(plan)))
+    try:
+        refusal = approve(options, run, checkpoint, plan) if checkpoint.approval_required else None
+    except ApprovalError as problem:
+        refusal = Outcome("failed", checkpoint.name, str(problem))
+    if refusal is not None:
+        return record(options, run, checkpoint, refusal)
+    return record(options, run, checkpoint, run_step(options, run, checkpoint, plan))
+
+
+def plan_for(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Plan | None:
+    """CHECKPOINT's plan when it needs an approval or was left interrupted; otherwise None."""
+    interrupted = checkpoint.name == run.interrupted_in
+    if not (checkpoint.approval_required or interrupted):
+        return None
+    if interrupted:
+        options.echo(
+            f"{checkpoint.name} was in progress when run {run.interrupted_run} was interrupted: planning it again"
+        )
+    plan = make_plan(options.inventory, checkpoint, options.store.directory, options.limit)
+    write_log(options, run, plan.describe(commands=True))
+    return plan
+
+
+def planning_failure(plan: Plan) -> Execution:
+    return Execution(False, 0, [], sorted(plan.failed), dict(plan.failed), plan.document.get("error", ""))
+
+
+def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan | None) -> Outcome:
+    """Run CHECKPOINT (bound to PLAN when it was approved), then validate final-validation's cluster."""
+    options.echo(f"{checkpoint.name}: running")
+    started = time.monotonic()
+    bound = plan if checkpoint.approval_required else None
+    execution = execute(
+        options.inventory,
+        checkpoint,
+        lambda line: write_log(options, run, line),
+        options.limit,
+        options.fail_percent,
+        options.store.directory,
+        approved=bound,
+    )
+    if execution.refused is not None:
+        return plan_changed(options, checkpoint, bound, execution.refused)
+    options.store.record_operations(run.id, checkpoint.name, execution.rows)
+    if execution.ok and checkpoint.name == "final-validation":
+        execution = validate_cluster(options, run, execution)
+    options.echo(host_table(execution.rows))
+    if not execution.ok:
+        return failed(options, checkpoint, execution)
+    options.echo(f"{checkpoint.name}: done, {execution.changed} change(s) in {time.monotonic() - started:.1f} s")
+    return Outcome("succeeded", checkpoint.name, changed=execution.changed)
+
+
+def plan_changed(options: RunOptions, checkpoint: Checkpoint, approved: Plan, found: Plan) -> Outcome:
+    """The plan was no longer the approved one when it was about to run: nothing ran."""
+    from raydeploy.plans import difference
+
+    changes = difference(approved.document, found.document)
+    lines = "\n".join(f"  {line}" for line in changes) or "  (the same operations, other inputs)"
+    return Outcome(
+        "awaiting-approval",
+        checkpoint.name,
+        f"{checkpoint.name}: the plan changed after it was approved (approved {approved.digest}, now {found.digest}); "
+        f"nothing was run. What changed, per host:\n{lines}\n"
+        f"See the plan: raydeploy plan {checkpoint.name} -i {options.inventory}; "
+        f"approve it: {approve_command(options, checkpoint)}; then run again.",
+    )
+
+
+def failed(options: RunOptions, checkpoint: Checkpoint, execution: Execution) -> Outcome:
+    """A failed checkpoint, told to the operator: which hosts, why (once each), and what to run next."""
+    hosts = execution.failed_hosts
+    where = f" on {len(hosts)} host(s): {', '.join(hosts)}" if hosts else ""
+    lines = [f"{checkpoint.name} failed{where}"]
+    lines += [f"  {host}: {execution.reasons.get(host, 'failed')}" for host in hosts]
+    if execution.error:
+        lines.append(f"  {execution.error}")
+    if checkpoint.name == "prerequisites-check":
+        lines.append("nothing was changed on any host; fix what is named above, then run:")
+        lines.append(f"  {resume_command(options, checkpoint.name, [])}")
+    else:
+        lines.append(next_step(options, checkpoint, execution))
+    return Outcome("failed", checkpoint.name, "\n".join(lines), hosts, execution.changed)
+
+
+def next_step(options: RunOptions, checkpoint: Checkpoint, execution: Execution) -> str:
+    """What the operator runs next after CHECKPOINT failed on some hosts."""
+    succeeded = sorted({row[0] for row in execution.rows} - set(execution.failed_hosts))
+    others = f"the other hosts ({', '.join(succeeded)}) finished it; " if succeeded else ""
+    return (
+        f"{others}the run stopped before the next checkpoint. Fix what is named above, then resume:\n"
+        f"  {resume_command(options, checkpoint.name, execution.failed_hosts)}"
+    )
+
+
+def record(options: RunOptions, run: Run, checkpoint: Checkpoint, outcome: Outcome) -> Outcome:
+    """Write CHECKPOINT's OUTCOME to the state and the audit trail."""
+    store, who = options.store, options.requested_by
+    store.finish_checkpoint(
+        run.id, checkpoint.name, outcome.status, outcome.changed, outcome.failed_hosts, outcome.message or None
+    )
+    if outcome.status == "succeeded":
+        store.audit.append(who, "checkpoint finished", checkpoint.name, run_id=run.id, changed=outcome.changed)
+    elif outcome.status == "failed":
         store.audit.append(
             who,
-            "run started",
-            run_id,
-            command=options.command,
-            checkpoints=options.checkpoints,
-            auto_approve=options.auto_approve,
-            limit=options.limit,
+            "checkpoint failed",
+            checkpoint.name,
+            run_id=run.id,
+            hosts=outcome.failed_hosts,
+            error=outcome.message[:2000],
         )
-        options.echo(f"run {run_id}: {', '.join(options.checkpoints)} (log: {log_path})")
-        with log_path.open("a") as log_file:
-            log_path.chmod(0o600)
+    return outcome
 
-            def log(line: str) -> None:
-                log_file.write(line + "\n")
-                log_file.flush()
-                if line.startswith("-->") or ERROR_WORD.search(line) or " will " in line or "waiting" in line:
-                    options.echo(f"  {line.strip()}")
 
-            for name in options.checkpoints:
-                checkpoint = get(name)
-                plan = None
-                if checkpoint.approval_required or name == interrupted_in:
-                    if name == interrupted_in:
-                        options.echo(
-                            f"{name} was in progress when run {previous['id']} was interrupted: planning it again"
-                        )
-                    plan = make_plan(options.inventory, checkpoint, options.limit)
-                    log(plan.describe())
-                store.start_checkpoint(run_id, name, plan.digest if plan else None)
-                store.audit.append(
-                    who, "checkpoint started", name, run_id=run_id, plan_digest=plan.digest if plan else None
-                )
-                if checkpoint.approval_required and plan is not None and plan.has_changes:
-                    try:
-                        _approve(options, approvals, checkpoint, plan, run_id)
-                    except RunStopped as stopped:
-                        state = "awaiting-approval" if stopped.exit_code == EXIT_AWAITING_APPROVAL else "rejected"
-                        store.finish_checkpoint(run_id, name, state, error=str(stopped))
-                        status, failed_checkpoint, error = state, name, str(stopped)
-                        raise
-                elif checkpoint.approval_required and plan is not None:
-                    options.echo(f"{name}: the plan changes nothing, no approval needed")
-                options.echo(f"{name}: running")
-                started = time.monotonic()
-                execution = execute(options.inventory, checkpoint, log, options.limit, options.fail_percent)
-                store.record_operations(run_id, name, execution.rows)
-                if execution.ok and name == "final-validation":
-                    execution = _validate(options, run_id, execution, log)
-                if not execution.ok:
-                    options.echo(host_table(execution.rows))
-                    store.finish_checkpoint(
-                        run_id, name, "failed", execution.changed, execution.failed_hosts, execution.error
-                    )
-                    store.audit.append(
-                        who,
-                        "checkpoint failed",
-                        name,
-                        run_id=run_id,
-                        hosts=execution.failed_hosts,
-                        error=execution.error[:2000],
-                    )
-                    status, failed_checkpoint, failed_hosts, error = (
-                        "failed",
-                        name,
-                        execution.failed_hosts,
-                        execution.error,
-                    )
-                    raise RunStopped(
-                        f"{name} failed"
-                        + (f" on {', '.join(execution.failed_hosts)}" if execution.failed_hosts else "")
-                        + f": {execution.error}\nthe other hosts finished {name}; the run stopped before the next checkpoint."
-                        f"\nresume: {resume_command(options, name, execution.failed_hosts)}"
-                    )
-                options.echo(host_table(execution.rows))
-                store.finish_checkpoint(run_id, name, "succeeded", execution.changed)
-                store.audit.append(who, "checkpoint finished", name, run_id=run_id, changed=execution.changed)
-                options.echo(f"{name}: done, {execution.changed} change(s) in {time.monotonic() - started:.1f} s")
-    except (PlanError, ApprovalError) as problem:
-        status, error = "failed", str(problem)
-        raise RunStopped(str(problem)) from None
-    except KeyboardInterrupt:
-        status, error = "interrupted", "interrupted by the operator"
-        raise
-    except RunStopped:
-        raise
-    except Exception as problem:  # recorded as a failure, never as a success, then raised as it came
-        status, error = "failed", f"{type(problem).__name__}: {problem}"
-        raise
+def finish(options: RunOptions, run: Run, outcome: Outcome) -> None:
+    """Record how the run ended, audit it, close its log and give the lock back."""
+    store = options.store
+    try:
+        store.finish_run(run.id, outcome.status, outcome.checkpoint, outcome.failed_hosts, outcome.message or None)
+        event = "run interrupted" if outcome.status == "interrupted" else "run finished"
+        store.audit.append(
+            options.requested_by, event, run.id, status=outcome.status, failed_checkpoint=outcome.checkpoint
+        )
     finally:
-        store.finish_run(run_id, status, failed_checkpoint, failed_hosts, error)
-        event = {"succeeded": "run finished", "interrupted": "run interrupted"}.get(status, "run finished")
-        store.audit.append(who, event, run_id, status=status, failed_checkpoint=failed_checkpoint)
-        store.release(lock)
-    return run_id
+        run.log_file.close()
+        store.release(run.lock)
+
+
+def write_log(options: RunOptions, run: Run, line: str) -> None:
+    """A line for the run's log; the ones an operator follows are echoed too."""
+    run.log_file.write(line + "\n")
+    run.log_file.flush()
+    if line.startswith("-->") or ERROR_WORD.search(line) or " will " in line or "waiting" in line:
+        options.echo(f"  {line.strip()}")
+
+
+def approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan) -> Outcome | None:
+    """Find or obtain the approval PLAN needs and use it: None when approved, else why not."""
+    if not plan.has_changes:
+        options.echo(f"{checkpoint.name}: the plan changes nothing, no approval needed")
+        return None
+    who = options.requested_by
+    decision = run.approvals.find(plan, requested_by=who)
+    if decision.approval is not None:
+        run.approvals.use(decision.approval, run.id, who)
+        options.echo(
+            f"{checkpoint.name}: approved by {decision.approval['approved_by']} ({decision.approval['reason']})"
+        )
+        return None
+    if decision.reason and "no valid approval" not in decision.reason:
+        options.echo(f"{checkpoint.name}: an approval exists but does not count: {decision.reason}")
+    if options.auto_approve:
+        return auto_approve(options, run, checkpoint, plan)
+    if options.interactive:
+        return prompt_approval(options, run, checkpoint, plan)
+    options.store.audit.append(who, "approval requested", checkpoint.name, run_id=run.id, plan_digest=plan.digest)
+    return Outcome(
+        "awaiting-approval",
+        checkpoint.name,
+        f"{checkpoint.name} needs an approval for plan {plan.digest} and there is none"
+        + (f" ({decision.reason})" if decision.reason else "")
+        + f"; nothing was changed by it. See the plan: raydeploy plan {checkpoint.name} -i {options.inventory}; "
+        f"approve it: {approve_command(options, checkpoint)}; then run again.",
+    )
+
+
+def auto_approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan) -> Outcome | None:
+    """--auto-approve: the requester approves, recorded as such; never a destructive plan under separation of duties."""
+    who = options.requested_by
+    if checkpoint.destructive and options.separation_of_duties:
+        return Outcome(
+            "awaiting-approval",
+            checkpoint.name,
+            f"{checkpoint.name} is destructive and separation of duties is on: --auto-approve cannot approve it; "
+            f"another person runs: {approve_command(options, checkpoint)}",
+        )
+    approval = run.approvals.grant(
+        plan, approved_by=who, reason="--auto-approve", acknowledge_risks=True, source="auto-approve", actor=who
+    )
+    run.approvals.use(approval, run.id, who)
+    options.echo(f"{checkpoint.name}: approved with --auto-approve by {who} (recorded in the audit trail)")
+    return None
+
+
+def prompt_approval(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan) -> Outcome | None:
+    """Show the plan at the terminal; a destructive one is approved only by typing its checkpoint's name."""
+    who = options.requested_by
+    options.echo(plan.describe())
+    if checkpoint.destructive:
+        typed = click.prompt(
+            f"{checkpoint.name} is destructive. Type its name to approve this plan (anything else refuses)",
+            default="",
+            show_default=False,
+        )
+        agreed = typed.strip() == checkpoint.name
+    else:
+        agreed = click.confirm(f"Approve this plan for {checkpoint.name}?", default=False)
+    if not agreed:
+        options.store.audit.append(
+            who, "plan rejected", checkpoint.name, plan_digest=plan.digest, reason="refused at the prompt"
+        )
+        return Outcome(
+            "rejected", checkpoint.name, f"{checkpoint.name}: not approved at the prompt; nothing was changed by it"
+        )
+    approval = run.approvals.grant(
+        plan, approved_by=who, reason="approved at the prompt", acknowledge_risks=True, source="prompt", actor=who
+    )
+    run.approvals.use(approval, run.id, who)
+    return None
 
 
 def host_table(rows: list[tuple[str, str, str, str]]) -> str:
     """Per host: operations changed, unchanged, failed."""
     counts: dict[str, dict[str, int]] = {}
-    for host, _operation, result, _stderr in rows:
+    for host, _operation, result, _output in rows:
         bucket = counts.setdefault(host, {"changed": 0, "unchanged": 0, "failed": 0})
-        key = {"pass": "unchanged", "not-deployed": "unchanged", "unreachable": "failed", "fail": "failed"}.get(
-            result, result
-        )
-        bucket[key] = bucket.get(key, 0) + 1
+        bucket[result] = bucket.get(result, 0) + 1
     if not counts:
         return "  (no operations: this checkpoint only checks)"
     lines = [f"  {'HOST':<16} {'CHANGED':>8} {'UNCHANGED':>10} {'FAILED':>7}"]
@@ -275,26 +408,34 @@ def host_table(rows: list[tuple[str, str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def _validate(options: RunOptions, run_id: str, execution, log: Callable[[str], None]):
-    """final-validation also runs the validate package's checks and smoke job; their results join the run's."""
+def validate_cluster(options: RunOptions, run: Run, execution: Execution) -> Execution:
+    """final-validation also runs the validate package's checks and smoke job; recorded as validation results."""
     from validate.inventory import InventoryError, load
     from validate.results import FAIL, UNREACHABLE
     from validate.runner import run as run_validation
 
     try:
-        report = run_validation(load(options.inventory), scope="final-validation")
+        report = run_validation(load(options.inventory, str(options.store.directory)), scope="final-validation")
     except InventoryError as problem:
-        execution.ok, execution.error = False, str(problem)
-        return execution
-    log(report.as_text())
-    rows = [(r.host, f"validate: {r.check}", r.status, r.detail if r.status != "pass" else "") for r in report.results]
-    options.store.record_operations(run_id, "final-validation", rows)
+        return Execution(False, execution.changed, execution.rows, [], error=str(problem))
+    write_log(options, run, report.as_text())
+    options.store.record_validation(
+        run.id, "final-validation", [(r.host, r.check, r.status, r.detail) for r in report.results]
+    )
+    options.echo(report.as_text())
     bad = [r for r in report.results if r.status in (FAIL, UNREACHABLE)]
-    if bad:
-        execution.ok = False
-        execution.failed_hosts = sorted({r.host for r in bad})
-        execution.error = "; ".join(f"{r.host}: {r.check}: {r.detail}" for r in bad)
-    return execution
+    if not bad:
+        return execution
+    reasons: dict[str, list[str]] = {}
+    for result in bad:
+        reasons.setdefault(result.host, []).append(f"{result.check}: {result.detail}")
+    return Execution(
+        False,
+        execution.changed,
+        execution.rows,
+        sorted(reasons),
+        {host: "; ".join(found) for host, found in reasons.items()},
+    )
 
 
 def status_report(store: StateStore, inventory: str) -> dict:

@@ -5,7 +5,8 @@ RAYDEPLOY_STATE_DIR moves it):
 
     state.db          runs, per checkpoint per host per operation results, approvals, audit trail
     audit.head        the newest audit event's number and hash (see raydeploy/audit.py)
-    run.lock          the run holding the lock: JSON {lock_id, run_id, pid, hostname, started_at}
+    run.lock          the run lock: held with flock(2) while a run lives (the kernel lets go when its process
+                      dies), and JSON {lock_id, run_id, pid, hostname, started_at} naming the holder
     logs/<run>.log    everything pyinfra printed during the run
     approvals/*.json  approvals written by hand (the seed's manual path), read and recorded
     secrets/          generated secrets, 0600 (the deploys write them here, see deploys/credentials.py)
@@ -13,7 +14,7 @@ RAYDEPLOY_STATE_DIR moves it):
 
 from __future__ import annotations
 
-import contextlib
+import fcntl
 import json
 import os
 import socket
@@ -61,6 +62,23 @@ CREATE TABLE IF NOT EXISTS operation_results (
     result TEXT NOT NULL,
     stderr TEXT
 );
+CREATE TABLE IF NOT EXISTS validation_results (
+    run_id TEXT NOT NULL,
+    checkpoint TEXT NOT NULL,
+    host TEXT NOT NULL,
+    check_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    revoked_at TEXT
+);
 CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY,
     checkpoint TEXT NOT NULL,
@@ -91,22 +109,13 @@ class LockHeld(Exception):
 
 @dataclass(frozen=True)
 class Lock:
+    """Who holds a state directory's run lock (while its process lives: the lock is flock(2)'s)."""
+
     lock_id: str
     run_id: str
     pid: int
     hostname: str
     started_at: str
-
-    def alive(self) -> bool:
-        if self.hostname != socket.gethostname():
-            return True  # another machine's process: only its id can break it
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 def default_state_dir(inventory: str) -> Path:
@@ -120,12 +129,14 @@ def default_state_dir(inventory: str) -> Path:
 class StateStore:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
+        self._held: dict[str, int] = {}  # lock id -> the descriptor holding the flock
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.directory / "logs").mkdir(exist_ok=True, mode=0o700)
         (self.directory / "approvals").mkdir(exist_ok=True, mode=0o700)
         path = self.directory / "state.db"
         try:
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
             os.chmod(path, 0o600)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.executescript(SCHEMA)
@@ -218,7 +229,7 @@ class StateStore:
         return rows[0] if rows else None
 
     def record_operations(self, run_id: str, checkpoint: str, rows: list[tuple[str, str, str, str]]) -> None:
-        """ROWS: (host, operation, result, stderr)."""
+        """ROWS: (host, operation, result, output)."""
         with self.db:
             self.db.executemany(
                 "INSERT INTO operation_results (run_id, checkpoint, host, operation, result, stderr) VALUES (?,?,?,?,?,?)",
@@ -228,6 +239,17 @@ class StateStore:
     def operations(self, run_id: str) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM operation_results WHERE run_id=? ORDER BY rowid", (run_id,))
 
+    def record_validation(self, run_id: str, checkpoint: str, rows: list[tuple[str, str, str, str]]) -> None:
+        """ROWS: (host or "cluster", check, pass|fail|unreachable|not-deployed, detail)."""
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO validation_results (run_id, checkpoint, host, check_name, status, detail) VALUES (?,?,?,?,?,?)",
+                [(run_id, checkpoint, *row) for row in rows],
+            )
+
+    def validations(self, run_id: str) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM validation_results WHERE run_id=? ORDER BY rowid", (run_id,))
+
     def log_path(self, run_id: str) -> Path:
         return self.directory / "logs" / f"{run_id}.log"
 
@@ -235,11 +257,84 @@ class StateStore:
         """Forget runs and their results (never approvals' history or the audit trail)."""
         counts = {}
         with self.db:
-            for table in ("operation_results", "checkpoint_runs", "runs"):
+            for table in ("validation_results", "operation_results", "checkpoint_runs", "runs"):
                 counts[table] = self.db.execute(f"DELETE FROM {table}").rowcount
         for log in (self.directory / "logs").glob("*.log"):
             log.unlink()
         return counts
+
+    # Approvals (their rules live in raydeploy/approvals.py) ------------------------------------
+
+    def insert_approval(self, approval: dict[str, Any]) -> None:
+        with self.db:
+            self.db.execute(
+                f"INSERT INTO approvals ({', '.join(approval)}) VALUES ({', '.join('?' for _ in approval)})",
+                tuple(approval.values()),
+            )
+
+    def approval(self, approval_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM approvals WHERE id=?", (approval_id,))
+        return rows[0] if rows else None
+
+    def approvals(self, checkpoint: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Approvals, newest first, of CHECKPOINT and in STATUS when given."""
+        query, parameters = "SELECT * FROM approvals WHERE 1=1", []
+        if checkpoint:
+            query, parameters = query + " AND checkpoint=?", [*parameters, checkpoint]
+        if status:
+            query, parameters = query + " AND status=?", [*parameters, status]
+        return self._rows(query + " ORDER BY created_at DESC", tuple(parameters))
+
+    def close_approval(
+        self, approval_id: str, status: str, closed_by: str | None = None, reason: str | None = None
+    ) -> bool:
+        """Move a valid approval to STATUS; False when it was not valid any more."""
+        with self.db:
+            return (
+                self.db.execute(
+                    "UPDATE approvals SET status=?, closed_by=?, closed_reason=? WHERE id=? AND status='valid'",
+                    (status, closed_by, reason, approval_id),
+                ).rowcount
+                == 1
+            )
+
+    def use_approval(self, approval_id: str, run_id: str) -> bool:
+        """Mark a valid approval used by RUN_ID; False when it was used or withdrawn meanwhile."""
+        with self.db:
+            return (
+                self.db.execute(
+                    "UPDATE approvals SET status='used', used_by_run=? WHERE id=? AND status='valid'",
+                    (run_id, approval_id),
+                ).rowcount
+                == 1
+            )
+
+    # API tokens (their rules live in raydeploy/api/tokens.py) ----------------------------------
+
+    def insert_token(self, token: dict[str, Any]) -> None:
+        """TOKEN (id, name, role, hash, created_at, created_by) replaces a revoked token of its name."""
+        with self.db:
+            self.db.execute("DELETE FROM api_tokens WHERE name=? AND revoked_at IS NOT NULL", (token["name"],))
+            self.db.execute(
+                f"INSERT INTO api_tokens ({', '.join(token)}) VALUES ({', '.join('?' for _ in token)})",
+                tuple(token.values()),
+            )
+
+    def active_tokens(self, name_or_id: str | None = None) -> list[dict[str, Any]]:
+        if name_or_id is None:
+            return self._rows("SELECT * FROM api_tokens WHERE revoked_at IS NULL ORDER BY created_at")
+        return self._rows(
+            "SELECT * FROM api_tokens WHERE (id=? OR name=?) AND revoked_at IS NULL", (name_or_id, name_or_id)
+        )
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT id, name, role, created_at, created_by, revoked_at FROM api_tokens ORDER BY created_at"
+        )
+
+    def revoke_token(self, token_id: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE api_tokens SET revoked_at=? WHERE id=?", (now_utc(), token_id))
 
     # The lock -----------------------------------------------------------------------------------
 
@@ -248,67 +343,73 @@ class StateStore:
         return self.directory / "run.lock"
 
     def current_lock(self) -> Lock | None:
+        """The lock's holder while a process holds it; None when the state directory is free."""
+        descriptor = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return self._holder()
+        else:
+            fcntl.flock(descriptor, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(descriptor)
+
+    def acquire(self, run_id: str, actor: str) -> Lock:
+        """Take the lock for RUN_ID; raise LockHeld naming the run that holds it.
+
+        The kernel releases a dead process's lock; a run it left "running" is marked interrupted here.
+        """
+        descriptor = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            held = self._holder()
+            raise LockHeld(
+                f"run {held.run_id if held else '?'} holds the lock of {self.directory}"
+                + (
+                    f" (lock {held.lock_id}, pid {held.pid} on {held.hostname}, since {held.started_at})"
+                    if held
+                    else ""
+                )
+                + "; wait for it to finish, or stop that process"
+            ) from None
+        previous = self._holder()
+        if previous is not None:
+            self._interrupted(previous, actor, reason="its process ended without finishing the run")
+        lock = Lock(uuid.uuid4().hex[:12], run_id, os.getpid(), socket.gethostname(), now_utc())
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, json.dumps(lock.__dict__).encode(), 0)
+        self._held[lock.lock_id] = descriptor
+        return lock
+
+    def release(self, lock: Lock) -> None:
+        """Give back LOCK, if this store holds it (never another run's)."""
+        descriptor = self._held.pop(lock.lock_id, None)
+        if descriptor is None:
+            return
+        os.ftruncate(descriptor, 0)
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+    def _holder(self) -> Lock | None:
         try:
             return Lock(**json.loads(self.lock_file.read_text()))
         except (FileNotFoundError, ValueError, TypeError):
             return None
 
-    def acquire(self, run_id: str, actor: str) -> Lock:
-        """Take the lock for RUN_ID; a stale one (its process gone) is broken and its run marked interrupted."""
-        lock = Lock(uuid.uuid4().hex[:12], run_id, os.getpid(), socket.gethostname(), now_utc())
-        for _ in range(3):
-            try:
-                descriptor = os.open(self.lock_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                held = self.current_lock()
-                if held is None:
-                    with contextlib.suppress(FileNotFoundError):
-                        self.lock_file.unlink()
-                    continue
-                if held.alive():
-                    raise LockHeld(
-                        f"run {held.run_id} holds the lock of {self.directory} (lock {held.lock_id}, pid {held.pid} on "
-                        f"{held.hostname}, since {held.started_at}); wait for it, or break it with "
-                        f"`raydeploy unlock --lock-id {held.lock_id}` if you are sure it is gone"
-                    ) from None
-                self._break(held, actor, reason="stale: its process is gone")
-                continue
-            with os.fdopen(descriptor, "w") as handle:
-                json.dump(lock.__dict__, handle)
-            return lock
-        raise LockHeld(f"could not take the lock of {self.directory}; try again")
-
-    def release(self, lock: Lock) -> None:
-        held = self.current_lock()
-        if held and held.lock_id == lock.lock_id:
-            self.lock_file.unlink()
-
-    def break_lock(self, lock_id: str, actor: str) -> Lock:
-        held = self.current_lock()
-        if held is None:
-            raise LockHeld(f"{self.directory} is not locked")
-        if held.lock_id != lock_id:
-            raise LockHeld(f"the lock of {self.directory} is {held.lock_id}, not {lock_id}")
-        self._break(held, actor, reason="broken by its id")
-        return held
-
-    def _break(self, held: Lock, actor: str, reason: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.lock_file.unlink()
+    def _interrupted(self, held: Lock, actor: str, reason: str) -> None:
         run = self.run(held.run_id)
         if run and run["status"] in ("running", "awaiting-approval"):
-            self.finish_run(held.run_id, "interrupted", error=f"lock {reason}")
+            self.finish_run(held.run_id, "interrupted", error=f"lock released: {reason}")
             with self.db:
                 self.db.execute(
                     "UPDATE checkpoint_runs SET status='interrupted', finished_at=? WHERE run_id=? AND status='running'",
                     (now_utc(), held.run_id),
                 )
             self.audit.append(actor, "run interrupted", held.run_id, reason=reason)
-        self.audit.append(actor, "lock broken", held.run_id, lock_id=held.lock_id, pid=held.pid, reason=reason)
-
-    # Helpers ------------------------------------------------------------------------------------
+        self.audit.append(actor, "lock released", held.run_id, lock_id=held.lock_id, pid=held.pid, reason=reason)
 
     def _rows(self, query: str, parameters: tuple = ()) -> list[dict[str, Any]]:
-        cursor = self.db.execute(query, parameters)
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return [dict(row) for row in self.db.execute(query, parameters).fetchall()]

@@ -41,3 +41,21 @@ def raydeploy_cli():
         return run_command([str(BIN / "raydeploy"), *args], env=env, **kwargs)
 
     return call
+
+
+def plan_of(checkpoint: str, fingerprint: str, changes: dict[str, list[str]], notes: dict | None = None):
+    """A plan document with CHANGES (host -> operation names, each one `echo NAME` command), for unit tests."""
+    from raydeploy.plans import Plan
+
+    hosts = {
+        host: {
+            "status": "planned",
+            "operations": [
+                {"name": name, "commands": [{"type": "shell", "command": f"echo {name}", "sha256": name}]}
+                for name in operations
+            ],
+            "notes": (notes or {}).get(host, []),
+        }
+        for host, operations in changes.items()
+    }
+    return Plan(checkpoint, fingerprint, {"hosts": hosts})

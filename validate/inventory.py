@@ -83,8 +83,11 @@ def read_inventory_file(path: str) -> tuple[list[tuple[str, dict[str, Any]]], di
     return [(name, group_data[name] | own) for name, own in data.items()], groups
 
 
-def load(path: str) -> LoadedInventory:
-    """Read inventory file PATH the way `pyinfra PATH ...` does (it contacts no host)."""
+def load(path: str, state_dir: str | None = None) -> LoadedInventory:
+    """Read inventory file PATH the way `pyinfra PATH ...` does (it contacts no host).
+
+    STATE_DIR, when given, is the state directory of hosts whose data names none (the wrapper's).
+    """
     if not Path(path).is_file():
         raise InventoryError(f"inventory {path}: no such file")
     try:
@@ -95,6 +98,8 @@ def load(path: str) -> LoadedInventory:
         raise InventoryError(f"inventory {path}: {type(error).__name__}: {error}") from None
     if not members:
         raise InventoryError(f"inventory {path}: defines no hosts")
+    if state_dir:
+        members = [(name, {"state_dir": str(state_dir)} | data) for name, data in members]
     try:
         cluster = build_cluster(members, {group: groups.get(group, []) for group in GROUPS})
     except SettingsError as error:

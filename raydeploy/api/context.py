@@ -63,7 +63,7 @@ class Service:
     def plan(self, name: str) -> Plan:
         """CHECKPOINT's plan now (pyinfra's dry run); 503 PLAN_FAILED with pyinfra's words when it cannot plan."""
         try:
-            return make_plan(self.inventory, get(name))
+            return make_plan(self.inventory, get(name), self.state_dir)
         except PlanError as error:
             raise ApiError(503, "PLAN_FAILED", str(error)[:4000], {"checkpoint": name}) from None
 

@@ -82,7 +82,7 @@ def _ended(store: StateStore, run_id: str) -> str | None:
     if run["status"] in FINISHED:
         return run["status"]
     lock = store.current_lock()
-    if lock is None or lock.run_id != run_id or not lock.alive():
+    if lock is None or lock.run_id != run_id:
         return "interrupted"
     return None
 

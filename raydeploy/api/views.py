@@ -33,11 +33,17 @@ def checkpoint_status(store: StateStore, name: str) -> dict:
     last = store.last_result(name)
     nodes: dict[str, dict] = {}
     if last:
-        for row in store.operations(last["run_id"]):
-            if row["checkpoint"] != name or row["host"] == "cluster":
+        operations = [
+            (row["host"], row["result"]) for row in store.operations(last["run_id"]) if row["checkpoint"] == name
+        ]
+        checks = [
+            (row["host"], row["status"]) for row in store.validations(last["run_id"]) if row["checkpoint"] == name
+        ]
+        for host, result in operations + checks:
+            if host == "cluster":  # a cluster-wide check is no node
                 continue
             entry = nodes.setdefault(
-                row["host"],
+                host,
                 {
                     "status": "IN_PROGRESS" if last["status"] == "running" else "PASSED",
                     "timestamp": last["finished_at"] or last["started_at"],
@@ -45,10 +51,18 @@ def checkpoint_status(store: StateStore, name: str) -> dict:
                     "destructive_operation": checkpoint.destructive,
                 },
             )
-            if row["result"] in ("failed", "fail", "unreachable"):
+            if result in ("failed", "fail", "unreachable"):
                 entry["status"] = "FAILED"
         for host in json.loads(last["failed_hosts"] or "[]"):
-            nodes.setdefault(host, {"status": "FAILED", "timestamp": last["finished_at"]})["status"] = "FAILED"
+            if host != "cluster":
+                nodes.setdefault(
+                    host,
+                    {
+                        "timestamp": last["finished_at"],
+                        "approval_required": checkpoint.approval_required,
+                        "destructive_operation": checkpoint.destructive,
+                    },
+                )["status"] = "FAILED"
     status = STATUS_NAMES.get(last["status"], "FAILED") if last else "NOT_FOUND"
     message = checkpoint.description if not last else f"{last['status']} in run {last['run_id']}"
     if last and last["error"]:
@@ -203,11 +217,11 @@ def compute_health(inventory: str, store: StateStore) -> dict:
     )
     containers = {"total": 0, "running": 0}
     for run in store.runs(20):
-        rows = [r for r in store.operations(run["id"]) if r["operation"].startswith("validate: container ")]
+        rows = [r for r in store.validations(run["id"]) if r["check_name"].startswith("container ")]
         if rows:
             containers = {
-                "total": sum(1 for r in rows if r["result"] != NOT_DEPLOYED),
-                "running": sum(1 for r in rows if r["result"] == "pass"),
+                "total": sum(1 for r in rows if r["status"] != NOT_DEPLOYED),
+                "running": sum(1 for r in rows if r["status"] == "pass"),
                 "checked_at": run["finished_at"],
             }
             break

@@ -118,11 +118,10 @@ def test_approval_check_answers_in_json(raydeploy_cli):
 
 def test_approval_check_reads_the_wrappers_approvals(raydeploy_cli, tmp_path):
     from raydeploy.approvals import Approvals
-    from raydeploy.plans import Plan
     from raydeploy.state import StateStore
+    from tests.conftest import plan_of
 
-    plan = Plan("docker-installation", "fp")
-    plan.changes = {"head": ["Install docker.io"]}
+    plan = plan_of("docker-installation", "fp", {"head": ["Install docker.io"]})
     Approvals(StateStore(tmp_path)).grant(plan, "alice", "CHG-7")
     result = raydeploy_cli("validate", "--approval-check", "docker-installation", "--state-dir", str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr

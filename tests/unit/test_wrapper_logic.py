@@ -15,6 +15,7 @@ from raydeploy.approvals import ApprovalError, Approvals, parse_ttl
 from raydeploy.plans import Plan
 from raydeploy.runner import select
 from raydeploy.state import LockHeld, StateStore
+from tests.conftest import plan_of
 
 
 @pytest.fixture
@@ -23,10 +24,12 @@ def store(tmp_path) -> StateStore:
 
 
 def cleanup_plan(removes: str = "ray_head") -> Plan:
-    plan = Plan("cleanup-existing", "fp1")
-    plan.changes = {"worker-1": [f"Remove container {removes}"]}
-    plan.notes = {"worker-1": [f"cleanup will remove container {removes}: from an older deployment"]}
-    return plan
+    return plan_of(
+        "cleanup-existing",
+        "fp1",
+        {"worker-1": [f"Remove container {removes}"]},
+        {"worker-1": [f"cleanup will remove container {removes}: from an older deployment"]},
+    )
 
 
 def test_the_state_directory_and_its_database_are_private(store):
@@ -162,28 +165,54 @@ def test_ttl_is_checked():
             parse_ttl(bad)
 
 
-def test_one_run_at_a_time_and_a_dead_runs_lock_is_taken_over(store):
+HOLD_LOCK = """
+import sys, time
+from raydeploy.state import StateStore
+lock = StateStore(sys.argv[1]).acquire("run-1", "alice")
+print(lock.lock_id, flush=True)
+if sys.argv[2] == "hold":
+    time.sleep(60)
+"""
+
+
+def lock_in_child(store: StateStore, hold: bool) -> tuple[subprocess.Popen, str]:
+    """Another process takes STORE's lock for run-1; with HOLD it keeps it until killed, else it exits holding it."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(store.directory), "hold" if hold else "exit"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return child, child.stdout.readline().strip()
+
+
+def test_one_run_at_a_time_while_its_process_lives(store):
+    child, lock_id = lock_in_child(store, hold=True)
+    try:
+        with pytest.raises(LockHeld, match=rf"run run-1 holds the lock .*lock {lock_id}, pid {child.pid}"):
+            store.acquire("run-2", "bob")
+        assert store.current_lock().lock_id == lock_id
+        store.release(store.current_lock())  # a lock this store does not hold is never given back by it
+        with pytest.raises(LockHeld):
+            store.acquire("run-2", "bob")
+    finally:
+        child.kill()
+        child.wait()
+    assert store.acquire("run-2", "bob").run_id == "run-2"
+
+
+def test_a_dead_runs_lock_is_free_and_its_run_marked_interrupted(store):
     store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", ["ray-deployment"])
     store.start_checkpoint("run-1", "ray-deployment")
-    first = store.acquire("run-1", "alice")
-    with pytest.raises(LockHeld, match=rf"run run-1 holds the lock .*lock {first.lock_id}"):
-        store.acquire("run-2", "bob")
-    store.lock_file.write_text(json.dumps({**first.__dict__, "pid": dead_pid()}))
+    child, _ = lock_in_child(store, hold=False)
+    child.wait()
+    assert store.current_lock() is None
     second = store.acquire("run-2", "bob")
-    assert second.run_id == "run-2"
+    assert store.current_lock() == second
     assert store.run("run-1")["status"] == "interrupted"
     assert store.checkpoint_runs("run-1")[0]["status"] == "interrupted"
-    assert [e.event for e in store.audit.events()][-2:] == ["run interrupted", "lock broken"]
-    with pytest.raises(LockHeld, match="not 0000"):
-        store.break_lock("0000", "carol")
-    store.break_lock(second.lock_id, "carol")
+    assert [e.event for e in store.audit.events()][-2:] == ["run interrupted", "lock released"]
+    store.release(second)
     assert store.current_lock() is None
-
-
-def dead_pid() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
-    return child.pid
 
 
 def test_reset_forgets_runs_and_keeps_approvals_and_the_audit_trail(store):
