@@ -6,11 +6,11 @@ of every host is reported at once and the run stops before any operation.
 
 from __future__ import annotations
 
-from pyinfra import host, inventory, logger
-from pyinfra.api.exceptions import DeployError
+from pyinfra import host
 from pyinfra.facts.server import LinuxDistribution, Which
 
 from deploys.host_facts import fact_since_last_change
+from deploys.host_problems import report
 from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, Containers
 from facts.resources import HostResources, ListeningPorts, Reachable
@@ -28,8 +28,6 @@ PORT_OWNERS = {
     "prometheus_port": "prometheus",
     "grafana_port": "grafana",
 }
-
-_problems: dict[int, dict[str, list[str]]] = {}
 
 
 def problems_of(node: Node, cluster: Cluster) -> list[str]:
@@ -85,16 +83,4 @@ def problems_of(node: Node, cluster: Cluster) -> list[str]:
 
 def check_prerequisites(node: Node, cluster: Cluster) -> None:
     """Record NODE's problems; once every active host is recorded, stop the run if any has one."""
-    found = _problems.setdefault(id(cluster), {})
-    found[node.name] = problems_of(node, cluster)
-    for problem in found[node.name]:
-        host.log(f"prerequisite failed: {problem}", logger.warning)
-    active = {member.name for member in inventory.get_active_hosts()}
-    if active <= set(found):
-        failed = {name: problems for name, problems in found.items() if problems}
-        if failed:
-            lines = [f"{name}: {problem}" for name, problems in failed.items() for problem in problems]
-            raise DeployError(
-                f"prerequisites-check failed on {len(failed)} of {len(found)} hosts, nothing was changed:\n"
-                + "\n".join(lines)
-            )
+    report("prerequisites-check", problems_of(node, cluster))

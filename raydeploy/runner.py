@@ -23,7 +23,7 @@ import click
 
 from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.checkpoints import NAMES, Checkpoint, get
-from raydeploy.plans import ERROR_WORD, Execution, Plan, PlanError, execute, fingerprint, make_plan
+from raydeploy.plans import Execution, Plan, PlanError, execute, fingerprint, make_plan
 from raydeploy.state import Lock, StateStore
 
 EXIT_FAILED, EXIT_AWAITING_APPROVAL = 1, 3
@@ -314,7 +314,8 @@ def write_log(options: RunOptions, run: Run, line: str) -> None:
     """A line for the run's log; the ones an operator follows are echoed too."""
     run.log_file.write(line + "\n")
     run.log_file.flush()
-    if line.startswith("-->") or ERROR_WORD.search(line) or " will " in line or "waiting" in line:
+    # Progress only: what failed is told once, at the end, from the structured results.
+    if line.startswith("-->") or " will " in line or "waiting" in line:
         options.echo(f"  {line.strip()}")
 
 
@@ -422,7 +423,6 @@ def validate_cluster(options: RunOptions, run: Run, execution: Execution) -> Exe
     options.store.record_validation(
         run.id, "final-validation", [(r.host, r.check, r.status, r.detail) for r in report.results]
     )
-    options.echo(report.as_text())
     bad = [r for r in report.results if r.status in (FAIL, UNREACHABLE)]
     if not bad:
         return execution
