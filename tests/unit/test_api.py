@@ -445,6 +445,27 @@ def test_a_runs_log_streams_as_server_sent_events_until_the_run_ends(api):
     assert_error_shape(api.get("/api/v1/runs/nope/log", headers=auth(api.issued["viewer"])), 404, "NOT_FOUND")
 
 
+def test_a_last_event_id_that_is_no_offset_is_a_400_not_a_crash(api):
+    import asyncio
+
+    import httpx
+
+    api.store.start_run("run-ghost", "alice", "raydeploy deploy", "inv", "fp", ["ray-deployment"])
+
+    async def get_log(last_event_id: bytes) -> httpx.Response:
+        # Raw header bytes straight into the app: TestClient would re-encode a non-ASCII byte.
+        transport = httpx.ASGITransport(app=api.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            headers = [(b"authorization", f"Bearer {api.issued['viewer']}".encode()), (b"last-event-id", last_event_id)]
+            return await client.get("/api/v1/runs/run-ghost/log", headers=headers)
+
+    for bad in (b"\xb2", b"9" * 5000, b"-1", b"12 ", "\u0663".encode()):
+        body = assert_error_shape(asyncio.run(get_log(bad)), 400, "INVALID_REQUEST")
+        assert body["details"]["problems"][0]["field"] == "header.last-event-id"
+    resumed = asyncio.run(get_log(b"999999999999999999"))
+    assert resumed.status_code == 200 and resumed.text.startswith("event: end")
+
+
 def test_a_run_that_lost_its_process_ends_its_stream_as_interrupted(api):
     api.store.start_run("run-ghost", "alice", "raydeploy deploy", "inv", "fp", ["ray-deployment"])
     text = api.get("/api/v1/runs/run-ghost/log", headers=auth(api.issued["viewer"])).text
