@@ -114,9 +114,20 @@ def test_bodies_are_capped_and_bad_requests_get_the_error_shape(api):
 def test_the_request_rate_per_token_is_limited(api):
     app = create_app("inventories/lab.py", api.store.directory, rate_limit=3)
     client = TestClient(app, raise_server_exceptions=False)
-    statuses = [client.get("/api/v1/runs", headers=auth(api.issued["viewer"])).status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 429]
+    responses = [client.get("/api/v1/runs", headers=auth(api.issued["viewer"])) for _ in range(4)]
+    assert [response.status_code for response in responses] == [200, 200, 200, 429]
+    body = assert_error_shape(responses[-1], 429, "RATE_LIMITED")
+    assert 1 <= int(responses[-1].headers["Retry-After"]) <= 60 and body["details"]["retry_after_s"] >= 1
     assert client.get("/api/v1/runs", headers=auth(api.issued["admin"])).status_code == 200  # per token
+
+
+def test_only_an_authenticated_token_counts_against_the_rate(api):
+    app = create_app("inventories/lab.py", api.store.directory, rate_limit=2)
+    client = TestClient(app, raise_server_exceptions=False)
+    forged = [client.get("/api/v1/runs", headers=auth("rdt_forged")).status_code for _ in range(3)]
+    assert forged == [401, 401, 401]
+    statuses = [client.get("/api/v1/runs", headers=auth(api.issued["viewer"])).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
 
 
 def free_port() -> int:
