@@ -1,131 +1,192 @@
 """Every knob of the deploys: its default, what it means, and what values it allows.
 
-Settings are pyinfra host and group data. `settings_for(host)` reads them for one host and
-`check_inventory()` checks the whole inventory (one head, the same Ray image everywhere, no port
-used twice...). Both raise SettingsError, naming the host, the key, the bad value and what is
-allowed, before any operation runs. `python -m deploys.settings` prints the README's table.
+Settings are pyinfra host and group data, checked by pydantic: each key has a type below (a kind
+of value with the words a refusal uses), a default and a one-line meaning. `settings_from_data()`
+reads them for one host and `check_cluster()` checks the hosts together (one head, the same Ray
+image everywhere, no port used twice...). Both raise SettingsError, naming the host, the key, the
+bad value and what is allowed, before any operation runs. `python -m deploys.settings` prints the
+README's table.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from annotated_types import Ge
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
+from pydantic.fields import FieldInfo
 
 DEFAULT_RAY_IMAGE = "rayproject/ray:2.60.0-py311-cpu"
-DOCKER_SOURCES = ("docker-ce", "distro")
-RAY_AUTH_MODES = ("token", "disabled")
-SIZE_PATTERN = re.compile(r"^[0-9]+[bkmg]?$")
-DURATION_PATTERN = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
-BYTE_SIZE_PATTERN = re.compile(r"^[0-9]+(B|KB|MB|GB|TB|PB|EB)$")
+PORT_WORDS = "must be a port number, 1 to 65535"
+LONGEST_VALUE_SHOWN = 80
 
 
 class SettingsError(ValueError):
     """Bad host or group data; the message names each host, key, value and what is allowed."""
 
 
-def _setting(default: Any, help: str, **checks: Any) -> Any:
-    """A dataclass field carrying its one-line meaning and its extra checks."""
-    factory = default if callable(default) else None
-    metadata = {"help": help, **checks}
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+class Allowed:
+    """What a kind of setting allows, in the words a refusal uses: WORDS, or the words for one pydantic error
+    type (a number of the right kind but out of range says so). `{ge}` stands for the key's minimum."""
+
+    def __init__(self, words: str, **by_error_type: str) -> None:
+        self.words, self.by_error_type = words, by_error_type
+
+    def say(self, error_type: str, minimum: int | None) -> str:
+        return self.by_error_type.get(error_type, self.words).format(ge=minimum)
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The settings of one host, after defaults and checks."""
+def _ascii_digits_as_int(raw: Any) -> Any:
+    """A whole number written as a string ("16") is that number; anything else goes on to pydantic's strict
+    check, which refuses true/false and 16.5 (its lax mode would take True as 1)."""
+    if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
+        return int(raw.strip())  # ValueError past 4,300 digits: refused like any other bad number
+    return raw
+
+
+def _tuple_as_list(raw: Any) -> Any:
+    """A tuple in Python group data is a list; a set is not (its order would change daemon.json run to run)."""
+    return list(raw) if isinstance(raw, tuple) else raw
+
+
+def _scalar_as_text(raw: Any) -> Any:
+    """An environment value given as a number (or true/false) is its text, as the container will see it."""
+    return str(raw) if isinstance(raw, bool | int | float) else raw
+
+
+Text = Annotated[str, Strict(), Allowed("must be a string")]
+Flag = Annotated[bool, Strict(), Allowed("must be true or false")]
+Count = Annotated[
+    int,
+    BeforeValidator(_ascii_digits_as_int),
+    Strict(),
+    Allowed("must be a whole number >= {ge}", greater_than_equal="must be >= {ge}"),
+]
+Port = Annotated[
+    int,
+    BeforeValidator(_ascii_digits_as_int),
+    Strict(),
+    Field(ge=1, le=65535),
+    Allowed("must be a whole number", greater_than_equal=PORT_WORDS, less_than_equal=PORT_WORDS),
+]
+Size = Annotated[str, Strict(), Field(pattern=r"^[0-9]+[bkmgBKMG]?$"), Allowed("must be a size like 512m or 2g")]
+Duration = Annotated[
+    str, Strict(), Field(pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$"), Allowed("must be a duration like 30s, 5m, 15d")
+]
+StorageCap = Annotated[
+    str,
+    Strict(),
+    Field(pattern=r"^([0-9]+(B|KB|MB|GB|TB|PB|EB))?$"),
+    Allowed("must be empty or a size like 512MB or 10GB"),
+]
+Names = Annotated[list[Text], BeforeValidator(_tuple_as_list), Strict(), Allowed("must be a list of strings")]
+Amounts = Annotated[
+    dict[str, Annotated[float, Field(allow_inf_nan=False)]],
+    Allowed("must map names to float values", dict_type="must be a mapping"),
+]
+Environment = Annotated[
+    dict[str, Annotated[str, BeforeValidator(_scalar_as_text), Strict()]],
+    Allowed("must map names to str values", dict_type="must be a mapping"),
+]
+DockerSource = Literal["docker-ce", "distro"]
+RayAuthMode = Literal["token", "disabled"]
+RestartPolicy = Literal["unless-stopped", "always", "on-failure"]
+
+
+def setting(default: Any, meaning: str, **constraints: Any) -> Any:
+    """A key's DEFAULT (`list` or `dict`: a fresh one per host), its one-line MEANING (the README's table) and
+    any pydantic CONSTRAINTS beyond its type's (ge: the least value allowed)."""
+    if callable(default):
+        return Field(default_factory=default, description=meaning, **constraints)
+    return Field(default, description=meaning, **constraints)
+
+
+class Settings(BaseModel):
+    """The settings of one host, after defaults and checks. Keys of host data that are not settings are ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     # Where things are
-    cluster_address: str = _setting("", "Address Ray and the other nodes use for this host (default: its SSH hostname)")
-    state_dir: str = _setting(
+    cluster_address: Text = setting("", "Address Ray and the other nodes use for this host (default: its SSH hostname)")
+    state_dir: Text = setting(
         "", "Local directory for generated secrets (default: $RAYDEPLOY_STATE_DIR or ./.raydeploy)"
     )
     # Docker
-    docker_source: str = _setting(
-        "docker-ce", "docker-ce (Docker's apt repository) or distro (Debian/Ubuntu docker.io)", choices=DOCKER_SOURCES
+    docker_source: DockerSource = setting(
+        "docker-ce", "docker-ce (Docker's apt repository) or distro (Debian/Ubuntu docker.io)"
     )
-    docker_registry_mirrors: list = _setting(list, "Registry mirrors for daemon.json (URLs)", items=str)
-    docker_insecure_registries: list = _setting(list, "Registries reached over plain HTTP (host:port)", items=str)
-    docker_data_root: str = _setting("", "Docker's data-root; empty keeps Docker's default (/var/lib/docker)")
-    docker_log_max_size: str = _setting("100m", "json-file log rotation: size of one log file", size=True)
-    docker_log_max_file: int = _setting(3, "json-file log rotation: files kept per container", minimum=1)
-    docker_live_restore: bool = _setting(True, "Keep containers running while dockerd restarts")
-    docker_users: list = _setting(list, "Users added to the docker group", items=str)
+    docker_registry_mirrors: Names = setting(list, "Registry mirrors for daemon.json (URLs)")
+    docker_insecure_registries: Names = setting(list, "Registries reached over plain HTTP (host:port)")
+    docker_data_root: Text = setting("", "Docker's data-root; empty keeps Docker's default (/var/lib/docker)")
+    docker_log_max_size: Size = setting("100m", "json-file log rotation: size of one log file")
+    docker_log_max_file: Count = setting(3, "json-file log rotation: files kept per container", ge=1)
+    docker_live_restore: Flag = setting(True, "Keep containers running while dockerd restarts")
+    docker_users: Names = setting(list, "Users added to the docker group")
     # Prerequisites
-    min_cpus: int = _setting(1, "Fewest CPUs a node may have", minimum=1)
-    min_memory_mb: int = _setting(2048, "Least memory a node may have, in MiB", minimum=256)
-    min_disk_free_gb: int = _setting(10, "Least free disk where Docker keeps its data, in GiB", minimum=1)
-    min_shm_mb: int = _setting(64, "Smallest /dev/shm a node may have, in MiB", minimum=1)
+    min_cpus: Count = setting(1, "Fewest CPUs a node may have", ge=1)
+    min_memory_mb: Count = setting(2048, "Least memory a node may have, in MiB", ge=256)
+    min_disk_free_gb: Count = setting(10, "Least free disk where Docker keeps its data, in GiB", ge=1)
+    min_shm_mb: Count = setting(64, "Smallest /dev/shm a node may have, in MiB", ge=1)
     # Ray
-    ray_image: str = _setting(DEFAULT_RAY_IMAGE, "Ray image, the same on every node (Ray refuses mixed versions)")
-    ray_num_cpus: int | None = _setting(None, "CPUs Ray offers on this node (default: all it sees)", minimum=0)
-    ray_num_gpus: int | None = _setting(None, "GPUs Ray offers on this node (default: Ray detects)", minimum=0)
-    ray_resources: dict = _setting(dict, "Custom Ray resources, name: amount", values=float)
-    ray_object_store_memory_mb: int | None = _setting(
-        None, "Object store size in MiB (default: Ray's, 30% of memory)", minimum=64
+    ray_image: Text = setting(DEFAULT_RAY_IMAGE, "Ray image, the same on every node (Ray refuses mixed versions)")
+    ray_num_cpus: Count | None = setting(None, "CPUs Ray offers on this node (default: all it sees)", ge=0)
+    ray_num_gpus: Count | None = setting(None, "GPUs Ray offers on this node (default: Ray detects)", ge=0)
+    ray_resources: Amounts = setting(dict, "Custom Ray resources, name: amount")
+    ray_object_store_memory_mb: Count | None = setting(
+        None, "Object store size in MiB (default: Ray's, 30% of memory)", ge=64
     )
-    ray_shm_size: str = _setting("2g", "Size of /dev/shm in the Ray containers (>= object store)", size=True)
-    ray_gcs_port: int = _setting(6379, "Head: Ray GCS port (workers join HEAD:port)", port=True)
-    ray_dashboard_port: int = _setting(8265, "Head: Ray dashboard and Jobs API port", port=True)
-    ray_client_port: int = _setting(10001, "Head: Ray client server port", port=True)
-    ray_metrics_export_port: int = _setting(8080, "Every node: port of Ray's Prometheus metrics", port=True)
-    ray_auth_mode: str = _setting(
-        "token", "token (a generated token guards the cluster) or disabled", choices=RAY_AUTH_MODES
-    )
-    ray_join_timeout_s: int = _setting(300, "How long to wait for every node to be alive", minimum=10)
-    ray_temp_dir: str = _setting("/tmp/ray", "Head: host directory mounted as Ray's /tmp/ray")
-    ray_extra_env: dict = _setting(dict, "Extra environment for the Ray containers", values=str)
+    ray_shm_size: Size = setting("2g", "Size of /dev/shm in the Ray containers (>= object store)")
+    ray_gcs_port: Port = setting(6379, "Head: Ray GCS port (workers join HEAD:port)")
+    ray_dashboard_port: Port = setting(8265, "Head: Ray dashboard and Jobs API port")
+    ray_client_port: Port = setting(10001, "Head: Ray client server port")
+    ray_metrics_export_port: Port = setting(8080, "Every node: port of Ray's Prometheus metrics")
+    ray_auth_mode: RayAuthMode = setting("token", "token (a generated token guards the cluster) or disabled")
+    ray_join_timeout_s: Count = setting(300, "How long to wait for every node to be alive", ge=10)
+    ray_temp_dir: Text = setting("/tmp/ray", "Head: host directory mounted as Ray's /tmp/ray")
+    ray_extra_env: Environment = setting(dict, "Extra environment for the Ray containers")
     # Redis (Ray GCS fault tolerance)
-    redis_enabled: bool = _setting(True, "Run Redis beside the head so a restarted head recovers the cluster")
-    redis_image: str = _setting("redis:7.0", "Redis image")
-    redis_port: int = _setting(6380, "Head: Redis port (host network)", port=True)
+    redis_enabled: Flag = setting(True, "Run Redis beside the head so a restarted head recovers the cluster")
+    redis_image: Text = setting("redis:7.0", "Redis image")
+    redis_port: Port = setting(6380, "Head: Redis port (host network)")
     # Monitoring: node-exporter and cAdvisor on every node, Prometheus and Grafana on the monitoring host
-    cluster_name: str = _setting("ray", "Name of the cluster in Prometheus (external label `cluster`)")
-    monitoring_off_reason: str = _setting("", "Why components are off on this host; the deploy prints it")
-    node_exporter_enabled: bool = _setting(True, "Run node-exporter (host metrics) on this node")
-    node_exporter_image: str = _setting("prom/node-exporter:v1.5.0", "node-exporter image")
-    node_exporter_port: int = _setting(9100, "node-exporter port (host network)", port=True)
-    cadvisor_enabled: bool = _setting(True, "Run cAdvisor (container metrics) on this node")
-    cadvisor_image: str = _setting("gcr.io/cadvisor/cadvisor:v0.47.2", "cAdvisor image")
-    cadvisor_port: int = _setting(8081, "cAdvisor port (host network)", port=True)
-    prometheus_enabled: bool = _setting(True, "Monitoring host: run Prometheus")
-    prometheus_image: str = _setting("prom/prometheus:v2.42.0", "Prometheus image")
-    prometheus_port: int = _setting(9090, "Monitoring host: Prometheus port", port=True)
-    prometheus_scrape_interval: str = _setting("15s", "How often Prometheus scrapes every target", duration=True)
-    prometheus_evaluation_interval: str = _setting(
-        "15s", "How often Prometheus evaluates the alert rules", duration=True
-    )
-    prometheus_retention_time: str = _setting("15d", "How long Prometheus keeps samples", duration=True)
-    prometheus_retention_size: str = _setting(
-        "", "Cap on Prometheus's storage, like 10GB (empty: no cap)", byte_size=True
-    )
-    grafana_enabled: bool = _setting(True, "Monitoring host: run Grafana")
-    grafana_image: str = _setting("grafana/grafana:10.4.2", "Grafana image")
-    grafana_port: int = _setting(3000, "Monitoring host: Grafana port", port=True)
-    grafana_iframe_host: str = _setting(
+    cluster_name: Text = setting("ray", "Name of the cluster in Prometheus (external label `cluster`)")
+    monitoring_off_reason: Text = setting("", "Why components are off on this host; the deploy prints it")
+    node_exporter_enabled: Flag = setting(True, "Run node-exporter (host metrics) on this node")
+    node_exporter_image: Text = setting("prom/node-exporter:v1.5.0", "node-exporter image")
+    node_exporter_port: Port = setting(9100, "node-exporter port (host network)")
+    cadvisor_enabled: Flag = setting(True, "Run cAdvisor (container metrics) on this node")
+    cadvisor_image: Text = setting("gcr.io/cadvisor/cadvisor:v0.47.2", "cAdvisor image")
+    cadvisor_port: Port = setting(8081, "cAdvisor port (host network)")
+    prometheus_enabled: Flag = setting(True, "Monitoring host: run Prometheus")
+    prometheus_image: Text = setting("prom/prometheus:v2.42.0", "Prometheus image")
+    prometheus_port: Port = setting(9090, "Monitoring host: Prometheus port")
+    prometheus_scrape_interval: Duration = setting("15s", "How often Prometheus scrapes every target")
+    prometheus_evaluation_interval: Duration = setting("15s", "How often Prometheus evaluates the alert rules")
+    prometheus_retention_time: Duration = setting("15d", "How long Prometheus keeps samples")
+    prometheus_retention_size: StorageCap = setting("", "Cap on Prometheus's storage, like 10GB (empty: no cap)")
+    grafana_enabled: Flag = setting(True, "Monitoring host: run Grafana")
+    grafana_image: Text = setting("grafana/grafana:10.4.2", "Grafana image")
+    grafana_port: Port = setting(3000, "Monitoring host: Grafana port")
+    grafana_iframe_host: Text = setting(
         "", "URL browsers reach Grafana at, for the charts in the Ray dashboard (default: Grafana's own URL)"
     )
-    alert_disk_free_percent: int = _setting(10, "DiskAlmostFull fires below this free share of a filesystem", minimum=1)
-    alert_memory_available_percent: int = _setting(
-        10, "MemoryPressure fires below this available share of memory", minimum=1
+    alert_disk_free_percent: Count = setting(10, "DiskAlmostFull fires below this free share of a filesystem", ge=1)
+    alert_memory_available_percent: Count = setting(
+        10, "MemoryPressure fires below this available share of memory", ge=1
     )
-    alert_container_restarts: int = _setting(3, "ContainerRestarting fires at this many restarts in 15 min", minimum=1)
-    alert_ray_node_lost_for: str = _setting("1m", "RayNodeLost fires after nodes are missing this long", duration=True)
+    alert_container_restarts: Count = setting(3, "ContainerRestarting fires at this many restarts in 15 min", ge=1)
+    alert_ray_node_lost_for: Duration = setting("1m", "RayNodeLost fires after nodes are missing this long")
     # How this machine (validation, the API) reaches the services; default http://<cluster_address>:<port>
-    dashboard_access_url: str = _setting("", "Head: URL of the Ray dashboard from the machine running raydeploy")
-    prometheus_access_url: str = _setting("", "Monitoring host: URL of Prometheus from the machine running raydeploy")
-    grafana_access_url: str = _setting("", "Monitoring host: URL of Grafana from the machine running raydeploy")
+    dashboard_access_url: Text = setting("", "Head: URL of the Ray dashboard from the machine running raydeploy")
+    prometheus_access_url: Text = setting("", "Monitoring host: URL of Prometheus from the machine running raydeploy")
+    grafana_access_url: Text = setting("", "Monitoring host: URL of Grafana from the machine running raydeploy")
     # Containers
-    container_restart_policy: str = _setting(
-        "unless-stopped", "Docker restart policy of every container", choices=("unless-stopped", "always", "on-failure")
-    )
+    container_restart_policy: RestartPolicy = setting("unless-stopped", "Docker restart policy of every container")
 
     def ray_ports(self, role: str) -> dict[str, int]:
         """The ports this host's Ray containers listen on, by setting name."""
@@ -157,76 +218,55 @@ class Settings:
         return ports | ray
 
 
-SETTINGS_FIELDS = {setting.name: setting for setting in dataclasses.fields(Settings)}
+def choices(field: FieldInfo) -> tuple[str, ...]:
+    """The values a one-of-these setting allows, in order; () for any other."""
+    return get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
 
 
-def _check_value(name: str, raw: Any) -> tuple[Any, str | None]:
-    """The value of setting NAME from RAW, or the reason RAW is not allowed."""
-    setting = SETTINGS_FIELDS[name]
-    meta = setting.metadata
-    kind = setting.type
-    if raw is None:
-        return (None, None) if "None" in str(kind) else (None, "must be set")
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw, None
-        return None, "must be true or false"
-    if kind.startswith("int"):
-        if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).strip().isdigit():
-            return None, "must be a whole number" + (f" >= {meta['minimum']}" if "minimum" in meta else "")
-        value = int(raw)
-        if "minimum" in meta and value < meta["minimum"]:
-            return None, f"must be >= {meta['minimum']}"
-        if meta.get("port") and not 1 <= value <= 65535:
-            return None, "must be a port number, 1 to 65535"
-        return value, None
-    if kind == "str":
-        if not isinstance(raw, str):
-            return None, "must be a string"
-        if "choices" in meta and raw not in meta["choices"]:
-            return None, f"must be one of: {', '.join(meta['choices'])}"
-        if meta.get("size") and not SIZE_PATTERN.match(raw.lower()):
-            return None, "must be a size like 512m or 2g"
-        if meta.get("duration") and not DURATION_PATTERN.match(raw):
-            return None, "must be a duration like 30s, 5m, 15d"
-        if meta.get("byte_size") and raw and not BYTE_SIZE_PATTERN.match(raw):
-            return None, "must be empty or a size like 512MB or 10GB"
-        return raw, None
-    if kind == "list":
-        if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
-            return None, "must be a list of strings"
-        return list(raw), None
-    if kind == "dict":
-        if not isinstance(raw, dict):
-            return None, "must be a mapping"
-        convert: Callable[[Any], Any] = meta["values"]
-        try:
-            return {str(key): convert(value) for key, value in raw.items()}, None
-        except (TypeError, ValueError):
-            return None, f"must map names to {convert.__name__} values"
-    raise AssertionError(f"unhandled setting type {kind} for {name}")
+def allowed(field: FieldInfo) -> Allowed:
+    """What FIELD allows: its choices, or the Allowed of its type (inside `| None` for an optional one)."""
+    if choices(field):
+        return Allowed(f"must be one of: {', '.join(choices(field))}")
+    inner = [item for part in get_args(field.annotation) for item in getattr(part, "__metadata__", ())]
+    return next(item for item in (*field.metadata, *inner) if isinstance(item, Allowed))
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= LONGEST_VALUE_SHOWN else f"{shown[: LONGEST_VALUE_SHOWN - 3]}..."
+
+
+def refusals(host_name: str, given: dict[str, Any], error: ValidationError) -> list[str]:
+    """Pydantic's ERROR in our words, one line per bad key: host, key, the value given, what is allowed."""
+    lines: dict[str, str] = {}
+    for problem in error.errors():
+        name = str(problem["loc"][0])
+        if name in lines:
+            continue  # a mapping with several bad values is one bad key
+        field = Settings.model_fields[name]
+        minimum = next((item.ge for item in field.metadata if isinstance(item, Ge)), None)
+        lines[name] = f"{host_name}: {name}={_shown(given[name])} {allowed(field).say(problem['type'], minimum)}"
+    return list(lines.values())
 
 
 def settings_from_data(host_name: str, data: dict[str, Any], ssh_hostname: str | None = None) -> Settings:
-    """Settings for one host from its data (keys not ours are ignored); every bad key reported at once."""
-    values: dict[str, Any] = {}
-    problems: list[str] = []
-    for name, setting in SETTINGS_FIELDS.items():
-        if name not in data or (data[name] is None and setting.default is not None):
-            continue
-        value, problem = _check_value(name, data[name])
-        if problem:
-            problems.append(f"{host_name}: {name}={data[name]!r} {problem}")
-        else:
-            values[name] = value
-    if problems:
-        raise SettingsError("\n".join(problems))
-    settings = Settings(**values)
-    if not settings.cluster_address:
-        settings = dataclasses.replace(settings, cluster_address=ssh_hostname or host_name)
-    if not settings.state_dir:
-        settings = dataclasses.replace(settings, state_dir=os.environ.get("RAYDEPLOY_STATE_DIR") or ".raydeploy")
-    return settings
+    """Settings for one host from its data (keys not ours are ignored, None keeps a default); every bad key
+    reported at once."""
+    fields = Settings.model_fields
+    given = {
+        name: value
+        for name, value in data.items()
+        if name in fields and not (value is None and fields[name].default is not None)
+    }
+    try:
+        settings = Settings.model_validate(given)
+    except ValidationError as error:
+        raise SettingsError("\n".join(refusals(host_name, given, error))) from None
+    derived = {
+        "cluster_address": settings.cluster_address or ssh_hostname or host_name,
+        "state_dir": settings.state_dir or os.environ.get("RAYDEPLOY_STATE_DIR") or ".raydeploy",
+    }
+    return settings.model_copy(update=derived)
 
 
 def check_cluster(hosts: Iterable[tuple[str, str, Settings]], monitoring: Iterable[str] = ()) -> None:
@@ -279,11 +319,11 @@ def check_cluster(hosts: Iterable[tuple[str, str, Settings]], monitoring: Iterab
 def markdown_table() -> str:
     """The README's configuration table, made from this module."""
     lines = ["| key | default | meaning |", "| --- | --- | --- |"]
-    for name, setting in SETTINGS_FIELDS.items():
-        default = setting.default_factory() if setting.default_factory is not dataclasses.MISSING else setting.default
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
         shown = "" if default in ("", None) else f"`{default!r}`" if not isinstance(default, str) else f"`{default}`"
-        allowed = f" ({' / '.join(setting.metadata['choices'])})" if "choices" in setting.metadata else ""
-        lines.append(f"| `{name}` | {shown} | {setting.metadata['help']}{allowed} |")
+        listed = f" ({' / '.join(choices(field))})" if choices(field) else ""
+        lines.append(f"| `{name}` | {shown} | {field.description}{listed} |")
     return "\n".join(lines)
 
 

@@ -2,19 +2,25 @@
 
 Authentication and authorisation are dependencies: `Viewer`, `Operator`, `Approver`, `Admin`
 each give the caller's identity or answer 401/403, both recorded in the audit trail (without the
-token). Each token has a request rate limit.
+token). Each token has a request rate limit: a moving window kept by the `limits` library (the
+one slowapi is built on; slowapi itself keys requests before authentication, so a forged token
+would be counted and a revoked one answered 429 instead of 401, and it needs a `request` argument
+on every route). Only an authenticated token is counted, and a 429 says when to retry.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections import defaultdict, deque
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi import Path as PathParameter
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
 from raydeploy.api.errors import ApiError
 from raydeploy.api.tokens import Identity, TokenStore
@@ -22,7 +28,7 @@ from raydeploy.checkpoints import NAMES, get
 from raydeploy.plans import Plan, PlanError, make_plan
 from raydeploy.state import StateStore
 
-RATE_WINDOW_S = 60.0
+RATE_WINDOW_S = 60
 DEFAULT_RATE_LIMIT = 120  # requests per token per RATE_WINDOW_S
 
 
@@ -36,7 +42,8 @@ class Service:
         self.separation_of_duties = separation_of_duties
         self.rate_limit = rate_limit or DEFAULT_RATE_LIMIT
         self._local = threading.local()
-        self._recent: dict[str, deque] = defaultdict(deque)
+        self._rate = RateLimitItemPerSecond(self.rate_limit, RATE_WINDOW_S)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self.health_cache: dict = {"at": 0.0, "value": None}
         self.health_lock = threading.Lock()
 
@@ -52,13 +59,13 @@ class Service:
         return self._local.tokens
 
     def within_rate(self, token_id: str) -> bool:
-        window, moment = self._recent[token_id], time.monotonic()
-        while window and moment - window[0] > RATE_WINDOW_S:
-            window.popleft()
-        if len(window) >= self.rate_limit:
-            return False
-        window.append(moment)
-        return True
+        """Count a request of TOKEN_ID; False when it has made rate_limit requests in the last RATE_WINDOW_S."""
+        return self._limiter.hit(self._rate, token_id)
+
+    def retry_after_s(self, token_id: str) -> int:
+        """Whole seconds until TOKEN_ID may make a request again (at least 1)."""
+        reset_at = self._limiter.get_window_stats(self._rate, token_id).reset_time
+        return max(1, math.ceil(reset_at - time.time()))
 
     def plan(self, name: str) -> Plan:
         """CHECKPOINT's plan now (pyinfra's dry run); 503 PLAN_FAILED with pyinfra's words when it cannot plan."""
@@ -107,8 +114,13 @@ def identify(request: Request, served: Served) -> Identity:
         )
         raise ApiError(401, "UNAUTHORIZED", "a valid bearer token is required (raydeploy api token create)")
     if not served.within_rate(identity.token_id):
+        wait = served.retry_after_s(identity.token_id)
         raise ApiError(
-            429, "RATE_LIMITED", f"more than {served.rate_limit} requests in {RATE_WINDOW_S:.0f} s; slow down"
+            429,
+            "RATE_LIMITED",
+            f"more than {served.rate_limit} requests in {RATE_WINDOW_S} s; retry in {wait} s",
+            {"retry_after_s": wait},
+            headers={"Retry-After": str(wait)},
         )
     return identity
 

@@ -16,11 +16,15 @@ HTTP_ERROR_NAMES = {400: "INVALID_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_A
 
 
 class ApiError(Exception):
-    """An answer in the Error shape: STATUS, a stable ERROR name, a MESSAGE that says what to do, DETAILS."""
+    """An answer in the Error shape: STATUS, a stable ERROR name, a MESSAGE that says what to do, DETAILS,
+    and any HEADERS the status calls for (Retry-After with a 429)."""
 
-    def __init__(self, status: int, error: str, message: str, details: dict | None = None):
+    def __init__(
+        self, status: int, error: str, message: str, details: dict | None = None, headers: dict[str, str] | None = None
+    ):
         super().__init__(message)
         self.status, self.error, self.message, self.details = status, error, message, details or {}
+        self.headers = headers or {}
 
 
 class BodyTooLarge(StarletteHTTPException):
@@ -76,7 +80,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse(error_body(error.error, error.message, error.details), status_code=error.status)
+        body = error_body(error.error, error.message, error.details)
+        return JSONResponse(body, status_code=error.status, headers=error.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:

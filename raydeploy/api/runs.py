@@ -1,5 +1,8 @@
 """Runs the API starts in the background, and any run's log as a live stream of server-sent events.
 
+The events are framed, kept alive with heartbeats and stopped when the client leaves or the server
+shuts down by sse-starlette's EventSourceResponse; this module only says what the events are.
+
 A run started over HTTP is the wrapper's own `runner.deploy`, in a thread of the API process,
 with the same state directory, lock, approvals and audit trail as `raydeploy deploy`: the lock is
 taken before the 202 answer (so a second request, or a CLI run, gets 409 / "holds the lock"), and
@@ -14,11 +17,15 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
 from raydeploy import runner
 from raydeploy.state import Lock, StateStore
 
 POLL_S = 0.5
 HEARTBEAT_S = 15.0
+# Lines end in LF alone, as they always have here; clients that split events on a blank line keep working.
+SEPARATOR = "\n"
 FINISHED = ("succeeded", "failed", "awaiting-approval", "interrupted", "rejected")
 
 
@@ -87,30 +94,34 @@ def _ended(store: StateStore, run_id: str) -> str | None:
     return None
 
 
-async def stream(state_dir: Path, run_id: str, offset: int = 0) -> AsyncIterator[str]:
-    """The log of RUN_ID as server-sent events: `log` events (id = byte offset, resumable with
-    Last-Event-ID), comments as heartbeats, and one `end` event with the run's status."""
+async def stream(state_dir: Path, run_id: str, offset: int = 0) -> AsyncIterator[ServerSentEvent]:
+    """The log of RUN_ID as events: `log` events (id = byte offset after the line, resumable with
+    Last-Event-ID), then one `end` event with the run's status."""
     store = StateStore(state_dir)
     path = store.log_path(run_id)
-    idle = 0.0
     try:
         while True:
             ended = await asyncio.to_thread(_ended, store, run_id)
             lines, offset = await asyncio.to_thread(_lines, path, offset)
             for position, line in lines:
-                yield f"id: {position}\nevent: log\ndata: {line}\n\n"
+                yield ServerSentEvent(line, id=str(position), event="log", sep=SEPARATOR)
             if lines:
-                idle = 0.0
                 continue
             if ended is not None:
                 run = store.run(run_id) or {}
                 body = {"run_id": run_id, "status": ended, "error": run.get("error")}
-                yield f"event: end\ndata: {json.dumps(body)}\n\n"
+                yield ServerSentEvent(json.dumps(body), event="end", sep=SEPARATOR)
                 return
             await asyncio.sleep(POLL_S)
-            idle += POLL_S
-            if idle >= HEARTBEAT_S:
-                idle = 0.0
-                yield ": still running\n\n"
     finally:
         store.db.close()
+
+
+def log_response(state_dir: Path, run_id: str, offset: int = 0) -> EventSourceResponse:
+    """RUN_ID's log from byte OFFSET on, live until the run ends, with a comment as heartbeat every HEARTBEAT_S."""
+    return EventSourceResponse(
+        stream(state_dir, run_id, offset),
+        ping=HEARTBEAT_S,
+        ping_message_factory=lambda: ServerSentEvent(comment="still running", sep=SEPARATOR),
+        sep=SEPARATOR,
+    )

@@ -114,9 +114,20 @@ def test_bodies_are_capped_and_bad_requests_get_the_error_shape(api):
 def test_the_request_rate_per_token_is_limited(api):
     app = create_app("inventories/lab.py", api.store.directory, rate_limit=3)
     client = TestClient(app, raise_server_exceptions=False)
-    statuses = [client.get("/api/v1/runs", headers=auth(api.issued["viewer"])).status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 429]
+    responses = [client.get("/api/v1/runs", headers=auth(api.issued["viewer"])) for _ in range(4)]
+    assert [response.status_code for response in responses] == [200, 200, 200, 429]
+    body = assert_error_shape(responses[-1], 429, "RATE_LIMITED")
+    assert 1 <= int(responses[-1].headers["Retry-After"]) <= 60 and body["details"]["retry_after_s"] >= 1
     assert client.get("/api/v1/runs", headers=auth(api.issued["admin"])).status_code == 200  # per token
+
+
+def test_only_an_authenticated_token_counts_against_the_rate(api):
+    app = create_app("inventories/lab.py", api.store.directory, rate_limit=2)
+    client = TestClient(app, raise_server_exceptions=False)
+    forged = [client.get("/api/v1/runs", headers=auth("rdt_forged")).status_code for _ in range(3)]
+    assert forged == [401, 401, 401]
+    statuses = [client.get("/api/v1/runs", headers=auth(api.issued["viewer"])).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
 
 
 def free_port() -> int:
@@ -443,6 +454,27 @@ def test_a_runs_log_streams_as_server_sent_events_until_the_run_ends(api):
     resumed = api.get("/api/v1/runs/run-live/log", headers={**auth(api.issued["viewer"]), "Last-Event-ID": "33"})
     assert "Starting operation" not in resumed.text and "[head] Success" in resumed.text
     assert_error_shape(api.get("/api/v1/runs/nope/log", headers=auth(api.issued["viewer"])), 404, "NOT_FOUND")
+
+
+def test_a_last_event_id_that_is_no_offset_is_a_400_not_a_crash(api):
+    import asyncio
+
+    import httpx
+
+    api.store.start_run("run-ghost", "alice", "raydeploy deploy", "inv", "fp", ["ray-deployment"])
+
+    async def get_log(last_event_id: bytes) -> httpx.Response:
+        # Raw header bytes straight into the app: TestClient would re-encode a non-ASCII byte.
+        transport = httpx.ASGITransport(app=api.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            headers = [(b"authorization", f"Bearer {api.issued['viewer']}".encode()), (b"last-event-id", last_event_id)]
+            return await client.get("/api/v1/runs/run-ghost/log", headers=headers)
+
+    for bad in (b"\xb2", b"9" * 5000, b"-1", b"12 ", "\u0663".encode()):
+        body = assert_error_shape(asyncio.run(get_log(bad)), 400, "INVALID_REQUEST")
+        assert body["details"]["problems"][0]["field"] == "header.last-event-id"
+    resumed = asyncio.run(get_log(b"999999999999999999"))
+    assert resumed.status_code == 200 and resumed.text.startswith("event: end")
 
 
 def test_a_run_that_lost_its_process_ends_its_stream_as_interrupted(api):

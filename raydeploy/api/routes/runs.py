@@ -6,13 +6,15 @@ import json
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query
-from fastapi.responses import StreamingResponse
+from sse_starlette import EventSourceResponse
 
 from raydeploy.api import models, runs
 from raydeploy.api.context import Admin, Served, Viewer
 from raydeploy.api.errors import ApiError, json_errors
 
 router = APIRouter(prefix="/api/v1")
+# An event id this API sends: a byte offset. Anything else (a non-digit, a 5,000-digit number) is a 400.
+EVENT_ID = r"^[0-9]{1,18}$"
 
 
 @router.get("/runs", tags=["Runs"], response_model=list[models.Run])
@@ -38,21 +40,21 @@ def get_run(run_id: str, served: Served, _: Viewer) -> dict:
 @router.get(
     "/runs/{run_id}/log",
     tags=["Runs"],
-    response_class=StreamingResponse,
+    response_class=EventSourceResponse,
     responses=json_errors("text/event-stream", "The run's log, live"),
 )
 def run_log(
-    run_id: str, served: Served, _: Viewer, last_event_id: Annotated[str | None, Header()] = None
-) -> StreamingResponse:
+    run_id: str,
+    served: Served,
+    _: Viewer,
+    last_event_id: Annotated[
+        str | None, Header(pattern=EVENT_ID, description="The id of the last event received: resume after it")
+    ] = None,
+) -> EventSourceResponse:
     """The run's log as server-sent events, live until the run ends: `log` events (id is a byte
     offset: reconnect with Last-Event-ID to resume), then one `end` event with the run's status."""
     known_run(served, run_id)
-    offset = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
-    return StreamingResponse(
-        runs.stream(served.state_dir, run_id, offset),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return runs.log_response(served.state_dir, run_id, int(last_event_id or 0))
 
 
 @router.get("/audit", tags=["Audit"], response_model=list[models.AuditEvent])
