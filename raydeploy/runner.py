@@ -140,9 +140,9 @@ def begin(options: RunOptions, lock: Lock | None) -> Run:
         store.start_run(
             lock.run_id, who, options.command, options.inventory, fingerprint(options.inventory), options.checkpoints
         )
-    except PlanError:
+    except PlanError as problem:  # the inventory cannot be read: nothing started
         store.release(lock)
-        raise
+        raise RunStopped(str(problem)) from None
     store.audit.append(
         who,
         "run started",
