@@ -99,11 +99,14 @@ def validate(
         sys.exit(report_approval(approval_check, inventory, state_dir, output))
     if health_only and checkpoint:
         raise click.UsageError("--health-only and --checkpoint exclude each other")
+    from raydeploy.runner import state_dir_for
+
     try:
-        loaded = load(inventory)
+        loaded = load(inventory, str(state_dir_for(inventory, state_dir)))
     except InventoryError as error:
-        click.echo(f"raydeploy validate: {error}", err=True)
-        sys.exit(2)
+        cannot_run = click.ClickException(str(error))
+        cannot_run.exit_code = 2
+        raise cannot_run from None
     report = run(loaded, scope="health" if health_only else checkpoint or "all")
     click.echo(report.as_json() if output == "json" else report.as_text())
     sys.exit(0 if report.ok else 1)

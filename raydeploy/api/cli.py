@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import sys
 
 import click
 
@@ -63,12 +62,10 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
     store = open_store(inventory, state_dir, must_exist_inventory=False)
     tokens = TokenStore(store)
     if not is_loopback(host) and tokens.active_count() == 0:
-        click.echo(
-            f"raydeploy api: refusing to listen on {host}, which is not loopback, with no API token configured; "
-            "create one first: raydeploy api token create --name NAME --role viewer",
-            err=True,
+        raise click.UsageError(
+            f"refusing to listen on {host}, which is not loopback, with no API token configured; "
+            "create one first: raydeploy api token create --name NAME --role viewer"
         )
-        sys.exit(2)
     if tokens.active_count() == 0:
         click.echo("raydeploy api: no token exists yet; every request but /healthz will be refused (401)", err=True)
     import uvicorn
@@ -77,12 +74,10 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
 
     for origin in cors_origins:
         if not origin.startswith(("http://", "https://")) or origin.rstrip("/") != origin or origin == "*":
-            click.echo(
-                f"raydeploy api: --cors-origin {origin!r} is not an origin like https://ops.example.com "
-                "(scheme and host, no path, no wildcard)",
-                err=True,
+            raise click.UsageError(
+                f"--cors-origin {origin!r} is not an origin like https://ops.example.com "
+                "(scheme and host, no path, no wildcard)"
             )
-            sys.exit(2)
     app = create_app(inventory, store.directory, separation_of_duties, list(cors_origins), rate_limit)
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
 
@@ -107,8 +102,7 @@ def create(inventory, state_dir, name, role):
     try:
         token_id, secret = TokenStore(store).create(name, role, who_am_i())
     except TokenError as error:
-        click.echo(f"raydeploy api token create: {error}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(error)) from None
     click.echo(f"token {token_id} for {name} ({role}); keep it now, it is not shown again:", err=True)
     click.echo(secret)
 
@@ -145,6 +139,5 @@ def revoke(inventory, state_dir, name_or_id):
     try:
         TokenStore(open_store(inventory, state_dir, must_exist_inventory=False)).revoke(name_or_id, who_am_i())
     except TokenError as error:
-        click.echo(f"raydeploy api token revoke: {error}", err=True)
-        sys.exit(1)
+        raise click.ClickException(str(error)) from None
     click.echo(f"token {name_or_id} revoked")

@@ -55,7 +55,7 @@ def start(
             store.audit.append(requested_by, "api run crashed", lock.run_id, error=f"{type(error).__name__}: {error}")
         finally:
             recorded.set()
-            store.db.close()
+            store.close()
 
     # pyinfra's child processes die with the thread that started them (PR_SET_PDEATHSIG): this thread
     # lives until the run ends, so they live exactly as long as the run.
@@ -114,7 +114,7 @@ async def stream(state_dir: Path, run_id: str, offset: int = 0) -> AsyncIterator
                 return
             await asyncio.sleep(POLL_S)
     finally:
-        store.db.close()
+        store.close()
 
 
 def log_response(state_dir: Path, run_id: str, offset: int = 0) -> EventSourceResponse:
