@@ -181,20 +181,36 @@ def difference(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         if old.get("status") != new.get("status"):
             parts.append(f"{host}: {old.get('status', 'absent')} -> {new.get('status', 'absent')}")
             continue
-        old_ops = {operation["name"]: operation for operation in old.get("operations", [])}
-        new_ops = {operation["name"]: operation for operation in new.get("operations", [])}
-        bits = [f"+{name}" for name in new_ops if name not in old_ops]
-        bits += [f"-{name}" for name in old_ops if name not in new_ops]
-        bits += [
-            f"{name}: commands changed"
-            for name in new_ops
-            if name in old_ops and new_ops[name]["commands"] != old_ops[name]["commands"]
-        ]
+        bits = _operation_changes(_numbered(old), _numbered(new))
         if old.get("error") != new.get("error"):
             bits.append(f"error now: {new.get('error')}")
         if bits:
             parts.append(f"{host}: {', '.join(bits)}")
     return parts
+
+
+def _numbered(host_plan: dict[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
+    """A host's operations by (name, how many of that name came before): a name may repeat."""
+    seen: dict[str, int] = {}
+    numbered = {}
+    for operation in host_plan.get("operations", []):
+        numbered[(operation["name"], seen.get(operation["name"], 0))] = operation
+        seen[operation["name"]] = seen.get(operation["name"], 0) + 1
+    return numbered
+
+
+def _operation_changes(old: dict[tuple[str, int], dict], new: dict[tuple[str, int], dict]) -> list[str]:
+    def first(operation: dict[str, Any]) -> str:
+        return f" ({shown(operation['commands'][0])[:100]})" if operation["commands"] else ""
+
+    bits = [f"+{key[0]}{first(operation)}" for key, operation in new.items() if key not in old]
+    bits += [f"-{key[0]}{first(operation)}" for key, operation in old.items() if key not in new]
+    bits += [
+        f"{key[0]}: commands changed"
+        for key, operation in new.items()
+        if key in old and old[key]["commands"] != operation["commands"]
+    ]
+    return bits
 
 
 def session_command(

@@ -95,7 +95,7 @@ def test_a_destructive_checkpoint_waits_for_an_approval_bound_to_its_plan(deploy
         assert changed.returncode == 3, changed.output
         assert f"was given for plan {plan['digest']}" in changed.output
         assert (
-            "worker-2: +Clean up earlier installations | Remove a leftover container, +note cleanup will remove container grafana"
+            "worker-2: +Clean up earlier installations | Remove a leftover container ($ docker rm --force grafana)"
             in changed.output
         )
         remove(deployed, "worker-2", "grafana")

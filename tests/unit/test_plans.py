@@ -73,7 +73,13 @@ def test_difference_names_per_host_the_operation_whose_commands_changed():
     after = changed(lambda d: d["hosts"]["head"]["operations"][0]["commands"][0].update(sha256="c" * 64))
     assert difference(document(), after) == ["head: Render /etc/docker/daemon.json: commands changed"]
     added = changed(lambda d: d["hosts"]["head"]["operations"].append({"name": "Install x", "commands": [SHELL]}))
-    assert difference(document(), added) == ["head: +Install x"]
+    assert difference(document(), added) == ["head: +Install x ($ systemctl restart docker.service)"]
+    twice = changed(
+        lambda d: d["hosts"]["head"]["operations"].append(copy.deepcopy(d["hosts"]["head"]["operations"][0]))
+    )
+    assert difference(document(), twice) == [
+        "head: +Render /etc/docker/daemon.json (upload /etc/docker/daemon.json (sha256 aaaaaaaaaaaa))"
+    ], "an operation whose name repeats is one more operation"
     back = changed(lambda d: d["hosts"]["worker-1"].update(status="planned"))
     assert difference(document(), back) == ["worker-1: unreachable -> planned"]
 
