@@ -116,6 +116,39 @@ class HostPlan(BaseModel):
     notes: list[str]
 
 
+class PlannedCommand(BaseModel):
+    """One command of a planned operation (README, "Plans"): a shell command or a file transfer."""
+
+    type: str = Field(description="shell, upload, download, function")
+    command: str | None = Field(None, description="shell: the command, generated secrets redacted")
+    dest: str | None = None
+    src: str | None = None
+    function: str | None = None
+    sha256: str | None = Field(None, description="shell: of the command as run; upload: of the file's content")
+
+
+class PlannedOperation(BaseModel):
+    name: str
+    commands: list[PlannedCommand]
+    conditional: bool = False
+
+
+class HostPlanDocument(BaseModel):
+    status: Literal["planned", "unreachable", "failed"]
+    operations: list[PlannedOperation]
+    notes: list[str] = Field(description="what the deploy says for people; not part of the digest")
+    error: str | None = None
+
+
+class PlanDocument(BaseModel):
+    """The plan as data, format 1: everything but the notes is covered by the digest."""
+
+    format: int
+    checkpoint: str
+    hosts: dict[str, HostPlanDocument]
+    error: str | None = None
+
+
 class PlanView(BaseModel):
     checkpoint: str
     digest: str
@@ -123,6 +156,7 @@ class PlanView(BaseModel):
     has_changes: bool
     unreachable: list[str]
     hosts: dict[str, HostPlan]
+    plan: PlanDocument
     text: str
 
 
