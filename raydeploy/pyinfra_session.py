@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -30,6 +31,25 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import click
+import pyinfra
+from pyinfra import logger
+from pyinfra.api import Config, State
+from pyinfra.api.command import FileDownloadCommand, FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.operations import run_ops
+from pyinfra.api.output import set_echo, set_formatter
+from pyinfra.api.state import StateStage
+from pyinfra.api.util import get_file_sha256
+from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
+from pyinfra_cli.inventory import make_inventory
+from pyinfra_cli.log import setup_logging
+from pyinfra_cli.prints import pretty_op_name
+from pyinfra_cli.util import load_deploy_file
+
+from raydeploy.plans import PLAN_FORMAT, digest_of
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 4
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -61,11 +81,9 @@ class NoteRecorder(logging.Handler):
         self.recording = True
 
     def emit(self, record: logging.LogRecord) -> None:
-        from pyinfra import context
-
-        if not self.recording or not context.ctx_host.isset():
+        if not self.recording or not ctx_host.isset():
             return
-        current = context.host
+        current = ctx_host.get()
         text = ANSI.sub("", record.getMessage())
         prefix = ANSI.sub("", current.print_prefix)
         if not text.startswith(prefix):
@@ -91,10 +109,6 @@ def secret_values(state: Any) -> list[str]:
 
 def command_record(command: Any, secrets: list[str]) -> dict[str, str]:
     """One command as plan data: what it is, and a hash of everything it carries."""
-    import hashlib
-
-    from pyinfra.api.command import FileDownloadCommand, FileUploadCommand, FunctionCommand, StringCommand
-    from pyinfra.api.util import get_file_sha256
 
     def sha256(text: str) -> str:
         return hashlib.sha256(text.encode()).hexdigest()
@@ -119,7 +133,6 @@ def command_record(command: Any, secrets: list[str]) -> dict[str, str]:
 
 def host_operations(state: Any, host: Any, secrets: list[str]) -> list[dict[str, Any]]:
     """HOST's operations that would change something, with their commands, in pyinfra's order."""
-    from pyinfra.context import ctx_host
 
     planned = []
     for op_hash in state.get_op_order():
@@ -138,14 +151,12 @@ def host_operations(state: Any, host: Any, secrets: list[str]) -> list[dict[str,
 
 
 def operation_name(state: Any, op_hash: str) -> str:
-    from pyinfra_cli.prints import pretty_op_name
 
     return ANSI.sub("", pretty_op_name(state.op_meta[op_hash]))
 
 
 def plan_document(state: Any, checkpoint: str, notes: NoteRecorder, failure: dict[str, Any] | None) -> dict:
     """The plan, per host: planned (its operations), unreachable, or failed (with pyinfra's error)."""
-    from raydeploy.plans import PLAN_FORMAT
 
     notes.recording = False
     secrets = secret_values(state)
@@ -208,13 +219,6 @@ def _changed(meta: Any) -> str:
 @contextlib.contextmanager
 def pyinfra_state(options: argparse.Namespace, check_for_changes: bool) -> Iterator[Any]:
     """pyinfra's state for OPTIONS' inventory, connected to its hosts, as the `pyinfra` command makes it."""
-    import pyinfra
-    from pyinfra.api import Config, State
-    from pyinfra.api.connect import connect_all, disconnect_all
-    from pyinfra.api.state import StateStage
-    from pyinfra.context import ctx_config, ctx_inventory, ctx_state
-    from pyinfra_cli.inventory import make_inventory
-
     pyinfra.is_cli = True  # deploy files call operations at their top level, as under the CLI
     cwd = os.getcwd()
     if cwd not in sys.path:
@@ -226,10 +230,12 @@ def pyinfra_state(options: argparse.Namespace, check_for_changes: bool) -> Itera
     if options.fail_percent is not None:
         config.FAIL_PERCENT = options.fail_percent
     ctx_config.set(config)
+    logger.info("--> Loading inventory...")
     inventory = make_inventory(options.inventory, cwd=cwd)
     ctx_inventory.set(inventory)
     limit = [inventory.get_host(name) for name in options.limit] or None
     state.init(inventory, config, initial_limit=limit)
+    logger.info("--> Connecting to hosts...")
     state.set_stage(StateStage.Connect)
     connect_all(state)
     try:
@@ -241,10 +247,8 @@ def pyinfra_state(options: argparse.Namespace, check_for_changes: bool) -> Itera
 
 def prepare(state: Any, deploy_file: str) -> dict[str, Any] | None:
     """Load DEPLOY_FILE for every active host (pyinfra's prepare stage); a failure it raised, or None."""
-    from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.api.state import StateStage
-    from pyinfra_cli.util import load_deploy_file
 
+    logger.info("--> Preparing operation files...")
     state.set_stage(StateStage.Prepare)
     state.config.lock_current_state()
     try:
@@ -259,16 +263,15 @@ def prepare(state: Any, deploy_file: str) -> dict[str, Any] | None:
 
 def execute(state: Any) -> dict[str, Any]:
     """Run the prepared operations; pyinfra stopping (no host left, over --fail-percent) is a result too."""
-    from pyinfra.api.exceptions import PyinfraError
-    from pyinfra.api.operations import run_ops
-    from pyinfra.api.state import StateStage
 
+    logger.info("--> Beginning operation run...")
     state.set_stage(StateStage.Execute)
     stopped = None
     try:
         run_ops(state)
     except PyinfraError as error:
         stopped = ANSI.sub("", str(error))
+    logger.info("--> Results:")
     results = results_document(state)
     results["stopped"] = stopped
     return results
@@ -276,7 +279,6 @@ def execute(state: Any) -> dict[str, Any]:
 
 def session(options: argparse.Namespace) -> tuple[dict[str, Any], int]:
     """Plan OPTIONS' deploy file and, when asked, run it; the JSON answer and the exit code."""
-    from raydeploy.plans import digest_of
 
     notes = NoteRecorder()
     logging.getLogger("pyinfra").addHandler(notes)
@@ -294,9 +296,6 @@ def session(options: argparse.Namespace) -> tuple[dict[str, Any], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import click
-    from pyinfra.api.output import set_echo, set_formatter
-    from pyinfra_cli.log import setup_logging
 
     options = arguments(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("PYINFRA_PROGRESS", "off")

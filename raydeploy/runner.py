@@ -253,14 +253,14 @@ def plan_changed(options: RunOptions, checkpoint: Checkpoint, approved: Plan, fo
 def failed(options: RunOptions, checkpoint: Checkpoint, execution: Execution) -> Outcome:
     """A failed checkpoint, told to the operator: which hosts, why (once each), and what to run next."""
     hosts = execution.failed_hosts
-    where = f" on {len(hosts)} host(s): {', '.join(hosts)}" if hosts else ""
+    where = f" on {', '.join(hosts)}" if hosts else ""
     lines = [f"{checkpoint.name} failed{where}"]
     lines += [f"  {host}: {execution.reasons.get(host, 'failed')}" for host in hosts]
     if execution.error:
         lines.append(f"  {execution.error}")
     if checkpoint.name == "prerequisites-check":
-        lines.append("nothing was changed on any host; fix what is named above, then run:")
-        lines.append(f"  {resume_command(options, checkpoint.name, [])}")
+        lines.append("nothing was changed on any host; fix what is named above, then run it again.")
+        lines.append(f"resume: {resume_command(options, checkpoint.name, [])}")
     else:
         lines.append(next_step(options, checkpoint, execution))
     return Outcome("failed", checkpoint.name, "\n".join(lines), hosts, execution.changed)
@@ -271,8 +271,8 @@ def next_step(options: RunOptions, checkpoint: Checkpoint, execution: Execution)
     succeeded = sorted({row[0] for row in execution.rows} - set(execution.failed_hosts))
     others = f"the other hosts ({', '.join(succeeded)}) finished it; " if succeeded else ""
     return (
-        f"{others}the run stopped before the next checkpoint. Fix what is named above, then resume:\n"
-        f"  {resume_command(options, checkpoint.name, execution.failed_hosts)}"
+        f"{others}the run stopped before the next checkpoint; fix what is named above, then resume.\n"
+        f"resume: {resume_command(options, checkpoint.name, execution.failed_hosts)}"
     )
 
 

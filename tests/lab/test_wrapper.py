@@ -277,7 +277,7 @@ def test_two_runs_at_once_one_is_refused_and_a_run_killed_in_ray_deployment_resu
     runs = {run["id"]: run for run in json.loads(wrapper("history", "--json", check=True).stdout)}
     assert runs[lock["run_id"]]["status"] == "interrupted"
     trail = [e["event"] for e in events(wrapper)]
-    assert "run interrupted" in trail and "lock broken" in trail
+    assert "run interrupted" in trail and "lock released" in trail
     deployed.wait_until_settled()
     assert wrapper("validate").returncode == 0
 
