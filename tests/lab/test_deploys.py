@@ -99,7 +99,7 @@ def test_second_run_changes_nothing_and_asks_each_host_for_its_containers_twice(
     result = deploy(deployed.lab, "deploys/ray.py", "--debug")
     assert grand_total(result.output) == (0, 0), changed_operations(result.output)
     # Once for every operation of the run (nothing changed the host since), once for final validation.
-    asked = re.findall(r"Running command on ([\w-]+): .*docker ps --all --quiet", result.output)
+    asked = re.findall(r"Running command on ([\w-]+): .*docker ps -qa", result.output)
     assert {name: asked.count(name) for name in ("head", "worker-1", "worker-2")} == {
         "head": 2,
         "worker-1": 2,
