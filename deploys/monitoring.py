@@ -21,6 +21,7 @@ from pyinfra.operations import files
 from deploys.components import CADVISOR, GRAFANA, NODE_EXPORTER, PROMETHEUS, monitoring_components
 from deploys.containers import ContainerSpec, HealthCheck, container, container_absent, images_present
 from deploys.credentials import secret
+from deploys.host_scripts import python_script
 from deploys.monitoring_config import (
     alert_rules,
     dashboards,
@@ -193,33 +194,6 @@ def http_ready(container_name: str, port: int, path: str, timeout_s: int = 60):
     )
 
 
-WAIT_TARGETS_SCRIPT = """
-import json, subprocess, sys, time
-wanted, port, deadline = json.loads(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
-# With a 4th argument (epoch seconds), a target counts only once scraped after it (after a reload).
-since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(sys.argv[4]))) if len(sys.argv) > 4 else ""
-url = "http://127.0.0.1:%d/api/v1/targets?state=active" % port
-while True:
-    out = subprocess.run(["docker", "exec", "prometheus", "wget", "-q", "-O", "-", url], capture_output=True, text=True).stdout
-    try:
-        targets = json.loads(out)["data"]["activeTargets"]
-    except Exception:
-        targets = []
-    up = {(t["labels"].get("job"), t["labels"].get("node")) for t in targets
-          if t.get("health") == "up" and t.get("lastScrape", "")[:19] >= since}
-    missing = [f"{job} on {node}" for job, node in wanted if (job, node) not in up]
-    # Every active target, as final validation asks: a restarted Ray node leaves its old ports in
-    # Ray's service discovery until Ray rewrites it.
-    missing += [f"{t['labels'].get('job')}/{t['labels'].get('node')} {t.get('scrapeUrl')} ({t.get('health')})"
-                for t in targets if t.get("health") != "up"]
-    if not missing:
-        sys.exit(0)
-    if time.monotonic() > deadline:
-        sys.exit(f"Prometheus does not scrape, after {sys.argv[3]} s: {', '.join(missing)}")
-    time.sleep(1)
-"""
-
-
 @operation()
 def prometheus_targets_up(wanted: list[tuple[str, str]], port: int, timeout_s: int = 120):
     """
@@ -240,7 +214,7 @@ def prometheus_targets_up(wanted: list[tuple[str, str]], port: int, timeout_s: i
 
 def _wait_targets_command(wanted: list[tuple[str, str]], port: int, timeout_s: int) -> str:
     arguments = [json.dumps(wanted), str(port), str(timeout_s)]
-    return f"python3 -c {shlex.quote(WAIT_TARGETS_SCRIPT)} {' '.join(shlex.quote(arg) for arg in arguments)}"
+    return python_script("deploys/scripts/wait_prometheus_targets.py", ("facts/prometheus_answers.py",), arguments)
 
 
 def _report_off(component: str, node: Node) -> None:
