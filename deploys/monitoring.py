@@ -205,7 +205,11 @@ def prometheus_targets_up(wanted: list[tuple[str, str]], port: int, timeout_s: i
 
 def _wait_targets_command(wanted: list[tuple[str, str]], port: int, timeout_s: int) -> str:
     arguments = [json.dumps(wanted), str(port), str(timeout_s)]
-    return python_script("deploys/scripts/wait_prometheus_targets.py", ("facts/prometheus_answers.py",), arguments)
+    return python_script(
+        "deploys/scripts/wait_prometheus_targets.py",
+        ("facts/prometheus_answers.py", "deploys/scripts/polling.py"),
+        arguments,
+    )
 
 
 def _report_off(component: str, node: Node) -> None:

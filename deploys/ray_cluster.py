@@ -211,7 +211,9 @@ def ray_nodes_alive(expected: dict[str, tuple[str, int]], dashboard_port: int, t
         return
     host.log(f"waiting up to {timeout_s} s for Ray nodes: {', '.join(missing) or 'ray status'}", logger.info)
     arguments = [json.dumps(expected), str(dashboard_port), str(timeout_s)]
-    yield python_script("deploys/scripts/wait_ray_nodes.py", ("facts/ray_answers.py",), arguments)
+    yield python_script(
+        "deploys/scripts/wait_ray_nodes.py", ("facts/ray_answers.py", "deploys/scripts/polling.py"), arguments
+    )
 
 
 @deploy("Ray cluster")

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+from deploys.scripts.polling import wait_until
 from facts.prometheus_answers import TARGETS_PATH, prometheus_query, targets
 
 PROMETHEUS = "prometheus"
@@ -32,20 +33,16 @@ def main(arguments: list[str]) -> int:
     wanted = [(job, node) for job, node in json.loads(arguments[0])]
     port, timeout_s = int(arguments[1]), float(arguments[2])
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(arguments[3]))) if len(arguments) > 3 else ""
-    deadline = time.monotonic() + timeout_s
     query = prometheus_query(PROMETHEUS, port, TARGETS_PATH)
-    while True:
+
+    def missing_now() -> list[str]:
         try:
             found = targets(subprocess.run(query, shell=True, capture_output=True, text=True).stdout)
         except ValueError:
             found = []
-        missing = not_scraped(wanted, found, since)
-        if not missing:
-            return 0
-        if time.monotonic() > deadline:
-            print(f"Prometheus does not scrape, after {timeout_s:g} s: {', '.join(missing)}", file=sys.stderr)
-            return 1
-        time.sleep(1)
+        return not_scraped(wanted, found, since)
+
+    return wait_until(missing_now, timeout_s, "Prometheus does not scrape")
 
 
 if __name__ == "__main__":

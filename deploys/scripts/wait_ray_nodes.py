@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
+from deploys.scripts.polling import wait_until
 from facts.ray_answers import NODES_PATH, STATUS_PATH, alive_nodes, head_query, status_active_nodes
 
 HEAD = "ray-head"
@@ -63,21 +63,19 @@ def _exporting(address: str, metrics_port: int) -> bool:
 def main(arguments: list[str]) -> int:
     expected = {address: (name, int(port)) for address, (name, port) in json.loads(arguments[0]).items()}
     dashboard_port, timeout_s = int(arguments[1]), float(arguments[2])
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def missing_now() -> list[str]:
         alive = alive_nodes(_shell(head_query(HEAD, dashboard_port, NODES_PATH))) or {}
         active = status_active_nodes(_shell(head_query(HEAD, dashboard_port, STATUS_PATH)))
         exporting = {
             address for address, (_, port) in expected.items() if address in alive and _exporting(address, port)
         }
-        missing = not_ready(expected, alive, active, exporting)
-        if not missing:
-            print(f"all {len(expected)} Ray nodes alive, exporting metrics and listed by `ray status`")
-            return 0
-        if time.monotonic() > deadline:
-            print(f"Ray nodes not ready after {timeout_s:g} s: {', '.join(missing)}", file=sys.stderr)
-            return 1
-        time.sleep(1)
+        return not_ready(expected, alive, active, exporting)
+
+    status = wait_until(missing_now, timeout_s, "Ray nodes not ready")
+    if status == 0:
+        print(f"all {len(expected)} Ray nodes alive, exporting metrics and listed by `ray status`")
+    return status
 
 
 if __name__ == "__main__":

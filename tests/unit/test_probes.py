@@ -11,6 +11,7 @@ from pyinfra.facts.docker import DockerContainers, DockerImages
 
 from deploys.docker_engine import sources_line
 from deploys.host_scripts import python_script
+from deploys.scripts.polling import wait_until
 from deploys.scripts.wait_prometheus_targets import not_scraped
 from deploys.scripts.wait_ray_nodes import not_ready
 from facts.containers import container_views, image_ids
@@ -146,7 +147,9 @@ def test_the_docker_ce_repository_line_names_the_hosts_architecture():
 def test_a_host_script_runs_with_the_modules_it_imports_and_leaves_nothing_behind(tmp_path):
     # No Prometheus container here: the probe answers '{}', and with nothing wanted the wait ends at once.
     command = python_script(
-        "deploys/scripts/wait_prometheus_targets.py", ("facts/prometheus_answers.py",), [json.dumps([]), "9090", "5"]
+        "deploys/scripts/wait_prometheus_targets.py",
+        ("facts/prometheus_answers.py", "deploys/scripts/polling.py"),
+        [json.dumps([]), "9090", "5"],
     )
     assert "def not_scraped(" in command and "def targets(" in command  # the plan shows what runs
     ran = subprocess.run(
@@ -154,3 +157,23 @@ def test_a_host_script_runs_with_the_modules_it_imports_and_leaves_nothing_behin
     )
     assert ran.returncode == 0, ran.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_host_script_that_times_out_fails_naming_what_is_missing(tmp_path):
+    command = python_script(
+        "deploys/scripts/wait_prometheus_targets.py",
+        ("facts/prometheus_answers.py", "deploys/scripts/polling.py"),
+        [json.dumps([["node", "head"]]), "9090", "0"],
+    )
+    ran = subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, env={"TMPDIR": str(tmp_path), "PATH": os.environ["PATH"]}
+    )
+    assert ran.returncode == 1
+    assert ran.stderr.strip() == "Prometheus does not scrape after 0 s: node on head"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wait_until_asks_again_until_nothing_is_missing():
+    answers = [["worker-1", "worker-2"], ["worker-2"], []]
+    assert wait_until(lambda: answers.pop(0), timeout_s=5, failure="not ready", interval_s=0.01) == 0
+    assert answers == []
