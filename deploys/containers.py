@@ -16,7 +16,7 @@ from pyinfra import host, logger
 from pyinfra.api import OperationError, operation
 
 from deploys.host_facts import fact_since_last_change
-from facts.containers import COMPONENT_LABEL, SPEC_LABEL, Containers, DockerImages
+from facts.containers import COMPONENT_LABEL, SPEC_LABEL, Containers, ImageIds
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def images_present(images: list[str]):
 
         images_present(name="Images", images=["rayproject/ray:2.60.0-py311-cpu", "redis:7.0"])
     """
-    present = fact_since_last_change(DockerImages)
+    present = fact_since_last_change(ImageIds)
     missing = [image for image in dict.fromkeys(images) if image not in present]
     if not missing:
         host.noop(f"images {', '.join(images)} are present")

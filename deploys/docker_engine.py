@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from io import StringIO
+
 from pyinfra import host
 from pyinfra.api import deploy
-from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, server, systemd
 
@@ -67,6 +69,7 @@ def _docker_ce_repository() -> None:
     distribution = host.get_fact(LinuxDistribution)
     distro_id = (distribution.get("name") or "").lower()
     codename = (distribution.get("release_meta") or {}).get("VERSION_CODENAME", "")
+    architecture = host.get_fact(DebArch)
     apt.packages(
         name="Packages to fetch Docker's key", packages=["ca-certificates", "curl"], update=True, cache_time=3600
     )
@@ -79,14 +82,15 @@ def _docker_ce_repository() -> None:
     )
     files.put(
         name="Docker's apt repository",
-        src=_sources_list(distro_id, codename),
+        src=StringIO(sources_line(distro_id, codename, architecture)),
         dest="/etc/apt/sources.list.d/docker.list",
         mode="644",
     )
 
 
-def _sources_list(distro_id: str, codename: str):
-    from io import StringIO
-
-    line = f"deb [arch=amd64 signed-by={DOCKER_CE_KEYRING}] https://download.docker.com/linux/{distro_id} {codename} stable\n"
-    return StringIO(line)
+def sources_line(distro_id: str, codename: str, architecture: str) -> str:
+    """Docker's apt repository for this distribution, release and architecture (dpkg's name for it)."""
+    return (
+        f"deb [arch={architecture} signed-by={DOCKER_CE_KEYRING}] "
+        f"https://download.docker.com/linux/{distro_id} {codename} stable\n"
+    )

@@ -2,9 +2,9 @@
 
 Prometheus scrapes itself, every node-exporter and cAdvisor, and every Ray node through the Ray
 head's service-discovery endpoint; its config and alert rules come from templates/ (see
-deploys/monitoring_config.py). A change to them reloads Prometheus (SIGHUP), it does not restart
-it; its data lives in a volume. Grafana gets its datasource and dashboards from provisioning files
-and its admin password, generated once, from a 0600 env file. A component turned off in the
+deploys/monitoring_config.py). A change to them reloads Prometheus (POST /-/reload), it does not
+restart it; its data lives in a volume. Grafana gets its datasource and dashboards from provisioning
+files and its admin password, generated once, from a 0600 env file. A component turned off in the
 inventory is removed if it ran, and reported as off, with the inventory's reason.
 """
 
@@ -21,6 +21,7 @@ from pyinfra.operations import files
 from deploys.components import CADVISOR, GRAFANA, NODE_EXPORTER, PROMETHEUS, monitoring_components
 from deploys.containers import ContainerSpec, HealthCheck, container, container_absent, images_present
 from deploys.credentials import secret
+from deploys.host_scripts import python_script
 from deploys.monitoring_config import (
     alert_rules,
     dashboards,
@@ -94,6 +95,8 @@ def prometheus_spec(settings: Settings) -> ContainerSpec:
         "--storage.tsdb.path=/prometheus",
         f"--storage.tsdb.retention.time={settings.prometheus_retention_time}",
         f"--web.listen-address=:{port}",
+        # POST /-/reload: a config change is loaded in place, and the POST answers when it is.
+        "--web.enable-lifecycle",
     ]
     if settings.prometheus_retention_size:
         flags.append(f"--storage.tsdb.retention.size={settings.prometheus_retention_size}")
@@ -144,34 +147,23 @@ def grafana_spec(node: Node, cluster: Cluster, env_text: str, provisioning: str)
     )
 
 
-RELOAD_SCRIPT = """
-started=$(date +%s)
-docker kill --signal=HUP {name} >/dev/null
-for _ in $(seq 1 30); do
-  sleep 1
-  metrics=$(docker exec {name} wget -q -O - http://127.0.0.1:{port}/metrics 2>/dev/null)
-  if echo "$metrics" | grep -q '^prometheus_config_last_reload_successful 0'; then
-    echo "{host}: Prometheus refused its new config and keeps the old one; see: docker logs {name}" >&2
-    exit 1
-  fi
-  last=$(echo "$metrics" | awk '/^prometheus_config_last_reload_success_timestamp_seconds /{{print int($2)}}')
-  if [ -n "$last" ] && [ "$last" -ge "$started" ]; then exit 0; fi
-done
-echo "{host}: Prometheus did not report loading its new config within 30 s; see: docker logs {name}" >&2
-exit 1
-"""
-
-
 @operation()
 def prometheus_reloaded(container_name: str, port: int, wanted: list[tuple[str, str]]):
     """
-    Reload Prometheus's config (SIGHUP), wait until it reports the reload succeeded, then until it scrapes WANTED.
+    Reload Prometheus's config through its lifecycle API, then wait until it scrapes WANTED again.
 
-    + container_name: the Prometheus container
+    + container_name: the Prometheus container (started with --web.enable-lifecycle)
     + port: Prometheus's port
     + wanted: (job, node) targets that must be up again (a reload rediscovers them from scratch)
+
+    ``POST /-/reload`` answers once the reload is done: 200 when the new config is loaded, 500 with
+    Prometheus's reason when it refused it and keeps the old one.
     """
-    yield RELOAD_SCRIPT.format(name=shlex.quote(container_name), port=port, host=host.name)
+    reload = (
+        f"docker exec {shlex.quote(container_name)} wget -q -O - --post-data= http://127.0.0.1:{int(port)}/-/reload"
+    )
+    failed = f"{host.name}: Prometheus refused its new config and keeps the old one; see: docker logs {container_name}"
+    yield f"{reload} || {{ echo {shlex.quote(failed)} >&2; exit 1; }}"
     yield _wait_targets_command(wanted, port, 120) + ' "$(date +%s)"'
 
 
@@ -191,33 +183,6 @@ def http_ready(container_name: str, port: int, path: str, timeout_s: int = 60):
         f"echo {shlex.quote(f'{host.name}: {container_name} not ready at :{port}{path} after {timeout_s} s')} >&2; "
         "exit 1"
     )
-
-
-WAIT_TARGETS_SCRIPT = """
-import json, subprocess, sys, time
-wanted, port, deadline = json.loads(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
-# With a 4th argument (epoch seconds), a target counts only once scraped after it (after a reload).
-since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(sys.argv[4]))) if len(sys.argv) > 4 else ""
-url = "http://127.0.0.1:%d/api/v1/targets?state=active" % port
-while True:
-    out = subprocess.run(["docker", "exec", "prometheus", "wget", "-q", "-O", "-", url], capture_output=True, text=True).stdout
-    try:
-        targets = json.loads(out)["data"]["activeTargets"]
-    except Exception:
-        targets = []
-    up = {(t["labels"].get("job"), t["labels"].get("node")) for t in targets
-          if t.get("health") == "up" and t.get("lastScrape", "")[:19] >= since}
-    missing = [f"{job} on {node}" for job, node in wanted if (job, node) not in up]
-    # Every active target, as final validation asks: a restarted Ray node leaves its old ports in
-    # Ray's service discovery until Ray rewrites it.
-    missing += [f"{t['labels'].get('job')}/{t['labels'].get('node')} {t.get('scrapeUrl')} ({t.get('health')})"
-                for t in targets if t.get("health") != "up"]
-    if not missing:
-        sys.exit(0)
-    if time.monotonic() > deadline:
-        sys.exit(f"Prometheus does not scrape, after {sys.argv[3]} s: {', '.join(missing)}")
-    time.sleep(1)
-"""
 
 
 @operation()
@@ -240,7 +205,11 @@ def prometheus_targets_up(wanted: list[tuple[str, str]], port: int, timeout_s: i
 
 def _wait_targets_command(wanted: list[tuple[str, str]], port: int, timeout_s: int) -> str:
     arguments = [json.dumps(wanted), str(port), str(timeout_s)]
-    return f"python3 -c {shlex.quote(WAIT_TARGETS_SCRIPT)} {' '.join(shlex.quote(arg) for arg in arguments)}"
+    return python_script(
+        "deploys/scripts/wait_prometheus_targets.py",
+        ("facts/prometheus_answers.py", "deploys/scripts/polling.py"),
+        arguments,
+    )
 
 
 def _report_off(component: str, node: Node) -> None:

@@ -13,7 +13,7 @@ from deploys.host_facts import fact_since_last_change
 from deploys.host_problems import report
 from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, Containers
-from facts.resources import HostResources, ListeningPorts, Reachable
+from facts.resources import HostResources, ListeningPorts, Reachable, tcp_listeners
 
 SUPPORTED_OS = {"Debian": ("11", "12"), "Ubuntu": ("22.04", "24.04")}
 # Which of our containers may already hold a port (a re-run finds its own cluster running).
@@ -56,7 +56,7 @@ def problems_of(node: Node, cluster: Cluster) -> list[str]:
         problems.append(f"/dev/shm is {resources['shm_mb']} MiB, less than min_shm_mb={settings.min_shm_mb}")
     if not host.get_fact(Which, command="python3"):
         problems.append("python3 is missing: install it (apt-get install -y python3)")
-    listening = host.get_fact(ListeningPorts)
+    listening = tcp_listeners(host.get_fact(ListeningPorts))
     ours = {
         found["labels"][COMPONENT_LABEL]
         for found in fact_since_last_change(Containers).values()

@@ -17,11 +17,12 @@ from pyinfra.operations import files
 from deploys.components import RAY_HEAD, RAY_REDIS, RAY_WORKER
 from deploys.containers import ContainerSpec, HealthCheck, container, images_present
 from deploys.credentials import secret
+from deploys.host_scripts import python_script
 from deploys.monitoring_config import grafana_url, prometheus_url
 from deploys.secret_files import digest, env_file_text, secret_file
 from deploys.settings import Settings
 from deploys.topology import Cluster, Node
-from facts.ray import RayNodes
+from facts.ray import RayNodes, RayStatus
 
 CONFIG_DIR = "/etc/raydeploy"
 RAY_ENV_FILE = f"{CONFIG_DIR}/ray.env"
@@ -186,58 +187,33 @@ def redis(settings: Settings, env: dict[str, str]) -> None:
     container(name="Redis for GCS fault tolerance", spec=redis_spec(settings, conf_text, redis_env))
 
 
-WAIT_SCRIPT = """
-import json, subprocess, sys, time
-expected, port, deadline = json.loads(sys.argv[1]), int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
-# Ray's state API asks the GCS; the token comes from the head container's environment.
-query = ('curl -sf --max-time 5 ${RAY_AUTH_TOKEN:+-H "Authorization: Bearer $RAY_AUTH_TOKEN"} '
-         '"http://127.0.0.1:%d/api/v0/nodes?limit=1000&filter_keys=state&filter_predicates=%%3D&filter_values=ALIVE"'
-         % port)
-
-def exporting(address, metrics_port):
-    url = "http://%s:%d/metrics" % (address, metrics_port)
-    return subprocess.run(["docker", "exec", "ray-head", "curl", "-sf", "--max-time", "3", "-o", "/dev/null", url]).returncode == 0
-
-while True:
-    out = subprocess.run(["docker", "exec", "ray-head", "sh", "-c", query], capture_output=True, text=True).stdout
-    try:
-        alive = {row.get("node_ip") for row in json.loads(out)["data"]["result"]["result"]}
-    except Exception:
-        alive = set()
-    missing = [f"{name} ({address})" for address, (name, _) in expected.items() if address not in alive]
-    # A node counts once its metrics agent answers too, so Prometheus finds every node it scrapes.
-    missing += [
-        f"{name} ({address}: metrics port {metrics_port})"
-        for address, (name, metrics_port) in expected.items()
-        if address in alive and not exporting(address, metrics_port)
-    ]
-    if not missing:
-        print(f"all {len(expected)} Ray nodes alive and exporting metrics")
-        sys.exit(0)
-    if time.monotonic() > deadline:
-        sys.exit(f"Ray nodes not ready after {sys.argv[3]} s: {', '.join(missing)}")
-    time.sleep(1)
-"""
-
-
 @operation()
 def ray_nodes_alive(expected: dict[str, tuple[str, int]], dashboard_port: int, timeout_s: int):
     """
-    Wait until the head reports every EXPECTED node alive and each node's metrics port answers;
-    fail after TIMEOUT_S naming the nodes not ready.
+    Wait until the head reports every EXPECTED node alive, each node's metrics port answers and
+    `ray status` lists every node; fail after TIMEOUT_S naming what is not ready.
 
     + expected: cluster address -> (node name, its metrics export port)
     + dashboard_port: the head's dashboard port
     + timeout_s: how long to wait
+
+    The wait runs deploys/scripts/wait_ray_nodes.py on the head host.
     """
     nodes = host.get_fact(RayNodes, container=RAY_HEAD, port=dashboard_port)
-    missing = [name for address, (name, _) in expected.items() if nodes.get(address, {}).get("state") != "ALIVE"]
-    if not missing:
-        host.noop(f"all {len(expected)} Ray nodes alive")
+    listed = host.get_fact(RayStatus, container=RAY_HEAD, port=dashboard_port) or set()
+    missing = [
+        name
+        for address, (name, _) in expected.items()
+        if address not in nodes or nodes[address]["node_id"] not in listed
+    ]
+    if not missing and listed == {node["node_id"] for node in nodes.values()}:
+        host.noop(f"all {len(expected)} Ray nodes alive and listed by `ray status`")
         return
-    host.log(f"waiting up to {timeout_s} s for Ray nodes: {', '.join(missing)}", logger.info)
+    host.log(f"waiting up to {timeout_s} s for Ray nodes: {', '.join(missing) or 'ray status'}", logger.info)
     arguments = [json.dumps(expected), str(dashboard_port), str(timeout_s)]
-    yield f"python3 -c {shlex.quote(WAIT_SCRIPT)} {' '.join(shlex.quote(arg) for arg in arguments)}"
+    yield python_script(
+        "deploys/scripts/wait_ray_nodes.py", ("facts/ray_answers.py", "deploys/scripts/polling.py"), arguments
+    )
 
 
 @deploy("Ray cluster")

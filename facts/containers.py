@@ -1,68 +1,70 @@
-"""Docker containers and images on a host, as the deploys need them: names, labels, state, health."""
+"""Docker containers and images on a host, as the deploys, validate and the API need them.
+
+Both are views of pyinfra's own facts (`docker container inspect` / `docker image inspect` of
+everything on the host): one probe per question, small views for what each caller needs.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from pyinfra.api import FactBase
+from pyinfra.api import ShortFactBase
+from pyinfra.facts.docker import DockerContainers, DockerImages
 
 SPEC_LABEL = "raydeploy.spec"
 COMPONENT_LABEL = "raydeploy.component"
 
 
-class Containers(FactBase):
+def container_views(inspected: list[dict] | None) -> dict[str, dict[str, Any]]:
+    """`docker container inspect` output (parsed JSON) as the fields we read, by container name."""
+    containers = {}
+    for found in inspected or []:
+        state = found.get("State") or {}
+        config = found.get("Config") or {}
+        containers[found["Name"].lstrip("/")] = {
+            "id": found["Id"],
+            "image": config.get("Image", ""),
+            "image_id": found.get("Image", ""),
+            "status": state.get("Status", ""),
+            "running": bool(state.get("Running")),
+            "exit_code": state.get("ExitCode", 0),
+            "health": (state.get("Health") or {}).get("Status", ""),
+            "restart_count": found.get("RestartCount", 0),
+            "restart_policy": ((found.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name", ""),
+            "labels": config.get("Labels") or {},
+            "started_at": state.get("StartedAt", ""),
+        }
+    return containers
+
+
+class Containers(ShortFactBase):
     """
-    Every container on the host, by name: image, state, health, labels and restart count.
+    Every container on the host, by name: image, state, health, labels, restart policy and count.
 
     .. code:: python
 
-        {"ray-head": {"image": "rayproject/ray:2.60.0-py311-cpu", "running": True,
-                      "health": "healthy", "labels": {"raydeploy.spec": "..."}, ...}}
+        {"ray-head": {"image": "rayproject/ray:2.60.0-py311-cpu", "running": True, "status": "running",
+                      "health": "healthy", "restart_policy": "unless-stopped",
+                      "labels": {"raydeploy.spec": "..."}, ...}}
     """
 
-    requires_command = "docker"
-    default = dict
+    fact = DockerContainers
 
-    def command(self) -> str:
-        return (
-            'ids=$(docker ps --all --quiet --no-trunc); if [ -n "$ids" ]; then docker inspect $ids; else echo "[]"; fi'
-        )
-
-    def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
-        containers = {}
-        for found in json.loads("\n".join(output)):
-            state = found.get("State") or {}
-            config = found.get("Config") or {}
-            containers[found["Name"].lstrip("/")] = {
-                "id": found["Id"],
-                "image": config.get("Image", ""),
-                "image_id": found.get("Image", ""),
-                "status": state.get("Status", ""),
-                "running": bool(state.get("Running")),
-                "health": (state.get("Health") or {}).get("Status", ""),
-                "restart_count": found.get("RestartCount", 0),
-                "labels": config.get("Labels") or {},
-                "started_at": state.get("StartedAt", ""),
-            }
-        return containers
+    def process_data(self, data: list[dict] | None) -> dict[str, dict[str, Any]]:
+        return container_views(data)
 
 
-class DockerImages(FactBase):
+def image_ids(inspected: list[dict] | None) -> dict[str, str]:
+    """`docker image inspect` output (parsed JSON) as ``{repository:tag: image id}``."""
+    return {tag: image["Id"] for image in inspected or [] for tag in image.get("RepoTags") or []}
+
+
+class ImageIds(ShortFactBase):
     """
     Images present on the host, by reference (``repository:tag``), with their ids.
     """
 
-    requires_command = "docker"
-    default = dict
+    fact = DockerImages
 
-    def command(self) -> str:
-        return "docker images --no-trunc --format '{{.Repository}}:{{.Tag}} {{.ID}}'"
-
-    def process(self, output: list[str]) -> dict[str, str]:
-        images = {}
-        for line in output:
-            reference, _, image_id = line.strip().partition(" ")
-            if not reference.endswith(":<none>"):
-                images[reference] = image_id
-        return images
+    def process_data(self, data: list[dict] | None) -> dict[str, str]:
+        return image_ids(data)

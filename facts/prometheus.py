@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import shlex
-
 from pyinfra.api import FactBase
+
+from facts.prometheus_answers import TARGETS_PATH, describe_down, prometheus_query, targets
 
 
 class PrometheusTargets(FactBase):
@@ -26,28 +25,15 @@ class PrometheusTargets(FactBase):
         return {"up": {}, "down": []}
 
     def command(self, container: str = "prometheus", port: int = 9090) -> str:
-        url = f"http://127.0.0.1:{int(port)}/api/v1/targets?state=active"
-        return f"docker exec {shlex.quote(container)} wget -q -O - {shlex.quote(url)} 2>/dev/null || echo '{{}}'"
+        return prometheus_query(container, port, TARGETS_PATH)
 
     def process(self, output: list[str]) -> dict:
         try:
-            targets = json.loads("\n".join(output))["data"]["activeTargets"]
-        except (ValueError, KeyError, TypeError):
+            found = targets("\n".join(output))
+        except ValueError:
             return self.default()
-        found = self.default()
-        for target in targets:
-            labels = target.get("labels") or {}
-            if target.get("health") == "up":
-                found["up"].setdefault(str(labels.get("job")), []).append(str(labels.get("node")))
-            else:
-                found["down"].append(describe_down(target))
-        return found
-
-
-def describe_down(target: dict) -> str:
-    """A target Prometheus does not scrape successfully, as `job/node url: error` (or its health)."""
-    labels = target.get("labels") or {}
-    return (
-        f"{labels.get('job')}/{labels.get('node', '?')} {target.get('scrapeUrl')}: "
-        f"{target.get('lastError') or target.get('health')}"
-    )
+        up: dict[str, list[str]] = {}
+        for target in found:
+            if target["health"] == "up":
+                up.setdefault(target["job"], []).append(target["node"])
+        return {"up": up, "down": [describe_down(target) for target in found if target["health"] != "up"]}

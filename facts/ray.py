@@ -1,48 +1,46 @@
-"""Ray's view of the cluster, asked from the head's dashboard (inside the head container)."""
+"""Ray's view of the cluster, asked from the head's dashboard inside the head container."""
 
 from __future__ import annotations
 
-import json
-import shlex
 from typing import Any
 
 from pyinfra.api import FactBase
 
+from facts.ray_answers import NODES_PATH, STATUS_PATH, alive_nodes, head_query, status_active_nodes
+
 
 class RayNodes(FactBase):
     """
-    The nodes the Ray head knows, by node IP: state and total resources. Empty when Ray does not answer.
+    The nodes the Ray head's node table has ALIVE, by node IP. Empty when Ray does not answer.
 
     .. code:: python
 
-        {"10.0.0.11": {"state": "ALIVE", "cpus": 16.0, "node_id": "..."}}
+        {"10.0.0.11": {"node_id": "76b0...", "resources": {"CPU": 16.0, ...}}}
     """
 
     requires_command = "docker"
     default = dict
 
     def command(self, container: str = "ray-head", port: int = 8265) -> str:
-        # Ray's state API asks the GCS (the dashboard's /nodes summary is a cache that lags).
-        # The token comes from the container's own environment, so it never appears on a command line.
-        query = (
-            'curl -sf --max-time 5 ${RAY_AUTH_TOKEN:+-H "Authorization: Bearer $RAY_AUTH_TOKEN"} '
-            f"'http://127.0.0.1:{int(port)}/api/v0/nodes?limit=1000&detail=1'"
-        )
-        return f"docker exec {shlex.quote(container)} sh -c {shlex.quote(query)} 2>/dev/null || echo '{{}}'"
+        return head_query(container, port, NODES_PATH)
 
     def process(self, output: list[str]) -> dict[str, dict[str, Any]]:
-        try:
-            rows = json.loads("\n".join(output))["data"]["result"]["result"]
-        except (ValueError, KeyError, TypeError):
-            return {}
-        nodes: dict[str, dict[str, Any]] = {}
-        for row in rows:
-            address, state = row.get("node_ip"), row.get("state", "")
-            # A restarted node leaves a DEAD entry beside its ALIVE one: ALIVE wins.
-            if address and (address not in nodes or state == "ALIVE"):
-                nodes[address] = {
-                    "state": state,
-                    "cpus": float((row.get("resources_total") or {}).get("CPU", 0)),
-                    "node_id": row.get("node_id", ""),
-                }
-        return nodes
+        return alive_nodes("\n".join(output)) or {}
+
+
+class RayStatus(FactBase):
+    """
+    The node ids `ray status` on the head lists as Active; None when Ray does not answer.
+
+    .. code:: python
+
+        {"76b0d466f3f2...", "b7fbe6bb64a4..."}
+    """
+
+    requires_command = "docker"
+
+    def command(self, container: str = "ray-head", port: int = 8265) -> str:
+        return head_query(container, port, STATUS_PATH)
+
+    def process(self, output: list[str]) -> set[str] | None:
+        return status_active_nodes("\n".join(output))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from pyinfra.api import FactBase
+from pyinfra.facts.server import Ports
 
 
 class HostResources(FactBase):
@@ -39,35 +40,32 @@ class HostResources(FactBase):
         }
 
 
-class ListeningPorts(FactBase):
+class ListeningPorts(Ports):
     """
-    TCP ports listening on the host (any address), each with the processes holding it.
+    pyinfra's Ports (its command and its parser), always asked with ``ss``: every Debian and Ubuntu
+    has it (iproute2), and a command that needs no other fact first can also be run by validate and
+    the API through testinfra. Process names need root (the deploys run as root).
+    """
+
+    def command(self) -> str:
+        self._tool = "ss"
+        return "ss -lpuntn || true"
+
+
+def tcp_listeners(ports: list[dict[str, int | str]] | None) -> dict[int, list[str]]:
+    """pyinfra's Ports list as ``{port: [process, ...]}`` for TCP ports (any address).
 
     .. code:: python
 
         {6379: ["gcs_server"], 22: ["sshd"]}
     """
-
-    requires_command = "ss"
-    default = dict
-
-    def command(self) -> str:
-        return "ss -Htlnp"
-
-    def process(self, output: list[str]) -> dict[int, list[str]]:
-        ports: dict[int, list[str]] = {}
-        for line in output:
-            fields = line.split()
-            if len(fields) < 4:
-                continue
-            port = fields[3].rsplit(":", 1)[-1]
-            if not port.isdigit():
-                continue
-            users = fields[5] if len(fields) > 5 else ""
-            names = [part.split('"')[1] for part in users.split("((", 1)[-1].split("),(") if '"' in part]
-            ports.setdefault(int(port), [])
-            ports[int(port)] += [name for name in names if name not in ports[int(port)]]
-        return ports
+    listening: dict[int, list[str]] = {}
+    for entry in ports or []:
+        if entry["protocol"] == "tcp":
+            names = listening.setdefault(int(entry["port"]), [])
+            if entry["process"] not in names:
+                names.append(str(entry["process"]))
+    return listening
 
 
 class Reachable(FactBase):

@@ -1,7 +1,7 @@
 """testinfra checks on one host, per checkpoint. Each takes a testinfra host and returns Results.
 
-Commands are batched (one `docker inspect` for every container, one `ss` for every port) so that
-a host costs a handful of round trips over one shared SSH connection.
+Containers, ports and processes are read with the deploys' own facts (validate/probes.py): one
+`docker inspect` for every container, one `ss` for every port, over one shared SSH connection.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from deploys.containers import ContainerSpec
 from deploys.prerequisites import PORT_OWNERS
 from deploys.specs import container_specs
 from deploys.topology import Cluster, Node
-from facts.containers import COMPONENT_LABEL, SPEC_LABEL
+from facts.containers import COMPONENT_LABEL, SPEC_LABEL, Containers
 from facts.processes import BareMetalRayProcesses
+from facts.resources import ListeningPorts, tcp_listeners
 from templates import TEMPLATES
+from validate.probes import read_fact
 from validate.results import NOT_DEPLOYED, Result, failed, passed, verdict
 
 DOCKER = "docker-installation"
@@ -75,18 +77,6 @@ def docker_installation(host, node: Node) -> list[Result]:
     return results
 
 
-def inspect_containers(host, names: list[str]) -> dict[str, dict]:
-    """`docker inspect` of NAMES that exist, by name (one command)."""
-    if not names:
-        return {}
-    output = host.run("docker inspect --type container " + " ".join(names) + " 2>/dev/null").stdout
-    try:
-        found = json.loads(output or "[]")
-    except ValueError:
-        return {}
-    return {item["Name"].lstrip("/"): item for item in found}
-
-
 def container_result(
     checkpoint: str,
     node: Node,
@@ -99,25 +89,22 @@ def container_result(
     check = f"container {name}"
     if found is None:
         return failed(checkpoint, check, node.name, "missing: run the checkpoint " + checkpoint)
-    state = found["State"]
-    labels = found["Config"].get("Labels") or {}
+    labels, health, policy = found["labels"], found["health"], found["restart_policy"]
     problems = []
-    if not state.get("Running"):
-        problems.append(f"not running ({state.get('Status')}, exit code {state.get('ExitCode')})")
-    health = (state.get("Health") or {}).get("Status")
+    if not found["running"]:
+        problems.append(f"not running ({found['status']}, exit code {found['exit_code']})")
     if health == "unhealthy":
         problems.append("unhealthy (docker inspect --format '{{json .State.Health}}' " + name + ")")
     if COMPONENT_LABEL not in labels:
         problems.append("not created by raydeploy (no raydeploy.component label)")
     if spec is not None:
-        if found["Config"]["Image"] != spec.image:
-            problems.append(f"image {found['Config']['Image']}, the inventory says {spec.image}")
+        if found["image"] != spec.image:
+            problems.append(f"image {found['image']}, the inventory says {spec.image}")
         if labels.get(SPEC_LABEL) != spec.digest():
             problems.append("its spec differs from what the inventory would deploy now (re-run " + checkpoint + ")")
-    policy = found["HostConfig"]["RestartPolicy"]["Name"]
     if policy != restart:
         problems.append(f"restart policy {policy}, the inventory says {restart}")
-    detail = f"running {found['Config']['Image']}, restart {policy}" + (f", {health}" if health else "")
+    detail = f"running {found['image']}, restart {policy}" + (f", {health}" if health else "")
     if spec is None and why_no_spec:
         detail += f" (spec not compared: {why_no_spec})"
     return verdict(checkpoint, check, node.name, problems, detail)
@@ -133,16 +120,8 @@ def expected_specs(
 
 
 def listening_ports(host) -> set[int]:
-    output = host.run("ss -ltnH 2>/dev/null || netstat -ltn 2>/dev/null").stdout
-    ports = set()
-    for line in output.splitlines():
-        for field in line.split():
-            if ":" in field:
-                tail = field.rsplit(":", 1)[1]
-                if tail.isdigit():
-                    ports.add(int(tail))
-                break
-    return ports
+    """The TCP ports something listens on, read as prerequisites-check reads them."""
+    return set(tcp_listeners(read_fact(host, ListeningPorts)))
 
 
 def ray_deployment(host, node: Node, cluster: Cluster, secret_of: Callable[[str], str]) -> list[Result]:
@@ -151,7 +130,7 @@ def ray_deployment(host, node: Node, cluster: Cluster, secret_of: Callable[[str]
     if not wanted:
         return [Result(RAY, "ray containers", node.name, NOT_DEPLOYED, "a monitoring-only host runs no Ray")]
     specs, why = expected_specs(node, cluster, secret_of)
-    found = inspect_containers(host, wanted)
+    found = read_fact(host, Containers)
     results = [
         container_result(RAY, node, name, found.get(name), specs.get(name), settings.container_restart_policy, why)
         for name in wanted
@@ -198,7 +177,7 @@ def monitoring_deployment(host, node: Node, cluster: Cluster, secret_of: Callabl
     if not running:
         return results
     specs, why = expected_specs(node, cluster, secret_of)
-    found = inspect_containers(host, running)
+    found = read_fact(host, Containers)
     ports = listening_ports(host)
     for name in running:
         result = container_result(
@@ -220,16 +199,12 @@ def prerequisites(host, node: Node) -> list[Result]:
 
 def cleanup(host, node: Node) -> list[Result]:
     """No leftovers cleanup-existing would remove: older deployments' containers, Ray outside containers."""
-    listing = host.run(
-        f"docker ps -a --format '{{{{.Names}}}}\t{{{{.Image}}}}\t{{{{.Label \"{COMPONENT_LABEL}\"}}}}' 2>/dev/null"
-    ).stdout
-    problems = []
-    for line in listing.splitlines():
-        name, image, component = ([*line.split("\t"), "", ""])[:3]
-        if not component and is_legacy_container(name, image):
-            problems.append(f"container {name} ({image}) from an older deployment")
-    bare = BareMetalRayProcesses()
-    processes = bare.process(host.run(bare.command()).stdout.splitlines())
+    problems = [
+        f"container {name} ({found['image']}) from an older deployment"
+        for name, found in read_fact(host, Containers).items()
+        if COMPONENT_LABEL not in found["labels"] and is_legacy_container(name, found["image"])
+    ]
+    processes = read_fact(host, BareMetalRayProcesses)
     problems += [f"process {pid} is Ray outside a container: {command[:80]}" for pid, command in processes.items()]
     if problems:
         problems.append("run the cleanup-existing checkpoint")

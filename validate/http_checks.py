@@ -12,7 +12,9 @@ from collections.abc import Callable
 import requests
 
 from deploys.topology import Cluster
-from facts.prometheus import describe_down
+from facts import ray_answers
+from facts.prometheus_answers import TARGETS_PATH, describe_down, targets
+from facts.ray_answers import NODES_PATH
 from validate.results import CLUSTER, NOT_DEPLOYED, Result, failed, passed, verdict
 
 RAY = "ray-deployment"
@@ -53,15 +55,14 @@ def expected_ray_version(cluster: Cluster) -> str | None:
     return version if version[:1].isdigit() else None
 
 
-def alive_nodes(cluster: Cluster, headers: dict[str, str]) -> list[dict]:
-    """The head's alive nodes from Ray's state API (each with node_ip and resources_total)."""
-    response = _get(
-        f"{dashboard_url(cluster)}/api/v0/nodes",
-        params={"limit": 1000, "filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE", "detail": 1},
-        headers=headers,
-    )
+def alive_nodes(cluster: Cluster, headers: dict[str, str]) -> dict[str, dict]:
+    """The head's alive nodes by IP (each with node_id and resources), asked as the deploys ask them."""
+    response = _get(f"{dashboard_url(cluster)}{NODES_PATH}", headers=headers)
     response.raise_for_status()
-    return response.json()["data"]["result"]["result"]
+    nodes = ray_answers.alive_nodes(response.text)
+    if nodes is None:
+        raise ValueError(f"not an answer of Ray's state API: {response.text[:200]!r}")
+    return nodes
 
 
 def ray_dashboard(cluster: Cluster, secret_of: Callable[[str], str], seen: dict | None = None) -> list[Result]:
@@ -90,22 +91,21 @@ def ray_dashboard(cluster: Cluster, secret_of: Callable[[str], str], seen: dict 
         return [*results, failed(RAY, "ray nodes alive", CLUSTER, f"{url}/api/v0/nodes: {error}")]
     if seen is not None:
         seen["alive_nodes"] = nodes
-    alive = {str(node.get("node_ip")): node for node in nodes}
     missing = [
         f"{n.name} ({n.settings.cluster_address}) not alive"
         for n in cluster.nodes
-        if n.settings.cluster_address not in alive
+        if n.settings.cluster_address not in nodes
     ]
     expected_addresses = {n.settings.cluster_address for n in cluster.nodes}
-    strangers = sorted(set(alive) - expected_addresses)
+    strangers = sorted(set(nodes) - expected_addresses)
     problems = missing + ([f"alive but not in the inventory: {', '.join(strangers)}"] if strangers else [])
     results.append(
         verdict(RAY, "ray nodes alive", CLUSTER, problems, f"{len(cluster.nodes)} of {len(cluster.nodes)} alive")
     )
     totals = {"CPU": 0.0, "memory": 0.0, "object_store_memory": 0.0}
-    for node in nodes:
+    for node in nodes.values():
         for key in totals:
-            totals[key] += float((node.get("resources_total") or {}).get(key, 0))
+            totals[key] += node["resources"].get(key, 0.0)
     problems = []
     if cluster.expected_cpus is not None and totals["CPU"] != cluster.expected_cpus:
         problems.append(f"{totals['CPU']:g} CPUs, the inventory expects {cluster.expected_cpus}")
@@ -140,15 +140,15 @@ def prometheus(cluster: Cluster) -> list[Result]:
         ready = _get(f"{url}/-/ready")
         if ready.status_code != 200:
             return [failed(MONITORING, "prometheus", CLUSTER, f"{url}/-/ready answered {ready.status_code}")]
-        response = _get(f"{url}/api/v1/targets", params={"state": "active"})
+        response = _get(f"{url}{TARGETS_PATH}")
         response.raise_for_status()
-        targets = response.json()["data"]["activeTargets"]
-    except (requests.RequestException, ValueError, KeyError, TypeError) as error:
+        found = targets(response.text)
+    except (requests.RequestException, ValueError) as error:
         return [failed(MONITORING, "prometheus", CLUSTER, f"{url}: {error}")]
     results = [passed(MONITORING, "prometheus", CLUSTER, f"{url}: ready")]
-    down = [describe_down(t) for t in targets if t.get("health") != "up"]
-    results.append(verdict(MONITORING, "prometheus targets up", CLUSTER, down, f"{len(targets)} targets up"))
-    ray_nodes = {t.get("labels", {}).get("node") for t in targets if t.get("labels", {}).get("job") == "ray"}
+    down = [describe_down(t) for t in found if t["health"] != "up"]
+    results.append(verdict(MONITORING, "prometheus targets up", CLUSTER, down, f"{len(found)} targets up"))
+    ray_nodes = {t["node"] for t in found if t["job"] == "ray"}
     missing = [node.name for node in cluster.nodes if node.name not in ray_nodes]
     results.append(
         verdict(

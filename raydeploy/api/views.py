@@ -131,10 +131,7 @@ def node_infos(served: Service) -> tuple[list[dict], object]:
     loaded = served.loaded()
     cluster = loaded.cluster
     try:
-        alive = {
-            str(node.get("node_ip"))
-            for node in http_checks.alive_nodes(cluster, http_checks.ray_headers(cluster, SecretReader(cluster)))
-        }
+        alive = set(http_checks.alive_nodes(cluster, http_checks.ray_headers(cluster, SecretReader(cluster))))
         known = True
     except Exception:  # the head does not answer: nobody's state is known
         alive, known = set(), False
@@ -237,7 +234,10 @@ def compute_health(inventory: str, store: StateStore) -> dict:
 
 
 def node_facts(loaded, name: str) -> tuple[dict, list[dict]]:
-    """(system_info, containers) of host NAME over SSH; empty with an "error" when it cannot be reached."""
+    """(system_info, containers) of host NAME over SSH; empty with an "error" when it cannot be reached.
+
+    Read with the deploys' own facts (validate/probes.py), so the API shows what they see.
+    """
     import tempfile
 
     import testinfra
@@ -248,23 +248,41 @@ def node_facts(loaded, name: str) -> tuple[dict, list[dict]]:
         config = write_ssh_config({name: loaded.ssh[name]}, Path(scratch))
         host = testinfra.get_host(f"ssh://{name}", ssh_config=str(config))
         try:
-            facts = host.run(
-                'set -e; . /etc/os-release; echo "$PRETTY_NAME"; python3 --version 2>&1; '
-                "awk '/MemTotal/ {printf \"%.1f GiB\\n\", $2/1048576}' /proc/meminfo; "
-                "df -h --output=avail / | tail -1 | tr -d ' '; nproc; "
-                "docker ps -a --format '{{.Names}}\t{{.Status}}\t{{.Image}}' 2>/dev/null || true"
-            )
+            return _system_info(host), _containers(host)
         except RuntimeError as error:
             return {"error": f"cannot reach {name}: {error}"}, []
         finally:
             subprocess.run(["ssh", "-F", str(config), "-O", "exit", name], capture_output=True, check=False)
-    if facts.rc != 0:
-        return {"error": f"cannot read facts of {name}: {facts.stderr.strip()[:300]}"}, []
-    lines = facts.stdout.splitlines()
-    system = dict(zip(("os", "python", "memory", "disk_free", "cpu_cores"), lines[:5], strict=False))
-    containers = []
-    for line in lines[5:]:
-        parts = line.split("\t")
-        if len(parts) == 3:
-            containers.append({"name": parts[0], "status": parts[1], "image": parts[2]})
-    return system, containers
+
+
+def _system_info(host) -> dict:
+    from pyinfra.facts.server import Command, OsRelease
+
+    from facts.resources import HostResources
+    from validate.probes import read_fact
+
+    resources = read_fact(host, HostResources, path="/")
+    if not resources:
+        return {"error": "cannot read the host's resources"}
+    return {
+        "os": (read_fact(host, OsRelease) or {}).get("pretty_name"),
+        "python": read_fact(host, Command, command="python3 --version 2>&1"),
+        "memory": f"{resources['memory_mb'] / 1024:.1f} GiB",
+        "disk_free": f"{resources['disk_free_gb']} GiB",
+        "cpu_cores": str(resources["cpus"]),
+    }
+
+
+def _containers(host) -> list[dict]:
+    from facts.containers import Containers
+    from validate.probes import read_fact
+
+    found = read_fact(host, Containers)
+    return [
+        {
+            "name": name,
+            "status": found[name]["status"] + (f" ({health})" if (health := found[name]["health"]) else ""),
+            "image": found[name]["image"],
+        }
+        for name in sorted(found)
+    ]

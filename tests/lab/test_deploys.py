@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import time
 
 import requests
@@ -63,6 +64,34 @@ def test_docker_ce_source_plans_dockers_own_repository(fresh_lab):
     assert "Install docker.io" not in output
 
 
+def test_docker_ce_repository_names_each_hosts_own_architecture(fresh_lab):
+    worker = fresh_lab.host("worker-1")
+    # worker-1's dpkg answers as an arm64 host's would; everything else it does is the real dpkg.
+    shim = ["#!/bin/sh", '[ "$1" = --print-architecture ] && exec echo arm64', 'exec /usr/bin/dpkg "$@"']
+    worker.check_output(f"printf '%s\\n' {' '.join(shlex.quote(line) for line in shim)} > /usr/local/bin/dpkg")
+    worker.check_output("chmod +x /usr/local/bin/dpkg")
+    try:
+        assert worker.check_output("dpkg --print-architecture") == "arm64"
+        result = fresh_lab.pyinfra(
+            "inventories/lab.py",
+            "deploys/docker-installation.py",
+            "--dry",
+            "--diff",
+            "--data",
+            "docker_source=docker-ce",
+        )
+    finally:
+        worker.check_output("rm -f /usr/local/bin/dpkg")
+    output = result.stdout + result.stderr
+    planned = dict(
+        re.findall(
+            r"\[([\w-]+)\]\s+Will create /etc/apt/sources.list.d/docker.list\n.*\n\s+\+ deb \[arch=(\w+) ", output
+        )
+    )
+    assert planned == {"head": "amd64", "worker-1": "arm64", "worker-2": "amd64"}, output
+    assert not worker.file("/etc/apt/sources.list.d/docker.list").exists
+
+
 def test_full_deploy_brings_up_three_alive_nodes_with_their_cpus(deployed):
     nodes = deployed.wait_for_alive(3)
     state = deployed.lab.state()
@@ -99,7 +128,7 @@ def test_second_run_changes_nothing_and_asks_each_host_for_its_containers_twice(
     result = deploy(deployed.lab, "deploys/ray.py", "--debug")
     assert grand_total(result.output) == (0, 0), changed_operations(result.output)
     # Once for every operation of the run (nothing changed the host since), once for final validation.
-    asked = re.findall(r"Running command on ([\w-]+): .*docker ps --all --quiet", result.output)
+    asked = re.findall(r"Running command on ([\w-]+): .*docker ps -qa", result.output)
     assert {name: asked.count(name) for name in ("head", "worker-1", "worker-2")} == {
         "head": 2,
         "worker-1": 2,
@@ -134,6 +163,21 @@ def test_a_restarted_head_recovers_the_cluster_without_a_redeploy(deployed):
     deployed.wait_for_alive(3, timeout_s=120)
     for name, started in workers_before.items():
         assert deployed.container(name, "ray-worker")["State"]["StartedAt"] == started, f"{name}'s worker restarted"
+
+
+def test_right_after_ray_deployment_ray_status_lists_every_node(deployed):
+    # `ray status` reads the autoscaler's report, which lags the node table by seconds: the deploy's
+    # wait ends only once it agrees. New CPU counts recreate every Ray container, so all rejoin.
+    result = deploy(deployed.lab, "deploys/ray-deployment.py", "--data", "ray_num_cpus=1")
+    try:
+        assert "Ray cluster | Ray head container" in changed_operations(result.output), result.output
+        head = deployed.lab.host("head")
+        for _ in range(4):
+            status = head.check_output("docker exec ray-head ray status")
+            assert len(re.findall(r"^ 1 node_[0-9a-f]{56}$", status, re.M)) == 3, status
+            assert re.search(r"^ 0\.0/3\.0 CPU$", status, re.M), status  # the new nodes, one CPU each
+    finally:
+        assert grand_total(deploy(deployed.lab).output)[1] == 0  # back to the lab's settings
 
 
 def test_a_new_ray_image_tag_recreates_the_ray_containers_and_nothing_else(deployed, engine):

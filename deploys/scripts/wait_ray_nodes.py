@@ -1,0 +1,82 @@
+"""Run on the Ray head host: wait until every expected node is alive, serves its metrics, and is
+listed by `ray status`; exit 1 naming what is missing after the timeout.
+
+    python3 wait_ray_nodes.py EXPECTED_JSON DASHBOARD_PORT TIMEOUT_S
+
+EXPECTED_JSON maps each node's cluster address to [its name, its metrics export port]. The node
+table answers first; `ray status` (what an operator looks at) lags it by a few seconds, so the wait
+ends only when both agree.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from deploys.scripts.polling import wait_until
+from facts.ray_answers import NODES_PATH, STATUS_PATH, alive_nodes, head_query, status_active_nodes
+
+HEAD = "ray-head"
+
+
+def not_ready(
+    expected: dict[str, tuple[str, int]],
+    alive: dict[str, dict],
+    active: set[str] | None,
+    exporting: set[str],
+) -> list[str]:
+    """What keeps the cluster from being ready, one entry per node and reason; [] when ready.
+
+    + expected: cluster address -> (node name, metrics export port)
+    + alive: the node table's ALIVE nodes, by address
+    + active: the node ids `ray status` lists as Active (None: no answer)
+    + exporting: the addresses whose metrics port answers
+    """
+    missing = []
+    for address, (name, metrics_port) in expected.items():
+        node = alive.get(address)
+        if node is None:
+            missing.append(f"{name} ({address}) not alive")
+            continue
+        if address not in exporting:
+            missing.append(f"{name} ({address}: metrics port {metrics_port})")
+        if active is None or node["node_id"] not in active:
+            missing.append(f"{name} ({address}) not yet in `ray status`")
+    if active is not None:
+        # An old node id still listed (a recreated node) would show the operator one node too many.
+        stale = active - {node["node_id"] for node in alive.values()}
+        missing += [f"`ray status` still lists node {node_id[:12]}, not alive" for node_id in sorted(stale)]
+    return missing
+
+
+def _shell(command: str) -> str:
+    return subprocess.run(command, shell=True, capture_output=True, text=True).stdout
+
+
+def _exporting(address: str, metrics_port: int) -> bool:
+    url = f"http://{address}:{metrics_port}/metrics"
+    probe = ["docker", "exec", HEAD, "curl", "-sf", "--max-time", "3", "-o", "/dev/null", url]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def main(arguments: list[str]) -> int:
+    expected = {address: (name, int(port)) for address, (name, port) in json.loads(arguments[0]).items()}
+    dashboard_port, timeout_s = int(arguments[1]), float(arguments[2])
+
+    def missing_now() -> list[str]:
+        alive = alive_nodes(_shell(head_query(HEAD, dashboard_port, NODES_PATH))) or {}
+        active = status_active_nodes(_shell(head_query(HEAD, dashboard_port, STATUS_PATH)))
+        exporting = {
+            address for address, (_, port) in expected.items() if address in alive and _exporting(address, port)
+        }
+        return not_ready(expected, alive, active, exporting)
+
+    status = wait_until(missing_now, timeout_s, "Ray nodes not ready")
+    if status == 0:
+        print(f"all {len(expected)} Ray nodes alive, exporting metrics and listed by `ray status`")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

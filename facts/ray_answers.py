@@ -1,0 +1,71 @@
+"""What the Ray head's dashboard answers about the cluster, read into plain data.
+
+Plain Python, no pyinfra: the RayNodes and RayStatus facts, validate, the API and the wait script
+that runs on the head host (deploys/scripts/wait_ray_nodes.py) all use these, so each question is
+asked with one query and read by one parser.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+# Ray's state API asks the GCS for its node table (the dashboard's /nodes summary is a cache that lags).
+NODES_PATH = "/api/v0/nodes?limit=1000&detail=1&filter_keys=state&filter_predicates=%3D&filter_values=ALIVE"
+# What `ray status` prints, read by the dashboard from the same GCS key (the autoscaler monitor's
+# report, rewritten every few seconds): it lags the node table.
+STATUS_PATH = "/api/cluster_status?format=1"
+
+
+def head_query(container: str, port: int, path: str) -> str:
+    """A shell command printing the dashboard's answer at PATH, asked inside the head CONTAINER ('{}' if none).
+
+    The token comes from the container's own environment, so it never appears on a command line.
+    """
+    query = (
+        'curl -sf --max-time 5 ${RAY_AUTH_TOKEN:+-H "Authorization: Bearer $RAY_AUTH_TOKEN"} '
+        f"{shlex.quote(f'http://127.0.0.1:{int(port)}{path}')}"
+    )
+    return f"docker exec {shlex.quote(container)} sh -c {shlex.quote(query)} 2>/dev/null || echo '{{}}'"
+
+
+def alive_nodes(answer: str) -> dict[str, dict] | None:
+    """The ALIVE nodes in an answer to NODES_PATH, by node IP; None when it is not one.
+
+    .. code:: python
+
+        {"10.0.0.11": {"node_id": "76b0...", "resources": {"CPU": 2.0, "memory": 2.4e10, ...}}}
+    """
+    try:
+        rows = list(json.loads(answer)["data"]["result"]["result"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    nodes = {}
+    for row in rows:
+        if isinstance(row, dict) and row.get("state") == "ALIVE" and row.get("node_ip"):
+            nodes[str(row["node_ip"])] = {
+                "node_id": str(row.get("node_id", "")),
+                "resources": {key: float(value) for key, value in (row.get("resources_total") or {}).items()},
+            }
+    return nodes
+
+
+def status_active_nodes(answer: str) -> set[str] | None:
+    """The node ids `ray status` lists as Active, from an answer to STATUS_PATH; None when it is not one.
+
+    The report is text for people, and the only form in which Ray gives the node ids it lists.
+    """
+    try:
+        report = json.loads(answer)["data"]["clusterStatus"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(report, str) or "\nActive:\n" not in report:
+        return None
+    active = set()
+    for line in report.split("\nActive:\n", 1)[1].splitlines():
+        fields = line.split()
+        if not line.startswith(" "):  # the next section ("Pending:")
+            break
+        if len(fields) == 2 and fields[1].startswith("node_"):
+            active.add(fields[1].removeprefix("node_"))
+    return active
