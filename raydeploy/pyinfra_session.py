@@ -20,6 +20,11 @@ Exit codes: 0 ran (or planned) without a failed host, 1 a host failed or pyinfra
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # the child process: gevent's patches first, as pyinfra's CLI does (see CHILD_ONLY)
+    from gevent import monkey
+
+    monkey.patch_all()
+
 import argparse
 import contextlib
 import hashlib
@@ -44,13 +49,12 @@ from pyinfra.api.output import set_echo, set_formatter
 from pyinfra.api.state import StateStage
 from pyinfra.api.util import get_file_sha256
 from pyinfra.context import ctx_config, ctx_host, ctx_inventory, ctx_state
-from pyinfra_cli.inventory import make_inventory
-from pyinfra_cli.log import setup_logging
-from pyinfra_cli.prints import pretty_op_name
-from pyinfra_cli.util import load_deploy_file
 
 from raydeploy.plans import PLAN_FORMAT, digest_of
 
+# CHILD_ONLY: importing pyinfra_cli patches the standard library for gevent (threads, sockets), which
+# would hang the process that imports this module for its plan data (the API, tests); only the child
+# process, which runs pyinfra, imports it, inside the functions that need it.
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 4
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 REDACTED = "<secret>"
@@ -151,6 +155,7 @@ def host_operations(state: Any, host: Any, secrets: list[str]) -> list[dict[str,
 
 
 def operation_name(state: Any, op_hash: str) -> str:
+    from pyinfra_cli.prints import pretty_op_name  # see CHILD_ONLY
 
     return ANSI.sub("", pretty_op_name(state.op_meta[op_hash]))
 
@@ -219,6 +224,8 @@ def _changed(meta: Any) -> str:
 @contextlib.contextmanager
 def pyinfra_state(options: argparse.Namespace, check_for_changes: bool) -> Iterator[Any]:
     """pyinfra's state for OPTIONS' inventory, connected to its hosts, as the `pyinfra` command makes it."""
+    from pyinfra_cli.inventory import make_inventory  # see CHILD_ONLY
+
     pyinfra.is_cli = True  # deploy files call operations at their top level, as under the CLI
     cwd = os.getcwd()
     if cwd not in sys.path:
@@ -247,6 +254,8 @@ def pyinfra_state(options: argparse.Namespace, check_for_changes: bool) -> Itera
 
 def prepare(state: Any, deploy_file: str) -> dict[str, Any] | None:
     """Load DEPLOY_FILE for every active host (pyinfra's prepare stage); a failure it raised, or None."""
+
+    from pyinfra_cli.util import load_deploy_file  # see CHILD_ONLY
 
     logger.info("--> Preparing operation files...")
     state.set_stage(StateStage.Prepare)
@@ -296,6 +305,8 @@ def session(options: argparse.Namespace) -> tuple[dict[str, Any], int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+
+    from pyinfra_cli.log import setup_logging  # see CHILD_ONLY
 
     options = arguments(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
