@@ -5,7 +5,8 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
             no lab image and no download cache (it removes the raydeploy-lab/* images: every lab
             on the machine rebuilds them next time).
   deploy    on --runs fresh labs: `raydeploy deploy --auto-approve`, in total and per checkpoint,
-            then pyinfra's no-op re-run (must change nothing) and dry run (`--dry`) of deploys/ray.py.
+            then pyinfra's no-op re-run (must change nothing) and dry run (`--dry`) of deploys/ray.py,
+            then `raydeploy deploy --auto-approve` again (a no-op run through the wrapper).
   validate  on one fresh deployed lab: `raydeploy validate --health-only` (at least 5 runs) and the
             full `raydeploy validate` with the smoke job.
   peer      on --runs fresh labs with Docker installed (not counted): Ray's own launcher

@@ -64,7 +64,7 @@ def cold_lab_up(workers: int) -> float:
 def scenario_deploy(runs: int, workers: int) -> dict:
     """On RUNS fresh labs: `raydeploy deploy --auto-approve` (total and per checkpoint), then pyinfra's
     no-op re-run and dry run of the full deploy."""
-    full, noop, dry = [], [], []
+    full, noop, dry, wrapper_noop = [], [], [], []
     per_checkpoint: dict[str, list[float]] = {}
     for index in range(runs):
         with fresh_lab(f"rdbench-deploy-{index}", workers) as lab:
@@ -79,13 +79,17 @@ def scenario_deploy(runs: int, workers: int) -> dict:
                 per_checkpoint.setdefault(name, []).append(seconds)
             noop.append(timed(FULL_DEPLOY, lab.env, expect_no_change=True))
             dry.append(timed(DRY_DEPLOY, lab.env))
+            wrapper_noop.append(timed(WRAPPER_DEPLOY, lab.env))
         steps = ", ".join(f"{name} {seconds:.1f}" for name, seconds in checkpoints.items())
-        print(f"deploy run {index + 1}: full {full[-1]:.1f} s ({steps}), no-op {noop[-1]:.1f} s, dry {dry[-1]:.1f} s")
+        print(
+            f"deploy run {index + 1}: full {full[-1]:.1f} s ({steps}), no-op {noop[-1]:.1f} s, dry {dry[-1]:.1f} s, "
+            f"raydeploy deploy again {wrapper_noop[-1]:.1f} s"
+        )
     figures = {"full_deploy": figure(full)}
     figures |= {f"checkpoint {name}": figure(samples) for name, samples in per_checkpoint.items()}
     planning = [total - sum(samples[i] for samples in per_checkpoint.values()) for i, total in enumerate(full)]
     figures["plans, approvals and state (the rest)"] = figure(planning)
-    figures |= {"noop_rerun": figure(noop), "dry_run": figure(dry)}
+    figures |= {"noop_rerun": figure(noop), "dry_run": figure(dry), "wrapper_noop_rerun": figure(wrapper_noop)}
     return {"figures": figures}
 
 
