@@ -69,3 +69,24 @@ def status_active_nodes(answer: str) -> set[str] | None:
         if len(fields) == 2 and fields[1].startswith("node_"):
             active.add(fields[1].removeprefix("node_"))
     return active
+
+
+def status_total(answer: str, resource: str = "CPU") -> float | None:
+    """The total of RESOURCE `ray status` reports ("Total Usage:  0.0/6.0 CPU"); None when it reports none.
+
+    It lags the node table too: right after nodes were recreated it may still count the old ones.
+    """
+    try:
+        report = json.loads(answer)["data"]["clusterStatus"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(report, str):
+        return None
+    for line in report.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1] == resource and "/" in fields[0]:
+            try:
+                return float(fields[0].split("/", 1)[1])
+            except ValueError:
+                return None
+    return None

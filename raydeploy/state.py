@@ -99,6 +99,11 @@ CREATE TABLE IF NOT EXISTS approvals (
 """
 
 
+# Lock id -> the descriptor holding its flock. Per process, as flock(2) is: the API takes a run's lock
+# in the request's thread and the run's thread, with its own StateStore, gives it back.
+HELD: dict[str, int] = {}
+
+
 class StateError(Exception):
     """The state directory cannot be used; the message says why and what to do."""
 
@@ -129,7 +134,6 @@ def default_state_dir(inventory: str) -> Path:
 class StateStore:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
-        self._held: dict[str, int] = {}  # lock id -> the descriptor holding the flock
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.directory / "logs").mkdir(exist_ok=True, mode=0o700)
         (self.directory / "approvals").mkdir(exist_ok=True, mode=0o700)
@@ -381,12 +385,12 @@ class StateStore:
         lock = Lock(uuid.uuid4().hex[:12], run_id, os.getpid(), socket.gethostname(), now_utc())
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(lock.__dict__).encode(), 0)
-        self._held[lock.lock_id] = descriptor
+        HELD[lock.lock_id] = descriptor
         return lock
 
     def release(self, lock: Lock) -> None:
-        """Give back LOCK, if this store holds it (never another run's)."""
-        descriptor = self._held.pop(lock.lock_id, None)
+        """Give back LOCK, if this process holds it (never another run's)."""
+        descriptor = HELD.pop(lock.lock_id, None)
         if descriptor is None:
             return
         os.ftruncate(descriptor, 0)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 from deploys.scripts.polling import wait_until
-from facts.ray_answers import NODES_PATH, STATUS_PATH, alive_nodes, head_query, status_active_nodes
+from facts.ray_answers import NODES_PATH, STATUS_PATH, alive_nodes, head_query, status_active_nodes, status_total
 
 HEAD = "ray-head"
 
@@ -25,6 +25,7 @@ def not_ready(
     alive: dict[str, dict],
     active: set[str] | None,
     exporting: set[str],
+    status_cpus: float | None = None,
 ) -> list[str]:
     """What keeps the cluster from being ready, one entry per node and reason; [] when ready.
 
@@ -32,6 +33,7 @@ def not_ready(
     + alive: the node table's ALIVE nodes, by address
     + active: the node ids `ray status` lists as Active (None: no answer)
     + exporting: the addresses whose metrics port answers
+    + status_cpus: the CPUs `ray status` counts (None: not known)
     """
     missing = []
     for address, (name, metrics_port) in expected.items():
@@ -47,6 +49,10 @@ def not_ready(
         # An old node id still listed (a recreated node) would show the operator one node too many.
         stale = active - {node["node_id"] for node in alive.values()}
         missing += [f"`ray status` still lists node {node_id[:12]}, not alive" for node_id in sorted(stale)]
+    cpus = sum(node["resources"].get("CPU", 0.0) for node in alive.values())
+    if status_cpus is not None and abs(status_cpus - cpus) > 1e-6:
+        # Its totals lag its node list: right after a recreate it still counts the old nodes' CPUs.
+        missing.append(f"`ray status` counts {status_cpus:g} CPUs, the alive nodes have {cpus:g}")
     return missing
 
 
@@ -66,11 +72,11 @@ def main(arguments: list[str]) -> int:
 
     def missing_now() -> list[str]:
         alive = alive_nodes(_shell(head_query(HEAD, dashboard_port, NODES_PATH))) or {}
-        active = status_active_nodes(_shell(head_query(HEAD, dashboard_port, STATUS_PATH)))
+        status = _shell(head_query(HEAD, dashboard_port, STATUS_PATH))
         exporting = {
             address for address, (_, port) in expected.items() if address in alive and _exporting(address, port)
         }
-        return not_ready(expected, alive, active, exporting)
+        return not_ready(expected, alive, status_active_nodes(status), exporting, status_total(status, "CPU"))
 
     status = wait_until(missing_now, timeout_s, "Ray nodes not ready")
     if status == 0:

@@ -18,7 +18,7 @@ from facts.containers import container_views, image_ids
 from facts.prometheus import PrometheusTargets
 from facts.prometheus_answers import describe_down, targets
 from facts.ray import RayNodes, RayStatus
-from facts.ray_answers import alive_nodes, status_active_nodes
+from facts.ray_answers import alive_nodes, status_active_nodes, status_total
 from facts.resources import ListeningPorts, tcp_listeners
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -80,6 +80,21 @@ def test_the_ray_wait_names_dead_nodes_silent_metrics_and_ids_ray_status_still_l
     ]
     assert not_ready(EXPECTED, alive, active, {HEAD, WORKER_2}) == [f"worker-1 ({WORKER_1}: metrics port 44217)"]
     assert len(not_ready(EXPECTED, alive, None, set(EXPECTED))) == 3
+
+
+def test_the_ray_wait_goes_on_while_ray_status_counts_the_cpus_of_nodes_that_are_gone():
+    alive = alive_nodes(captured("ray_nodes.json"))
+    settled = captured("ray_status.json")
+    cpus = status_total(settled, "CPU")
+    assert cpus == sum(node["resources"]["CPU"] for node in alive.values())
+    assert not_ready(EXPECTED, alive, status_active_nodes(settled), set(EXPECTED), cpus) == []
+    # Seen on the lab right after a recreate with one CPU a node: three nodes listed, 7 CPUs counted.
+    stale = settled.replace(f"0.0/{cpus:.1f} CPU", "0.0/7.0 CPU")
+    assert status_total(stale, "CPU") == 7.0
+    assert not_ready(EXPECTED, alive, status_active_nodes(stale), set(EXPECTED), status_total(stale, "CPU")) == [
+        f"`ray status` counts 7 CPUs, the alive nodes have {cpus:g}"
+    ]
+    assert status_total("{}") is None
 
 
 def test_prometheus_targets_are_read_with_their_job_node_health_and_last_scrape():

@@ -256,3 +256,11 @@ def test_two_processes_appending_to_the_audit_trail_at_once_never_fork_its_chain
     events = store.audit.events()
     assert len(events) == 300 and [event.seq for event in events] == list(range(1, 301))
     assert store.audit.verify() == []
+
+
+def test_a_lock_taken_by_one_store_is_given_back_by_another_of_the_same_process(store):
+    # The API takes a run's lock in the request's thread; the run's thread, with its own store, releases it.
+    lock = store.acquire("run-api", "alice")
+    StateStore(store.directory).release(lock)
+    assert store.current_lock() is None
+    assert store.acquire("run-next", "bob").run_id == "run-next"
