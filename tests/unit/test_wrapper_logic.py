@@ -264,3 +264,39 @@ def test_a_lock_taken_by_one_store_is_given_back_by_another_of_the_same_process(
     StateStore(store.directory).release(lock)
     assert store.current_lock() is None
     assert store.acquire("run-next", "bob").run_id == "run-next"
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("at", "2020-01-01T00:00:00.000000Z"),
+        ("actor", "mallory"),
+        ("event", "run finished"),
+        ("target", "cleanup-existing"),
+        ("details", '{"reason": "forged"}'),
+    ],
+)
+def test_editing_any_field_of_an_event_is_found(store, column, value):
+    for number in range(3):
+        store.audit.append("alice", "checkpoint started", f"cp-{number}", reason=f"CHG-{number}")
+    with store.db:
+        store.db.execute(f"UPDATE audit SET {column}=? WHERE seq=2", (value,))
+    assert "event 2: its content does not match its hash (edited)" in store.audit.verify()
+
+
+def test_an_edited_event_rehashed_and_rechained_is_still_found(store):
+    # Whoever edits event 2 can recompute its hash and point event 3 at it; event 3's own hash covers
+    # the hash it chains to, so the edit still shows.
+    from raydeploy.audit import event_hash
+
+    for number in range(3):
+        store.audit.append("alice", "checkpoint started", f"cp-{number}")
+    seq, at, actor, event, target, _details, prev = store.db.execute(
+        "SELECT seq, at, actor, event, target, details, prev_hash FROM audit WHERE seq=2"
+    ).fetchone()
+    forged_details = '{"reason": "forged"}'
+    forged = event_hash(seq, at, actor, event, target, forged_details, prev)
+    with store.db:
+        store.db.execute("UPDATE audit SET details=?, hash=? WHERE seq=2", (forged_details, forged))
+        store.db.execute("UPDATE audit SET prev_hash=? WHERE seq=3", (forged,))
+    assert store.audit.verify(), "a rehashed and rechained edit went unnoticed"
