@@ -255,9 +255,7 @@ def failed(options: RunOptions, checkpoint: Checkpoint, execution: Execution) ->
     hosts = execution.failed_hosts
     where = f" on {', '.join(hosts)}" if hosts else ""
     lines = [f"{checkpoint.name} failed{where}"]
-    lines += [f"  {host}: {execution.reasons.get(host, 'failed')}" for host in hosts]
-    if execution.error:
-        lines.append(f"  {execution.error}")
+    lines += [f"  {line}" for line in execution.summary.splitlines()]
     if checkpoint.name == "prerequisites-check":
         lines.append("nothing was changed on any host; fix what is named above, then run it again.")
         lines.append(f"resume: {resume_command(options, checkpoint.name, [])}")
