@@ -2,7 +2,8 @@
 
 Authentication and authorisation are dependencies: `Viewer`, `Operator`, `Approver`, `Admin`
 each give the caller's identity or answer 401/403, both recorded in the audit trail (without the
-token). Each token has a request rate limit: a moving window kept by the `limits` library (the
+token). A failed authentication is throttled per client address and recorded once per burst
+(raydeploy.api.failed_auth). Each token has a request rate limit: a moving window kept by the `limits` library (the
 one slowapi is built on; slowapi itself keys requests before authentication, so a forged token
 would be counted and a revoked one answered 429 instead of 401, and it needs a `request` argument
 on every route). Only an authenticated token is counted, and a 429 says when to retry.
@@ -23,6 +24,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from raydeploy.api.errors import ApiError
+from raydeploy.api.failed_auth import DEFAULT_LIMIT, MAX_PATH_CHARS, FailedAuth, request_text
 from raydeploy.api.tokens import Identity, TokenStore
 from raydeploy.checkpoints import NAMES, get
 from raydeploy.plans import Plan, PlanError, make_plan
@@ -36,11 +38,17 @@ class Service:
     """The served inventory and state directory, the rules, and the per-process caches."""
 
     def __init__(
-        self, inventory: str, state_dir: Path, separation_of_duties: bool = True, rate_limit: int | None = None
+        self,
+        inventory: str,
+        state_dir: Path,
+        separation_of_duties: bool = True,
+        rate_limit: int | None = None,
+        failed_auth_limit: int | None = None,
     ):
         self.inventory, self.state_dir = inventory, Path(state_dir)
         self.separation_of_duties = separation_of_duties
         self.rate_limit = rate_limit or DEFAULT_RATE_LIMIT
+        self.failed_auth = FailedAuth(failed_auth_limit or DEFAULT_LIMIT)
         self._local = threading.local()
         self._rate = RateLimitItemPerSecond(self.rate_limit, RATE_WINDOW_S)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
@@ -89,7 +97,7 @@ CheckpointName = Annotated[str, PathParameter(description="A checkpoint's name",
 
 def known_checkpoint(name: str) -> str:
     if name not in NAMES:
-        raise ApiError(404, "NOT_FOUND", f"unknown checkpoint {name!r}", {"valid": list(NAMES)})
+        raise ApiError(404, "NOT_FOUND", f"unknown checkpoint {name[:80]!r}", {"valid": list(NAMES)})
     return name
 
 
@@ -105,14 +113,7 @@ def identify(request: Request, served: Served) -> Identity:
     scheme, _, token = header.partition(" ")
     identity = served.tokens().identify(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
     if identity is None:
-        served.db().audit.append(
-            "anonymous",
-            "api authentication failed",
-            request.url.path,
-            client=request.client.host if request.client else "",
-            reason="no token" if not header else "unknown or revoked token",
-        )
-        raise ApiError(401, "UNAUTHORIZED", "a valid bearer token is required (raydeploy api token create)")
+        unauthenticated(request, served, "no token" if not header else "unknown or revoked token")
     if not served.within_rate(identity.token_id):
         wait = served.retry_after_s(identity.token_id)
         raise ApiError(
@@ -125,11 +126,36 @@ def identify(request: Request, served: Served) -> Identity:
     return identity
 
 
+def unauthenticated(request: Request, served: Served, reason: str) -> None:
+    """401 with RFC 6750's challenge, or 429 once the client's address has failed too often; audited per burst."""
+    client = request.client.host if request.client else "unknown"
+    wait = served.failed_auth.failed(served.db(), client, reason, request.url.path, request.headers.get("user-agent"))
+    if wait is not None:
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            f"more than {served.failed_auth.limit} failed authentications from {client} in "
+            f"{served.failed_auth.window_s} s; retry in {wait} s",
+            {"retry_after_s": wait},
+            headers={"Retry-After": str(wait)},
+        )
+    challenge = 'Bearer realm="raydeploy"' + ("" if reason == "no token" else ', error="invalid_token"')
+    raise ApiError(
+        401,
+        "UNAUTHORIZED",
+        "a valid bearer token is required (raydeploy api token create)",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
 def refuse(
     served: Service, identity: Identity, path: str, message: str, error: str = "FORBIDDEN", **details
 ) -> ApiError:
     """A 403 for IDENTITY on PATH, recorded in the audit trail."""
-    served.db().audit.append(identity.name, "api authorisation refused", path, role=identity.role, why=error, **details)
+    target = request_text(path, MAX_PATH_CHARS)
+    served.db().audit.append(
+        identity.name, "api authorisation refused", target, role=identity.role, why=error, **details
+    )
     return ApiError(403, error, message, details)
 
 

@@ -27,7 +27,7 @@ def known_run(served, run_id: str) -> dict:
     store = served.db()
     found = store.run(run_id)
     if found is None:
-        raise ApiError(404, "NOT_FOUND", f"no run {run_id!r}", {"recent": [r["id"] for r in store.runs(5)]})
+        raise ApiError(404, "NOT_FOUND", f"no run {run_id[:80]!r}", {"recent": [r["id"] for r in store.runs(5)]})
     return found
 
 
