@@ -26,9 +26,7 @@ from raydeploy.state import StateStore
 from tests.conftest import BIN, REPO
 from tests.unit.test_api import LOOPBACK_INVENTORY, assert_error_shape, auth, free_port
 
-SEED = Path("/work/shared/seed/rest-api-spec.yaml")
-if not SEED.exists():
-    SEED = REPO.parent / "shared" / "seed" / "rest-api-spec.yaml"
+SEED = REPO.parent / "shared" / "seed" / "rest-api-spec.yaml"  # the seed's own API document
 
 
 def make_client(tmp_path: Path, inventory: str = "inventories/lab.py", **options) -> TestClient:
