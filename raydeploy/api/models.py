@@ -286,7 +286,7 @@ class AuditEvent(BaseModel):
 class NodeInfo(BaseModel):
     name: str
     ip: str
-    role: Literal["head", "worker", "monitoring"]
+    role: Literal["head", "worker"]
     status: Literal["ONLINE", "OFFLINE", "UNKNOWN"]
     containers: list[str]
 

@@ -143,6 +143,24 @@ def test_a_nodes_checkpoints_carry_no_nulls(tmp_path):
     assert isinstance(status["nodes"]["head"]["timestamp"], str)
 
 
+def test_the_node_list_holds_only_the_seeds_roles_and_a_monitoring_host_has_its_details(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    monitoring = {
+        "ssh_hostname": "127.0.0.1",
+        "ssh_port": free_port(),
+        "ssh_user": "root",
+        "cluster_address": "127.0.0.2",
+    }
+    inventory.write_text(
+        LOOPBACK_INVENTORY.format(port=free_port(), grafana=False) + f"monitoring = [('mon', {monitoring!r})]\n"
+    )
+    client = make_client(tmp_path, str(inventory))
+    listed = client.get("/api/v1/nodes", headers=auth(client.token))
+    assert [(node["name"], node["role"]) for node in listed.json()] == [("head", "head")], listed.text
+    missing = assert_error_shape(client.get("/api/v1/nodes/nope", headers=auth(client.token)), 404, "NOT_FOUND")
+    assert missing["details"]["valid"] == ["head", "mon"]
+
+
 # Defect 7: what answers without a token ------------------------------------------------------------
 
 

@@ -19,8 +19,9 @@ NodeName = Annotated[str, PathParameter(description="A host's name in the invent
 
 @router.get("", response_model=list[models.NodeInfo])
 def list_nodes(served: Served, _: Viewer) -> list[dict]:
-    """The inventory's hosts; ONLINE/OFFLINE is the Ray head's view of each node."""
-    return node_infos(served)[0]
+    """The Ray cluster's nodes (head and workers); ONLINE/OFFLINE is the Ray head's view of each. A host
+    only in the monitoring group is no Ray node (the seed's roles are head and worker): GET /nodes/{name}."""
+    return [info for info in node_infos(served)[0] if info["role"] != "monitoring"]
 
 
 @router.get("/{node_name}", response_model=models.NodeDetails)
