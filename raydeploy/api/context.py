@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
@@ -32,6 +34,10 @@ from raydeploy.state import StateStore
 
 RATE_WINDOW_S = 60
 DEFAULT_RATE_LIMIT = 120  # requests per token per RATE_WINDOW_S
+# Log streams one token may hold open at once: each lives as long as its run and polls the state, so
+# the request rate alone would let a viewer pile up thousands over a long run.
+MAX_STREAMS_PER_TOKEN = 8
+STREAM_RETRY_S = 15
 
 
 class Service:
@@ -52,6 +58,8 @@ class Service:
         self._local = threading.local()
         self._rate = RateLimitItemPerSecond(self.rate_limit, RATE_WINDOW_S)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._streams: dict[str, weakref.WeakSet] = {}
+        self._streams_lock = threading.Lock()
         self.health_cache: dict = {"at": 0.0, "value": None}
         self.health_lock = threading.Lock()
 
@@ -74,6 +82,23 @@ class Service:
         """Whole seconds until TOKEN_ID may make a request again (at least 1)."""
         reset_at = self._limiter.get_window_stats(self._rate, token_id).reset_time
         return max(1, math.ceil(reset_at - time.time()))
+
+    def counted_stream(self, token_id: str, events: AsyncIterator) -> AsyncIterator:
+        """EVENTS (an async generator), counted among TOKEN_ID's open streams; 429 when it holds
+        MAX_STREAMS_PER_TOKEN. A stream counts until it ends or is dropped (weakly held: none can leak)."""
+        with self._streams_lock:
+            held = self._streams.setdefault(token_id, weakref.WeakSet())
+            if sum(1 for stream in held if stream.ag_frame is not None) >= MAX_STREAMS_PER_TOKEN:
+                raise ApiError(
+                    429,
+                    "TOO_MANY_STREAMS",
+                    f"this token holds {MAX_STREAMS_PER_TOKEN} open log streams; close one, or retry in "
+                    f"{STREAM_RETRY_S} s",
+                    {"retry_after_s": STREAM_RETRY_S},
+                    headers={"Retry-After": str(STREAM_RETRY_S)},
+                )
+            held.add(events)
+        return events
 
     def plan(self, name: str) -> Plan:
         """CHECKPOINT's plan now (pyinfra's dry run); 503 PLAN_FAILED with pyinfra's words when it cannot plan."""

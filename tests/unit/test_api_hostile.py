@@ -391,3 +391,52 @@ def test_schemathesis_finds_no_server_error_against_ours_or_the_seeds_document(t
         print(summary)
         tested = re.search(r"Tested: (\d+)", summary)
         assert tested and int(tested.group(1)) == operations, summary
+
+
+def test_a_token_holds_a_bounded_number_of_open_log_streams(tmp_path):
+    from raydeploy.api.context import MAX_STREAMS_PER_TOKEN
+    from raydeploy.api.errors import ApiError
+
+    service = make_client(tmp_path).app.state.service
+
+    async def events():
+        yield "event"
+
+    held = [service.counted_stream("token-a", events()) for _ in range(MAX_STREAMS_PER_TOKEN)]
+    with pytest.raises(ApiError) as refused:
+        service.counted_stream("token-a", events())
+    assert refused.value.status == 429 and refused.value.headers["Retry-After"] == "15"
+    service.counted_stream("token-b", events())  # per token
+    asyncio.run(held.pop().aclose())  # a stream that ended frees its place
+    held.append(service.counted_stream("token-a", events()))
+    held.clear()  # and so do dropped ones
+    assert len([service.counted_stream("token-a", events()) for _ in range(MAX_STREAMS_PER_TOKEN)]) == 8
+
+
+def test_a_ninth_open_log_stream_of_one_token_is_refused_on_a_real_server(tmp_path):
+    with serve(tmp_path) as (base, headers, state):
+        store = StateStore(state)
+        lock = store.acquire("run-long", "alice")
+        store.start_run("run-long", "alice", "raydeploy deploy", "inv", "fp", ["ray-deployment"])
+        opened = []
+        try:
+            for _ in range(8):
+                opened.append(
+                    requests.get(f"{base}/api/v1/runs/run-long/log", headers=headers, stream=True, timeout=10)
+                )
+            assert [stream.status_code for stream in opened] == [200] * 8
+            ninth = requests.get(f"{base}/api/v1/runs/run-long/log", headers=headers, timeout=10)
+            assert_error_shape(ninth, 429, "TOO_MANY_STREAMS")
+            opened.pop().close()
+            deadline = time.monotonic() + 10  # the server notices the closed stream at its next poll
+            while time.monotonic() < deadline:
+                again = requests.get(f"{base}/api/v1/runs/run-long/log", headers=headers, stream=True, timeout=10)
+                if again.status_code == 200:
+                    break
+                time.sleep(0.5)
+            opened.append(again)
+            assert again.status_code == 200
+        finally:
+            for stream in opened:
+                stream.close()
+            store.release(lock)
