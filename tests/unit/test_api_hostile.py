@@ -175,6 +175,10 @@ def test_only_healthz_and_the_apis_own_documents_answer_without_a_token(tmp_path
     assert len(served) == 17
     for method, path in served:
         assert_error_shape(client.request(method, path.format(**values)), 401, "UNAUTHORIZED")
+    document = client.get("/openapi.json").json()  # and the document says which need the bearer scheme
+    for path, methods in document["paths"].items():
+        for operation in methods.values():
+            assert (operation.get("security") == [{"HTTPBearer": []}]) == path.startswith("/api/v1/"), path
 
 
 def test_readme_help_and_app_say_the_same_about_what_is_public():
