@@ -3,10 +3,11 @@
 Authentication and authorisation are dependencies: `Viewer`, `Operator`, `Approver`, `Admin`
 each give the caller's identity or answer 401/403, both recorded in the audit trail (without the
 token). A failed authentication is throttled per client address and recorded once per burst
-(raydeploy.api.failed_auth). Each token has a request rate limit: a moving window kept by the `limits` library (the
-one slowapi is built on; slowapi itself keys requests before authentication, so a forged token
-would be counted and a revoked one answered 429 instead of 401, and it needs a `request` argument
-on every route). Only an authenticated token is counted, and a 429 says when to retry.
+(raydeploy.api.failed_auth). Each token has a request rate limit: a moving window kept by the
+`limits` library (the one slowapi is built on; slowapi itself keys requests before authentication,
+so a forged token would be counted and a revoked one answered 429 instead of 401, and it needs a
+`request` argument on every route). Only an authenticated token is counted, and a 429 says when to
+retry. A token also holds a bounded number of open log streams.
 """
 
 from __future__ import annotations
