@@ -251,7 +251,9 @@ def node_facts(loaded, name: str) -> tuple[dict, list[dict]]:
         try:
             return _system_info(host, name), _containers(host)
         except RuntimeError as error:
-            raise unreachable(name, str(error)) from None
+            # testinfra raises with the failed command's result: its stderr says why (ssh's words), not its repr
+            result = error.args[0] if error.args else None
+            raise unreachable(name, getattr(result, "stderr", None) or str(error)) from None
         finally:
             subprocess.run(["ssh", "-F", str(config), "-O", "exit", name], capture_output=True, check=False)
 

@@ -122,6 +122,7 @@ def test_a_node_whose_facts_cannot_be_read_is_a_503_naming_it(tmp_path):
     answer = client.get("/api/v1/nodes/head", headers=auth(client.token))
     body = assert_error_shape(answer, 503, "NODE_UNREACHABLE")
     assert body["details"] == {"node": "head"} and "head" in body["message"]
+    assert "Connection refused" in body["message"] and "CommandResult" not in body["message"], body["message"]
 
 
 def test_a_nodes_checkpoints_carry_no_nulls(tmp_path):
