@@ -7,6 +7,9 @@ trail (raydeploy.api.runs), so the API and the CLI never overlap.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -18,6 +21,28 @@ from raydeploy.api.context import Service
 from raydeploy.api.routes import approvals, checkpoints, cluster, monitoring, nodes, runs
 
 ROUTERS = (cluster.router, checkpoints.router, approvals.router, nodes.router, monitoring.router, runs.router)
+# Answered without a token: liveness, and the API's own documents (the contract is no secret: it is
+# committed as raydeploy/api/openapi.json, and the /docs page must load /openapi.json without a header).
+PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+FLUSH_EVERY_S = 10.0
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Record the bursts of failed authentications as their windows pass, and the open ones at shutdown."""
+    service: Service = app.state.service
+
+    async def flush_periodically() -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY_S)
+            await asyncio.to_thread(lambda: service.failed_auth.flush(service.db()))
+
+    flusher = asyncio.create_task(flush_periodically())
+    try:
+        yield
+    finally:
+        flusher.cancel()
+        await asyncio.to_thread(lambda: service.failed_auth.flush(service.db(), everything=True))
 
 
 def create_app(
@@ -26,19 +51,23 @@ def create_app(
     separation_of_duties: bool = True,
     cors_origins: list[str] | None = None,
     rate_limit: int | None = None,
+    failed_auth_limit: int | None = None,
 ) -> FastAPI:
-    """The API over INVENTORY and the wrapper's STATE_DIR; RATE_LIMIT requests per token per minute."""
+    """The API over INVENTORY and the wrapper's STATE_DIR; RATE_LIMIT requests per token per minute,
+    FAILED_AUTH_LIMIT failed authentications per client address per minute."""
     app = FastAPI(
         title="raydeploy API",
         version=__version__,
         description=(
             "The raydeploy wrapper's operations over HTTP: the Ray Cluster Management API contract, extended. "
-            "Every path but /healthz needs `Authorization: Bearer <token>` (raydeploy api token create); "
-            "roles: viewer < operator < approver < admin."
+            "Every path under /api/v1 needs `Authorization: Bearer <token>` (raydeploy api token create); "
+            "/healthz and the API's own documents (/openapi.json, /docs, /redoc) need none. "
+            "Roles: viewer < operator < approver < admin."
         ),
         responses={code: {"model": models.Error, "description": "Error"} for code in errors.ERROR_CODES},
+        lifespan=lifespan,
     )
-    app.state.service = Service(inventory, state_dir, separation_of_duties, rate_limit)
+    app.state.service = Service(inventory, state_dir, separation_of_duties, rate_limit, failed_auth_limit)
     app.state.store = app.state.service.db()
     errors.install(app)
     app.add_middleware(errors.CapBody)
@@ -49,6 +78,7 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(errors.CapRequest)  # outermost: an oversized request reaches nothing else
 
     @app.get("/healthz", tags=["Service"], response_model=models.Healthz)
     def healthz() -> dict:

@@ -11,6 +11,15 @@ from raydeploy.api.tokens import ROLES, TokenError, TokenStore
 from raydeploy.commands import inventory_option, open_store, who_am_i
 
 
+def server_limits() -> dict:
+    """uvicorn's options that bound a request before the app sees it."""
+    from raydeploy.api.errors import MAX_HEAD_BYTES
+
+    # h11 named, not "auto": the head-size cap is h11's (httptools, if installed, has none); a head
+    # that arrives in one read is whole before h11 judges it, so the app measures it again (CapRequest).
+    return {"http": "h11", "h11_max_incomplete_event_size": MAX_HEAD_BYTES, "server_header": False}
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -45,8 +54,15 @@ def is_loopback(host: str) -> bool:
     type=click.IntRange(1, 1_000_000),
     help="Requests per token per minute; more are answered 429.",
 )
+@click.option(
+    "--failed-auth-limit",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="Failed authentications per client address per minute; more are answered 429 (a valid token still works).",
+)
 @click.pass_context
-def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_duties, rate_limit):
+def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_duties, rate_limit, failed_auth_limit):
     """Serve the REST API (FastAPI on uvicorn), sharing the wrapper's state, lock, approvals and audit trail.
 
     \b
@@ -55,7 +71,8 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
       raydeploy api                                          # http://127.0.0.1:8000, /docs for the OpenAPI UI
       raydeploy api --host 0.0.0.0 --port 8000               # refused until a token exists
 
-    Every request but /healthz needs `Authorization: Bearer <token>`.
+    Every path under /api/v1 needs `Authorization: Bearer <token>`; /healthz and the
+    API's own documents (/openapi.json, /docs, /redoc) need none.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -67,7 +84,7 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
             "create one first: raydeploy api token create --name NAME --role viewer"
         )
     if tokens.active_count() == 0:
-        click.echo("raydeploy api: no token exists yet; every request but /healthz will be refused (401)", err=True)
+        click.echo("raydeploy api: no token exists yet; every request under /api/v1 will be refused (401)", err=True)
     import uvicorn
 
     from raydeploy.api.app import create_app
@@ -78,8 +95,10 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
                 f"--cors-origin {origin!r} is not an origin like https://ops.example.com "
                 "(scheme and host, no path, no wildcard)"
             )
-    app = create_app(inventory, store.directory, separation_of_duties, list(cors_origins), rate_limit)
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    app = create_app(
+        inventory, store.directory, separation_of_duties, list(cors_origins), rate_limit, failed_auth_limit
+    )
+    uvicorn.run(app, host=host, port=port, log_level="info", **server_limits())
 
 
 @api.group()

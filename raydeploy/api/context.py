@@ -2,10 +2,12 @@
 
 Authentication and authorisation are dependencies: `Viewer`, `Operator`, `Approver`, `Admin`
 each give the caller's identity or answer 401/403, both recorded in the audit trail (without the
-token). Each token has a request rate limit: a moving window kept by the `limits` library (the
-one slowapi is built on; slowapi itself keys requests before authentication, so a forged token
-would be counted and a revoked one answered 429 instead of 401, and it needs a `request` argument
-on every route). Only an authenticated token is counted, and a 429 says when to retry.
+token). A failed authentication is throttled per client address and recorded once per burst
+(raydeploy.api.failed_auth). Each token has a request rate limit: a moving window kept by the
+`limits` library (the one slowapi is built on; slowapi itself keys requests before authentication,
+so a forged token would be counted and a revoked one answered 429 instead of 401, and it needs a
+`request` argument on every route). Only an authenticated token is counted, and a 429 says when to
+retry. A token also holds a bounded number of open log streams.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ from __future__ import annotations
 import math
 import threading
 import time
+import weakref
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi import Path as PathParameter
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from raydeploy.api.errors import ApiError
+from raydeploy.api.failed_auth import DEFAULT_LIMIT, MAX_PATH_CHARS, FailedAuth, request_text
 from raydeploy.api.tokens import Identity, TokenStore
 from raydeploy.checkpoints import NAMES, get
 from raydeploy.plans import Plan, PlanError, make_plan
@@ -30,20 +36,32 @@ from raydeploy.state import StateStore
 
 RATE_WINDOW_S = 60
 DEFAULT_RATE_LIMIT = 120  # requests per token per RATE_WINDOW_S
+# Log streams one token may hold open at once: each lives as long as its run and polls the state, so
+# the request rate alone would let a viewer pile up thousands over a long run.
+MAX_STREAMS_PER_TOKEN = 8
+STREAM_RETRY_S = 15
 
 
 class Service:
     """The served inventory and state directory, the rules, and the per-process caches."""
 
     def __init__(
-        self, inventory: str, state_dir: Path, separation_of_duties: bool = True, rate_limit: int | None = None
+        self,
+        inventory: str,
+        state_dir: Path,
+        separation_of_duties: bool = True,
+        rate_limit: int | None = None,
+        failed_auth_limit: int | None = None,
     ):
         self.inventory, self.state_dir = inventory, Path(state_dir)
         self.separation_of_duties = separation_of_duties
         self.rate_limit = rate_limit or DEFAULT_RATE_LIMIT
+        self.failed_auth = FailedAuth(failed_auth_limit or DEFAULT_LIMIT)
         self._local = threading.local()
         self._rate = RateLimitItemPerSecond(self.rate_limit, RATE_WINDOW_S)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._streams: dict[str, weakref.WeakSet] = {}
+        self._streams_lock = threading.Lock()
         self.health_cache: dict = {"at": 0.0, "value": None}
         self.health_lock = threading.Lock()
 
@@ -67,6 +85,23 @@ class Service:
         reset_at = self._limiter.get_window_stats(self._rate, token_id).reset_time
         return max(1, math.ceil(reset_at - time.time()))
 
+    def counted_stream(self, token_id: str, events: AsyncIterator) -> AsyncIterator:
+        """EVENTS (an async generator), counted among TOKEN_ID's open streams; 429 when it holds
+        MAX_STREAMS_PER_TOKEN. A stream counts until it ends or is dropped (weakly held: none can leak)."""
+        with self._streams_lock:
+            held = self._streams.setdefault(token_id, weakref.WeakSet())
+            if sum(1 for stream in held if stream.ag_frame is not None) >= MAX_STREAMS_PER_TOKEN:
+                raise ApiError(
+                    429,
+                    "TOO_MANY_STREAMS",
+                    f"this token holds {MAX_STREAMS_PER_TOKEN} open log streams; close one, or retry in "
+                    f"{STREAM_RETRY_S} s",
+                    {"retry_after_s": STREAM_RETRY_S},
+                    headers={"Retry-After": str(STREAM_RETRY_S)},
+                )
+            held.add(events)
+        return events
+
     def plan(self, name: str) -> Plan:
         """CHECKPOINT's plan now (pyinfra's dry run); 503 PLAN_FAILED with pyinfra's words when it cannot plan."""
         try:
@@ -89,7 +124,7 @@ CheckpointName = Annotated[str, PathParameter(description="A checkpoint's name",
 
 def known_checkpoint(name: str) -> str:
     if name not in NAMES:
-        raise ApiError(404, "NOT_FOUND", f"unknown checkpoint {name!r}", {"valid": list(NAMES)})
+        raise ApiError(404, "NOT_FOUND", f"unknown checkpoint {name[:80]!r}", {"valid": list(NAMES)})
     return name
 
 
@@ -100,19 +135,17 @@ def service(request: Request) -> Service:
 Served = Annotated[Service, Depends(service)]
 
 
-def identify(request: Request, served: Served) -> Identity:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    identity = served.tokens().identify(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+# Declares the scheme in the OpenAPI document (and /docs' Authorize button); identify() judges the token.
+BEARER = HTTPBearer(auto_error=False, description="An API token: raydeploy api token create --name NAME --role ROLE")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)]
+
+
+def identify(request: Request, served: Served, credentials: Credentials) -> Identity:
+    token = credentials.credentials.strip() if credentials else ""
+    identity = served.tokens().identify(token) if token else None
     if identity is None:
-        served.db().audit.append(
-            "anonymous",
-            "api authentication failed",
-            request.url.path,
-            client=request.client.host if request.client else "",
-            reason="no token" if not header else "unknown or revoked token",
-        )
-        raise ApiError(401, "UNAUTHORIZED", "a valid bearer token is required (raydeploy api token create)")
+        header = request.headers.get("authorization")
+        unauthenticated(request, served, "no token" if not header else "unknown or revoked token")
     if not served.within_rate(identity.token_id):
         wait = served.retry_after_s(identity.token_id)
         raise ApiError(
@@ -125,11 +158,36 @@ def identify(request: Request, served: Served) -> Identity:
     return identity
 
 
+def unauthenticated(request: Request, served: Served, reason: str) -> None:
+    """401 with RFC 6750's challenge, or 429 once the client's address has failed too often; audited per burst."""
+    client = request.client.host if request.client else "unknown"
+    wait = served.failed_auth.failed(served.db(), client, reason, request.url.path, request.headers.get("user-agent"))
+    if wait is not None:
+        raise ApiError(
+            429,
+            "RATE_LIMITED",
+            f"more than {served.failed_auth.limit} failed authentications from {client} in "
+            f"{served.failed_auth.window_s} s; retry in {wait} s",
+            {"retry_after_s": wait},
+            headers={"Retry-After": str(wait)},
+        )
+    challenge = 'Bearer realm="raydeploy"' + ("" if reason == "no token" else ', error="invalid_token"')
+    raise ApiError(
+        401,
+        "UNAUTHORIZED",
+        "a valid bearer token is required (raydeploy api token create)",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
 def refuse(
     served: Service, identity: Identity, path: str, message: str, error: str = "FORBIDDEN", **details
 ) -> ApiError:
     """A 403 for IDENTITY on PATH, recorded in the audit trail."""
-    served.db().audit.append(identity.name, "api authorisation refused", path, role=identity.role, why=error, **details)
+    target = request_text(path, MAX_PATH_CHARS)
+    served.db().audit.append(
+        identity.name, "api authorisation refused", target, role=identity.role, why=error, **details
+    )
     return ApiError(403, error, message, details)
 
 

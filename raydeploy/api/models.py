@@ -1,7 +1,7 @@
 """The API's request and response shapes: the seed's contract (same names, fields and enum values), extended.
 
 Request bodies forbid unknown fields, so a client cannot set what the server owns (`status`, ids,
-timestamps): such a body is refused with 400 and the field named. Responses are validated against
+timestamps): such a body is refused with 422 and the field named. Responses are validated against
 these models before they leave, so the served OpenAPI document is what clients get.
 """
 
@@ -63,11 +63,16 @@ class ClusterHealth(BaseModel):
 
 
 class NodeCheckpointStatus(BaseModel):
-    checkpoint: str | None = None
     status: Literal["PASSED", "FAILED", "IN_PROGRESS"]
-    timestamp: str | None = None
-    approval_required: bool | None = None
-    destructive_operation: bool | None = None
+    timestamp: str = Field(json_schema_extra={"format": "date-time"})
+    approval_required: bool
+    destructive_operation: bool
+
+
+class NodeCheckpointResult(NodeCheckpointStatus):
+    """A host's result of one checkpoint, as a node's details list them."""
+
+    checkpoint: str
 
 
 class CheckpointStatus(BaseModel):
@@ -85,7 +90,11 @@ class ClusterStatus(BaseModel):
     total_checkpoints: int
     checkpoint_details: dict[str, CheckpointStatus]
     cluster_health: ClusterHealth
-    last_updated: str | None
+    last_updated: str = Field(
+        description="When the deployment last changed (the newest run's end, else its start); "
+        "on a state with no run yet, when the health in this answer was checked",
+        json_schema_extra={"format": "date-time"},
+    )
 
 
 # Checkpoints, plans, approvals ------------------------------------------------------------------
@@ -184,12 +193,14 @@ class ApprovalInfo(BaseModel):
 
 
 class ApprovalRequired(BaseModel):
-    error: str
+    """The only 400 of execute: the plan needs an approval that nobody has given."""
+
+    error: Literal["APPROVAL_REQUIRED"]
     message: str
-    timestamp: str | None = None
+    timestamp: str
     details: dict[str, Any] = Field(default_factory=dict)
-    checkpoint: str | None = None
-    approval_info: ApprovalInfo | None = None
+    checkpoint: str
+    approval_info: ApprovalInfo
 
 
 class ApprovalRequest(Request):
@@ -275,18 +286,19 @@ class AuditEvent(BaseModel):
 class NodeInfo(BaseModel):
     name: str
     ip: str
-    role: Literal["head", "worker", "monitoring"]
+    role: Literal["head", "worker"]
     status: Literal["ONLINE", "OFFLINE", "UNKNOWN"]
     containers: list[str]
 
 
 class SystemInfo(BaseModel):
-    os: str | None = None
-    python: str | None = None
-    memory: str | None = None
-    disk_free: str | None = None
-    cpu_cores: str | None = None
-    error: str | None = None
+    """Read over SSH with the deploys' own facts; a host whose facts cannot be read is a 503, not nulls."""
+
+    os: str
+    python: str
+    memory: str
+    disk_free: str
+    cpu_cores: str
 
 
 class ContainerInfo(BaseModel):
@@ -302,7 +314,7 @@ class NodeDetails(BaseModel):
     status: str
     system_info: SystemInfo
     containers: list[ContainerInfo]
-    checkpoints: list[NodeCheckpointStatus]
+    checkpoints: list[NodeCheckpointResult]
 
 
 class Dashboard(BaseModel):

@@ -117,10 +117,10 @@ async def stream(state_dir: Path, run_id: str, offset: int = 0) -> AsyncIterator
         store.close()
 
 
-def log_response(state_dir: Path, run_id: str, offset: int = 0) -> EventSourceResponse:
-    """RUN_ID's log from byte OFFSET on, live until the run ends, with a comment as heartbeat every HEARTBEAT_S."""
+def log_response(events: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+    """EVENTS (a run's stream) as a response, with a comment as heartbeat every HEARTBEAT_S."""
     return EventSourceResponse(
-        stream(state_dir, run_id, offset),
+        events,
         ping=HEARTBEAT_S,
         ping_message_factory=lambda: ServerSentEvent(comment="still running", sep=SEPARATOR),
         sep=SEPARATOR,

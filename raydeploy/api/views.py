@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from raydeploy.api.context import Service
+from raydeploy.api.errors import ApiError
 from raydeploy.approvals import Approvals
 from raydeploy.checkpoints import get
 from raydeploy.plans import Plan
@@ -58,7 +59,7 @@ def checkpoint_status(store: StateStore, name: str) -> dict:
                 nodes.setdefault(
                     host,
                     {
-                        "timestamp": last["finished_at"],
+                        "timestamp": last["finished_at"] or last["started_at"],
                         "approval_required": checkpoint.approval_required,
                         "destructive_operation": checkpoint.destructive,
                     },
@@ -234,7 +235,7 @@ def compute_health(inventory: str, store: StateStore) -> dict:
 
 
 def node_facts(loaded, name: str) -> tuple[dict, list[dict]]:
-    """(system_info, containers) of host NAME over SSH; empty with an "error" when it cannot be reached.
+    """(system_info, containers) of host NAME over SSH; 503 NODE_UNREACHABLE naming it when they cannot be read.
 
     Read with the deploys' own facts (validate/probes.py), so the API shows what they see.
     """
@@ -248,14 +249,21 @@ def node_facts(loaded, name: str) -> tuple[dict, list[dict]]:
         config = write_ssh_config({name: loaded.ssh[name]}, Path(scratch))
         host = testinfra.get_host(f"ssh://{name}", ssh_config=str(config))
         try:
-            return _system_info(host), _containers(host)
+            return _system_info(host, name), _containers(host)
         except RuntimeError as error:
-            return {"error": f"cannot reach {name}: {error}"}, []
+            # testinfra raises with the failed command's result: its stderr says why (ssh's words), not its repr
+            result = error.args[0] if error.args else None
+            raise unreachable(name, getattr(result, "stderr", None) or str(error)) from None
         finally:
             subprocess.run(["ssh", "-F", str(config), "-O", "exit", name], capture_output=True, check=False)
 
 
-def _system_info(host) -> dict:
+def unreachable(name: str, why: str) -> ApiError:
+    why = " ".join(why.split())[:500]
+    return ApiError(503, "NODE_UNREACHABLE", f"the facts of {name} cannot be read: {why}", {"node": name})
+
+
+def _system_info(host, name: str) -> dict:
     from pyinfra.facts.server import Command, OsRelease
 
     from facts.resources import HostResources
@@ -263,10 +271,10 @@ def _system_info(host) -> dict:
 
     resources = read_fact(host, HostResources, path="/")
     if not resources:
-        return {"error": "cannot read the host's resources"}
+        raise unreachable(name, "its resources (memory, disk, CPUs) did not answer")
     return {
-        "os": (read_fact(host, OsRelease) or {}).get("pretty_name"),
-        "python": read_fact(host, Command, command="python3 --version 2>&1"),
+        "os": (read_fact(host, OsRelease) or {}).get("pretty_name") or "unknown",
+        "python": read_fact(host, Command, command="python3 --version 2>&1") or "unknown",
         "memory": f"{resources['memory_mb'] / 1024:.1f} GiB",
         "disk_free": f"{resources['disk_free_gb']} GiB",
         "cpu_cores": str(resources["cpus"]),

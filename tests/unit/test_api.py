@@ -230,7 +230,7 @@ def test_execute_needs_the_operator_role_and_refuses_server_owned_fields(api):
             json={"status": "COMPLETED", "execution_id": "mine"},
             headers=auth(api.issued["operator"]),
         ),
-        400,
+        422,
         "INVALID_REQUEST",
     )
     assert {p["field"] for p in body["details"]["problems"]} == {"body.status", "body.execution_id"}
@@ -286,7 +286,7 @@ def test_an_approval_names_its_approver_from_the_token_and_refuses_another_name(
         json={"reason": "x", "approved_at": "2020-01-01T00:00:00Z", "status": "valid"},
         headers=auth(client.issued["approver"]),
     )
-    fields = {p["field"] for p in assert_error_shape(owned, 400, "INVALID_REQUEST")["details"]["problems"]}
+    fields = {p["field"] for p in assert_error_shape(owned, 422, "INVALID_REQUEST")["details"]["problems"]}
     assert fields == {"body.approved_at", "body.status"}
     assert_error_shape(
         client.post("/api/v1/approvals/ray-deployment", json={"reason": "x"}, headers=auth(client.issued["approver"])),

@@ -127,7 +127,7 @@ def approval_missing(served: Service, identity: Identity, path: str, name: str, 
     status_code=202,
     response_model=models.CheckpointExecution,
     responses={
-        400: {"model": models.ApprovalRequired, "description": "Approval required, or a bad request"},
+        400: {"model": models.ApprovalRequired, "description": "Approval required (a malformed body is 422)"},
         409: {"model": models.Error, "description": "A run is in progress, or an earlier checkpoint has not passed"},
     },
 )

@@ -33,11 +33,13 @@ def get_cluster_status(served: Served, _: Viewer) -> dict:
     else:
         deployment = "IN_PROGRESS"
     last = store.last_run() or {}
+    health = cluster_health(served)
     return {
         "deployment_status": deployment,
         "completed_checkpoints": completed,
         "total_checkpoints": len(NAMES),
         "checkpoint_details": details,
-        "cluster_health": cluster_health(served),
-        "last_updated": last.get("finished_at") or last.get("started_at"),
+        "cluster_health": health,
+        # A string, as the seed says: with no run yet, the newest thing this answer knows is the health.
+        "last_updated": last.get("finished_at") or last.get("started_at") or health["checked_at"],
     }

@@ -19,17 +19,21 @@ NodeName = Annotated[str, PathParameter(description="A host's name in the invent
 
 @router.get("", response_model=list[models.NodeInfo])
 def list_nodes(served: Served, _: Viewer) -> list[dict]:
-    """The inventory's hosts; ONLINE/OFFLINE is the Ray head's view of each node."""
-    return node_infos(served)[0]
+    """The Ray cluster's nodes (head and workers); ONLINE/OFFLINE is the Ray head's view of each. A host
+    only in the monitoring group is no Ray node (the seed's roles are head and worker): GET /nodes/{name}."""
+    return [info for info in node_infos(served)[0] if info["role"] != "monitoring"]
 
 
 @router.get("/{node_name}", response_model=models.NodeDetails)
 def get_node(node_name: NodeName, served: Served, _: Viewer) -> dict:
-    """One host, with its system facts and containers read over SSH; 404 lists the valid names."""
+    """One host, with its system facts and containers read over SSH; 404 lists the valid names, 503
+    NODE_UNREACHABLE names the host whose facts cannot be read."""
     infos, loaded = node_infos(served)
     info = next((item for item in infos if item["name"] == node_name), None)
     if info is None:
-        raise ApiError(404, "NOT_FOUND", f"unknown node {node_name!r}", {"valid": [item["name"] for item in infos]})
+        raise ApiError(
+            404, "NOT_FOUND", f"unknown node {node_name[:80]!r}", {"valid": [item["name"] for item in infos]}
+        )
     details = {**info, "system_info": {}, "containers": [], "checkpoints": []}
     details["system_info"], details["containers"] = node_facts(loaded, node_name)
     store = served.db()

@@ -27,7 +27,7 @@ def known_run(served, run_id: str) -> dict:
     store = served.db()
     found = store.run(run_id)
     if found is None:
-        raise ApiError(404, "NOT_FOUND", f"no run {run_id!r}", {"recent": [r["id"] for r in store.runs(5)]})
+        raise ApiError(404, "NOT_FOUND", f"no run {run_id[:80]!r}", {"recent": [r["id"] for r in store.runs(5)]})
     return found
 
 
@@ -46,15 +46,17 @@ def get_run(run_id: str, served: Served, _: Viewer) -> dict:
 def run_log(
     run_id: str,
     served: Served,
-    _: Viewer,
+    identity: Viewer,
     last_event_id: Annotated[
         str | None, Header(pattern=EVENT_ID, description="The id of the last event received: resume after it")
     ] = None,
 ) -> EventSourceResponse:
     """The run's log as server-sent events, live until the run ends: `log` events (id is a byte
-    offset: reconnect with Last-Event-ID to resume), then one `end` event with the run's status."""
+    offset: reconnect with Last-Event-ID to resume), then one `end` event with the run's status.
+    A token holds at most 8 streams open at once (429 TOO_MANY_STREAMS)."""
     known_run(served, run_id)
-    return runs.log_response(served.state_dir, run_id, int(last_event_id or 0))
+    events = runs.stream(served.state_dir, run_id, int(last_event_id or 0))
+    return runs.log_response(served.counted_stream(identity.token_id, events))
 
 
 @router.get("/audit", tags=["Audit"], response_model=list[models.AuditEvent])
