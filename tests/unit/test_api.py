@@ -105,6 +105,24 @@ def test_checkpoint_status_follows_the_seeds_shape_from_the_recorded_runs(api):
     assert_error_shape(api.get("/api/v1/runs/nope", headers=auth(api.issued["viewer"])), 404, "NOT_FOUND")
 
 
+def test_a_cluster_wide_validation_result_is_no_node_of_the_checkpoint(api):
+    store = api.store
+    store.start_run("run-2", "alice", "raydeploy deploy", "inv.py", "fp", ["final-validation"])
+    store.start_checkpoint("run-2", "final-validation")
+    store.record_operations("run-2", "final-validation", [("head", "containers running", "unchanged", "")])
+    store.record_validation(
+        "run-2",
+        "final-validation",
+        [("head", "container ray-head", "pass", ""), ("cluster", "ray smoke job", "fail", "2 of 3 nodes ran it")],
+    )
+    store.finish_checkpoint("run-2", "final-validation", "failed", 0, ["cluster"], "cluster: ray smoke job")
+    checked = api.get("/api/v1/checkpoints/final-validation", headers=auth(api.issued["viewer"])).json()
+    assert set(checked["nodes"]) == {"head"} and checked["total_nodes"] == 1, checked
+    assert checked["status"] == "FAILED" and "ray smoke job" in checked["message"]
+    assert checked["nodes"]["head"]["approval_required"] is False
+    assert checked["nodes"]["head"]["destructive_operation"] is False
+
+
 def test_bodies_are_capped_and_bad_requests_get_the_error_shape(api):
     big = api.post("/api/v1/checkpoints", content=b"x" * 70_000, headers=auth(api.issued["admin"]))
     assert_error_shape(big, 413, "PAYLOAD_TOO_LARGE")
