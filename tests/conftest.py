@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -59,3 +64,33 @@ def plan_of(checkpoint: str, fingerprint: str, changes: dict[str, list[str]], no
         for host, operations in changes.items()
     }
     return Plan(checkpoint, fingerprint, {"hosts": hosts})
+
+
+@contextlib.contextmanager
+def api_server(args: list[str], env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """`raydeploy api ARGS` on a free loopback port, once /healthz answers; yields its base URL, stops it after."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = log_path.open("w")
+    server = subprocess.Popen(
+        [str(BIN / "raydeploy"), "api", *args, "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{base}/healthz", timeout=2)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import time
@@ -13,7 +12,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import BIN, REPO
+from tests.conftest import BIN, REPO, api_server
 from tests.lab.conftest import DeployedCluster
 
 
@@ -28,28 +27,8 @@ def serve(deployed: DeployedCluster, state_dir, roles: dict[str, str], *options:
             cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=60,
         ).stdout.strip()  # fmt: skip
         headers[name] = {"Authorization": f"Bearer {token}"}
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = (state_dir / "api-server.log").open("w")
-    server = subprocess.Popen(
-        [str(BIN / "raydeploy"), "api", "--port", str(port), *options], cwd=REPO, env=env,
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{base}/healthz", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+    with api_server(list(options), env, state_dir / "api-server.log") as base:
         yield base, headers
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from raydeploy.api.app import PUBLIC_PATHS, ROUTERS, create_app
 from raydeploy.api.failed_auth import MAX_HEADER_CHARS, MAX_PATH_CHARS, FailedAuth
 from raydeploy.api.tokens import TokenStore
 from raydeploy.state import StateStore
-from tests.conftest import BIN, REPO
+from tests.conftest import BIN, REPO, api_server
 from tests.unit.test_api import LOOPBACK_INVENTORY, assert_error_shape, auth, free_port
 
 SEED = REPO.parent / "shared" / "seed" / "rest-api-spec.yaml"  # the seed's own API document
@@ -284,25 +284,8 @@ def serve(tmp_path: Path, *options: str):
         [*command, "token", "create", "--name", "fuzzer", "--role", "admin"],
         cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=60,
     ).stdout.strip()  # fmt: skip
-    port = free_port()
-    log = (tmp_path / "api-server.log").open("w")
-    server = subprocess.Popen(
-        [*command, "--port", str(port), *options], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{base}/healthz", timeout=2)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.2)
+    with api_server([*command[2:], *options], env, tmp_path / "api-server.log") as base:
         yield base, auth(token), state
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        log.close()
 
 
 def state_bytes(state: Path) -> int:
