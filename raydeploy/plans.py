@@ -39,7 +39,6 @@ from raydeploy.checkpoints import Checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 PLAN_FORMAT = 1
-EXIT_REFUSED = 4  # raydeploy/pyinfra_session.py: the plan differs from the approved one, nothing ran
 ERROR_WORD = re.compile(r"\b(error|failed|exception)\b", re.IGNORECASE)
 HOST_LINE = re.compile(r"^\s*\[(?P<host>[^\]]+)\]\s+(?P<text>.*)$")
 

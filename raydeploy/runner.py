@@ -23,7 +23,7 @@ import click
 
 from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.checkpoints import NAMES, Checkpoint, get
-from raydeploy.plans import Execution, Plan, PlanError, execute, fingerprint, make_plan
+from raydeploy.plans import Execution, Plan, PlanError, difference, execute, fingerprint, make_plan
 from raydeploy.state import Lock, StateStore
 
 EXIT_FAILED, EXIT_AWAITING_APPROVAL = 1, 3
@@ -236,8 +236,6 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
 
 def plan_changed(options: RunOptions, checkpoint: Checkpoint, approved: Plan, found: Plan) -> Outcome:
     """The plan was no longer the approved one when it was about to run: nothing ran."""
-    from raydeploy.plans import difference
-
     changes = difference(approved.document, found.document)
     lines = "\n".join(f"  {line}" for line in changes) or "  (the same operations, other inputs)"
     return Outcome(
