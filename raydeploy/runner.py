@@ -50,6 +50,10 @@ class RunOptions:
     fail_percent: int | None = None
     separation_of_duties: bool = False
     echo: Callable[[str], None] = click.echo
+    # The pyinfra session's two calls (raydeploy.plans). The runner's own rules (the lock, approvals
+    # bound to a plan's digest, the record) are pure logic; its unit tests give recorded plans here.
+    plan_with: Callable[..., Plan] = make_plan
+    execute_with: Callable[..., Execution] = execute
 
 
 @dataclass
@@ -199,7 +203,7 @@ def plan_for(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Plan | No
         options.echo(
             f"{checkpoint.name} was in progress when run {run.interrupted_run} was interrupted: planning it again"
         )
-    plan = make_plan(options.inventory, checkpoint, options.store.directory, options.limit)
+    plan = options.plan_with(options.inventory, checkpoint, options.store.directory, options.limit)
     write_log(options, run, plan.describe(commands=True))
     return plan
 
@@ -213,7 +217,7 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
     options.echo(f"{checkpoint.name}: running")
     started = time.monotonic()
     bound = plan if checkpoint.approval_required else None
-    execution = execute(
+    execution = options.execute_with(
         options.inventory,
         checkpoint,
         lambda line: write_log(options, run, line),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from io import BytesIO, StringIO
 
 import click
@@ -67,6 +68,25 @@ def test_the_digest_covers_every_command_file_hash_and_host_state(edit):
 def test_the_digest_leaves_out_the_notes_people_read():
     reworded = changed(lambda d: d["hosts"]["head"].update(notes=["daemon.json will change, reworded"]))
     assert digest_of(reworded) == digest_of(document())
+
+
+def test_which_container_cleanup_removes_is_in_the_digest_though_its_operation_name_never_changes():
+    # cleanup-existing's operation is always "Remove a leftover container"; the container is in its
+    # command (and in the notes, which the digest leaves out), so approving the removal of one
+    # container never approves the removal of another.
+    def cleanup(container: str) -> dict:
+        command = f"docker rm --force {container}"
+        operation = {
+            "name": "Remove a leftover container",
+            "commands": [{"type": "shell", "command": command, "sha256": hashlib.sha256(command.encode()).hexdigest()}],
+        }
+        host = {"status": "planned", "operations": [operation], "notes": ["a leftover container"]}
+        return {"format": PLAN_FORMAT, "checkpoint": "cleanup-existing", "hosts": {"worker-1": host}}
+
+    assert digest_of(cleanup("ray_head")) != digest_of(cleanup("grafana"))
+    assert difference(cleanup("ray_head"), cleanup("grafana")) == [
+        "worker-1: Remove a leftover container: commands changed"
+    ]
 
 
 def test_difference_names_per_host_the_operation_whose_commands_changed():

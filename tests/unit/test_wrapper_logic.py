@@ -200,6 +200,37 @@ def test_one_run_at_a_time_while_its_process_lives(store):
     assert store.acquire("run-2", "bob").run_id == "run-2"
 
 
+HOLD_FROM_ELSEWHERE = """
+import fcntl, json, os, sys, time
+descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+holder = {"lock_id": "elsewhere01", "run_id": "run-far", "pid": 4194304, "hostname": "control-2",
+          "started_at": "2026-11-30T00:00:00Z"}
+os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_lock_held_from_another_host_is_never_counted_dead(store):
+    # A run on another control host (a shared state directory): its pid means nothing here and its
+    # hostname is not ours, but the kernel's lock is held, so the lock is not free.
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_FROM_ELSEWHERE, str(store.lock_file)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(LockHeld, match=r"run run-far holds the lock .*pid 4194304 on control-2"):
+            store.acquire("run-2", "bob")
+        held = store.current_lock()
+        assert (held.run_id, held.hostname) == ("run-far", "control-2")
+        store.release(held)
+        assert store.current_lock() == held
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_a_dead_runs_lock_is_free_and_its_run_marked_interrupted(store):
     store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", ["ray-deployment"])
     store.start_checkpoint("run-1", "ray-deployment")

@@ -1,0 +1,210 @@
+"""The runner's own rules, without hosts: it takes the lock, asks for an approval, runs only the
+approved plan's digest, marks the approval used once, and records what happened.
+
+The pyinfra session is replaced by a recorded one (`Session` below): plans are documents, and an
+execution is what the session would have answered. The lab tests run the same runner for real.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from raydeploy.approvals import Approvals
+from raydeploy.checkpoints import Checkpoint
+from raydeploy.plans import Execution, Plan
+from raydeploy.runner import EXIT_AWAITING_APPROVAL, EXIT_FAILED, RunOptions, RunStopped, deploy
+from raydeploy.state import LockHeld, StateStore
+from tests.conftest import plan_of
+
+
+@dataclass
+class Session:
+    """A recorded pyinfra session: the plan each checkpoint has, and what running one answers."""
+
+    store: StateStore
+    changes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    failing: dict[str, dict[str, str]] = field(default_factory=dict)  # checkpoint -> host -> reason
+    drift: set[str] = field(default_factory=set)  # checkpoints whose plan changes once approved
+    planned: list[str] = field(default_factory=list)
+    executed: list[tuple[str, str | None]] = field(default_factory=list)  # checkpoint, digest bound
+    locks_seen: list[str | None] = field(default_factory=list)
+
+    def plan(self, inventory: str, checkpoint: Checkpoint, state_dir: Path, limit=None) -> Plan:
+        self.planned.append(checkpoint.name)
+        return plan_of(checkpoint.name, fingerprint_of(inventory), self.changes.get(checkpoint.name, {}))
+
+    def execute(self, inventory, checkpoint, log, limit=None, fail_percent=None, state_dir=None, approved=None):
+        held = self.store.current_lock()
+        self.locks_seen.append(held.run_id if held else None)
+        self.executed.append((checkpoint.name, approved.digest if approved else None))
+        if approved is not None and checkpoint.name in self.drift:
+            found = plan_of(checkpoint.name, approved.fingerprint, {"head": ["Something else"]})
+            return Execution(False, 0, [], [], refused=found)
+        log(f"--> {checkpoint.name}")
+        reasons = self.failing.get(checkpoint.name, {})
+        rows = [("head", f"{checkpoint.name} op", "failed" if "head" in reasons else "changed", "")]
+        rows += [("worker-1", f"{checkpoint.name} op", "failed" if "worker-1" in reasons else "changed", "")]
+        changed = sum(row[2] == "changed" for row in rows)
+        return Execution(not reasons, changed, rows, sorted(reasons), dict(reasons))
+
+
+def fingerprint_of(inventory: str) -> str:
+    from raydeploy.plans import fingerprint
+
+    return fingerprint(inventory)
+
+
+@pytest.fixture
+def inventory(tmp_path) -> str:
+    path = tmp_path / "inventory.py"
+    path.write_text('head = ["head"]\nworkers = ["worker-1"]\n')
+    return str(path)
+
+
+@pytest.fixture
+def store(tmp_path) -> StateStore:
+    return StateStore(tmp_path / "state")
+
+
+@pytest.fixture
+def session(store) -> Session:
+    return Session(store, changes={"docker-installation": {"head": ["Install Docker"], "worker-1": ["Install Docker"]}})
+
+
+def options(inventory, store, session, checkpoints, **extra) -> RunOptions:
+    said: list[str] = []
+    return RunOptions(
+        inventory=inventory,
+        store=store,
+        checkpoints=checkpoints,
+        requested_by="alice",
+        command="raydeploy deploy",
+        echo=said.append,
+        plan_with=session.plan,
+        execute_with=session.execute,
+        **extra,
+    )
+
+
+def events(store: StateStore) -> list[str]:
+    return [event.event for event in store.audit.events()]
+
+
+def test_without_an_approval_the_checkpoint_waits_and_nothing_runs(inventory, store, session):
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["docker-installation"]))
+    assert stopped.value.exit_code == EXIT_AWAITING_APPROVAL
+    assert "docker-installation needs an approval" in stopped.value.message
+    assert "raydeploy approve docker-installation" in stopped.value.message
+    assert session.planned == ["docker-installation"] and session.executed == []
+    assert "approval requested" in events(store)
+    assert store.last_run()["status"] == "awaiting-approval"
+
+
+def test_an_approval_runs_exactly_its_plan_once_and_is_marked_used(inventory, store, session):
+    approvals = Approvals(store)
+    plan = session.plan(inventory, _checkpoint("docker-installation"), store.directory)
+    approval = approvals.grant(plan, approved_by="bob", reason="change 42")
+
+    run_id = deploy(options(inventory, store, session, ["docker-installation"]))
+
+    assert session.executed == [("docker-installation", plan.digest)]  # bound to the approved digest
+    used = approvals.get(approval["id"])
+    assert (used["status"], used["used_by_run"]) == ("used", run_id)
+    assert "approval used" in events(store)
+    with pytest.raises(RunStopped) as again:  # the same plan once more: the used approval does not count
+        deploy(options(inventory, store, session, ["docker-installation"]))
+    assert again.value.exit_code == EXIT_AWAITING_APPROVAL
+    assert len(session.executed) == 1
+
+
+def test_an_approval_of_another_plan_does_not_count(inventory, store, session):
+    other = plan_of("docker-installation", fingerprint_of(inventory), {"head": ["Install Docker"]})
+    approval = Approvals(store).grant(other, approved_by="bob", reason="only the head")
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["docker-installation"]))
+    assert stopped.value.exit_code == EXIT_AWAITING_APPROVAL
+    assert f"approval {approval['id']} was given for plan {other.digest}" in stopped.value.message
+    assert session.executed == []
+    assert Approvals(store).get(approval["id"])["status"] == "valid"
+
+
+def test_a_plan_that_changed_after_its_approval_runs_nothing_and_says_what_changed(inventory, store, session):
+    session.drift.add("docker-installation")
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["docker-installation"], auto_approve=True))
+    assert stopped.value.exit_code == EXIT_AWAITING_APPROVAL
+    assert "the plan changed after it was approved" in stopped.value.message
+    assert "head: +Something else" in stopped.value.message
+    assert store.operations(store.last_run()["id"]) == []
+
+
+def test_the_run_holds_the_lock_while_it_runs_and_gives_it_back(inventory, store, session):
+    run_id = deploy(options(inventory, store, session, ["prerequisites-check", "ray-deployment"]))
+    assert session.locks_seen == [run_id, run_id]
+    assert store.current_lock() is None
+    assert store.acquire("next", "bob").run_id == "next"
+
+
+def test_a_run_does_not_start_while_another_holds_the_lock(inventory, store, session):
+    lock = store.acquire("someone-else", "bob")
+    try:
+        with pytest.raises(LockHeld, match="someone-else holds the lock"):
+            deploy(options(inventory, store, session, ["prerequisites-check"]))
+    finally:
+        store.release(lock)
+    assert session.planned == [] and session.executed == []
+    assert store.last_run() is None
+
+
+def test_a_failed_checkpoint_names_its_hosts_and_the_resume_command(inventory, store, session):
+    session.failing["ray-deployment"] = {"worker-1": "Ray did not start"}
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["ray-deployment", "monitoring-deployment"]))
+    message = stopped.value.message
+    assert stopped.value.exit_code == EXIT_FAILED
+    assert "ray-deployment failed on worker-1" in message and "Ray did not start" in message
+    assert "the other hosts (head) finished it" in message
+    assert f"resume: raydeploy deploy -i {inventory} --start-from ray-deployment --limit worker-1" in message
+    assert [name for name, _ in session.executed] == ["ray-deployment"]  # the next checkpoint never ran
+    run = store.last_run()
+    assert (run["status"], run["failed_checkpoint"], json.loads(run["failed_hosts"])) == (
+        "failed",
+        "ray-deployment",
+        ["worker-1"],
+    )
+    assert store.current_lock() is None
+
+
+def test_auto_approve_approves_as_the_requester_and_says_so_in_the_audit(inventory, store, session):
+    deploy(options(inventory, store, session, ["docker-installation"], auto_approve=True))
+    granted = next(e for e in store.audit.events() if e.event == "approval granted")
+    used = next(e for e in store.audit.events() if e.event == "approval used")
+    assert (granted.details["approved_by"], granted.details["source"]) == ("alice", "auto-approve")
+    assert used.details["self_approval"] is True
+
+
+def test_auto_approve_never_approves_a_destructive_plan_under_separation_of_duties(inventory, store, session):
+    session.changes["cleanup-existing"] = {"worker-1": ["Remove a leftover container"]}
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["cleanup-existing"], auto_approve=True, separation_of_duties=True))
+    assert stopped.value.exit_code == EXIT_AWAITING_APPROVAL
+    assert "separation of duties is on" in stopped.value.message
+    assert session.executed == [] and "approval granted" not in events(store)
+
+
+def test_a_plan_that_changes_nothing_needs_no_approval(inventory, store, session):
+    session.changes["docker-installation"] = {}
+    deploy(options(inventory, store, session, ["docker-installation"]))
+    assert session.executed == [("docker-installation", Plan("docker-installation", "", {"hosts": {}}).digest)]
+    assert "approval requested" not in events(store)
+
+
+def _checkpoint(name: str) -> Checkpoint:
+    from raydeploy.checkpoints import get
+
+    return get(name)
