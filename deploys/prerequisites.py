@@ -9,11 +9,12 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.facts.server import LinuxDistribution, Which
 
+from deploys.cleanup import Leftover, find_leftovers
 from deploys.host_facts import fact_since_last_change
 from deploys.host_problems import report
 from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, Containers
-from facts.resources import HostResources, ListeningPorts, Reachable, tcp_listeners
+from facts.resources import HostResources, ListeningPorts, Reachable, tcp_holders
 
 SUPPORTED_OS = {"Debian": ("11", "12"), "Ubuntu": ("22.04", "24.04")}
 # Which of our containers may already hold a port (a re-run finds its own cluster running).
@@ -56,21 +57,7 @@ def problems_of(node: Node, cluster: Cluster) -> list[str]:
         problems.append(f"/dev/shm is {resources['shm_mb']} MiB, less than min_shm_mb={settings.min_shm_mb}")
     if not host.get_fact(Which, command="python3"):
         problems.append("python3 is missing: install it (apt-get install -y python3)")
-    listening = tcp_listeners(host.get_fact(ListeningPorts))
-    ours = {
-        found["labels"][COMPONENT_LABEL]
-        for found in fact_since_last_change(Containers).values()
-        if found["running"] and COMPONENT_LABEL in found["labels"]
-    }
-    monitoring = node.name in {member.name for member in cluster.monitoring}
-    for key, port in settings.ports(node.role, monitoring=monitoring).items():
-        if port not in listening:
-            continue
-        owners = PORT_OWNERS.get(key, ())
-        owners = (owners,) if isinstance(owners, str) else owners
-        if not ours.intersection(owners):
-            holders = ", ".join(listening[port]) or "another process"
-            problems.append(f"port {port} ({key}) is already in use by {holders}; free it or change {key}")
+    problems += port_conflicts(node, cluster)
     if node.role == "worker":
         head_address = cluster.head.settings.cluster_address
         if not host.get_fact(Reachable, address=head_address):
@@ -79,6 +66,68 @@ def problems_of(node: Node, cluster: Cluster) -> list[str]:
                 f"check routes and firewalls, or the head's cluster_address"
             )
     return problems
+
+
+def port_conflicts(node: Node, cluster: Cluster) -> list[str]:
+    """Each port NODE needs that something else holds, naming the holder and the fix.
+
+    Our own running container for that port is a re-run, not a conflict; a holder cleanup-existing
+    will remove (an older deployment's container, Ray outside a container) is not one either: it is
+    logged, and cleanup-existing removes it once its plan is approved.
+    """
+    holders = tcp_holders(host.get_fact(ListeningPorts))
+    containers = fact_since_last_change(Containers)
+    running = {
+        found["labels"][COMPONENT_LABEL]
+        for found in containers.values()
+        if found["running"] and COMPONENT_LABEL in found["labels"]
+    }
+    leftovers = find_leftovers(node)
+    monitoring = node.name in {member.name for member in cluster.monitoring}
+    problems = []
+    for key, port in node.settings.ports(node.role, monitoring=monitoring).items():
+        owners = PORT_OWNERS.get(key, ())
+        if port not in holders or running.intersection((owners,) if isinstance(owners, str) else owners):
+            continue
+        found = [port_holder(entry, containers, leftovers) for entry in holders[port]]
+        held_by = ", ".join(description for description, _ in found)
+        if all(removed for _, removed in found):
+            host.log(f"port {port} ({key}) is held by {held_by}: cleanup-existing will remove it after approval")
+        else:
+            problems.append(f"port {port} ({key}) is already in use by {held_by}; {port_fix(found, key)}")
+    return problems
+
+
+def port_holder(entry: dict, containers: dict[str, dict], leftovers: list[Leftover]) -> tuple[str, bool]:
+    """Who holds a port (a container by name, else a process), and whether cleanup-existing removes it."""
+    name = container_of(entry, containers)
+    if name is not None:
+        leftover = next((found for found in leftovers if found.kind == "container" and found.name == name), None)
+        if leftover is not None:
+            reason = leftover.reason if leftover.reason.startswith("from ") else f"({leftover.reason})"
+            return f"container {name} {reason}", True
+        return f"container {name} (image {containers[name]['image']}), which cleanup-existing leaves alone", False
+    stopped = {int(found.name) for found in leftovers if found.kind == "process"}
+    if stopped.intersection([entry["pid"], *entry.get("parents", [])]):
+        return f"process {entry['process']} (pid {entry['pid']}, Ray outside a container)", True
+    return f"process {entry['process']} (pid {entry['pid']})", False
+
+
+def container_of(entry: dict, containers: dict[str, dict]) -> str | None:
+    """The container whose process holds ENTRY's port: by the process's cgroup, or docker-proxy's published port."""
+    for name, found in containers.items():
+        if entry.get("container") and found["id"] == entry["container"]:
+            return name
+        if entry["process"] == "docker-proxy" and int(entry["port"]) in found.get("published", ()):
+            return name
+    return None
+
+
+def port_fix(found: list[tuple[str, bool]], key: str) -> str:
+    kept = [description for description, removed in found if not removed]
+    if any(description.startswith("container ") for description in kept):
+        return f"stop that container (docker stop NAME) if it is not needed, or change {key}"
+    return f"free it or change {key}"
 
 
 def check_prerequisites(node: Node, cluster: Cluster) -> None:

@@ -33,8 +33,15 @@ def container_views(inspected: list[dict] | None) -> dict[str, dict[str, Any]]:
             "restart_policy": ((found.get("HostConfig") or {}).get("RestartPolicy") or {}).get("Name", ""),
             "labels": config.get("Labels") or {},
             "started_at": state.get("StartedAt", ""),
+            "published": published_ports(found),
         }
     return containers
+
+
+def published_ports(inspected: dict) -> list[int]:
+    """The host ports a container publishes (docker-proxy holds them on the host)."""
+    bindings = (inspected.get("NetworkSettings") or {}).get("Ports") or {}
+    return sorted({int(b["HostPort"]) for found in bindings.values() for b in found or [] if b.get("HostPort")})
 
 
 class Containers(ShortFactBase):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import shlex
+from typing import Any
 
 from pyinfra.api import FactBase
 from pyinfra.facts.server import Ports
@@ -40,19 +42,59 @@ class HostResources(FactBase):
         }
 
 
+# ss lists a socket's processes as users:(("name",pid=N,fd=M),...).
+SS_USER = re.compile(r'\("([^"]*)",pid=(\d+),')
+HOLDERS_MARK = "# holders"
+
+
 class ListeningPorts(Ports):
     """
-    pyinfra's Ports (its command and its parser), always asked with ``ss``: every Debian and Ubuntu
-    has it (iproute2), and a command that needs no other fact first can also be run by validate and
-    the API through testinfra. Process names need root (the deploys run as root).
+    pyinfra's Ports, always asked with ``ss`` (every Debian and Ubuntu has it, iproute2), plus what
+    holds each port: the holding process's id, the container it runs in (the 64-hex id in its
+    cgroup) and its parent processes. Process names need root (the deploys run as root).
+
+    pyinfra's parser keeps one process name per socket and drops the pid; which container holds a
+    port is what tells an older deployment's leftover from a real conflict, so the entries add
+    ``pid``, ``container`` (an id, or None on the host) and ``parents`` (pids up to init).
+
+    .. code:: python
+
+        [{"port": 8265, "ip": "0.0.0.0", "protocol": "tcp", "process": "python3", "pid": 1614,
+          "container": "3f2c...", "parents": [1590, 1571]}]
     """
 
     def command(self) -> str:
-        self._tool = "ss"
-        return "ss -lpuntn || true"
+        return (
+            f"ss -lpuntn || true; echo '{HOLDERS_MARK}'; "
+            "for pid in $(ss -lpuntnH 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -un); do "
+            "cid=$(grep -o -E '[0-9a-f]{64}' /proc/$pid/cgroup 2>/dev/null | tail -n1); "
+            'chain=; p=$pid; while [ "${p:-1}" -gt 1 ]; do '
+            "p=$(sed 's/.*) //' /proc/$p/stat 2>/dev/null | cut -d' ' -f2); "
+            '[ "${p:-1}" -gt 1 ] && chain="$chain,$p"; done; '
+            'echo "$pid ${cid:--} ${chain#,}"; done'
+        )
+
+    def process(self, output: list[str]) -> list[dict[str, Any]]:
+        lines = list(output)
+        mark = lines.index(HOLDERS_MARK) if HOLDERS_MARK in lines else len(lines)
+        holders = {}
+        for line in lines[mark + 1 :]:
+            pid, container, parents = [*line.split(" "), "", "", ""][:3]
+            if pid.isdigit():
+                chain = [int(parent) for parent in parents.split(",") if parent.isdigit()]
+                holders[int(pid)] = (None if container == "-" else container, chain)
+        entries = []
+        for line in lines[:mark]:
+            for entry in self._process_ss([line]):
+                for name, pid in SS_USER.findall(line) or [(entry["process"], "0")]:
+                    container, chain = holders.get(int(pid), (None, []))
+                    entries.append(
+                        {**entry, "process": name, "pid": int(pid), "container": container, "parents": chain}
+                    )
+        return entries
 
 
-def tcp_listeners(ports: list[dict[str, int | str]] | None) -> dict[int, list[str]]:
+def tcp_listeners(ports: list[dict[str, Any]] | None) -> dict[int, list[str]]:
     """pyinfra's Ports list as ``{port: [process, ...]}`` for TCP ports (any address).
 
     .. code:: python
@@ -66,6 +108,18 @@ def tcp_listeners(ports: list[dict[str, int | str]] | None) -> dict[int, list[st
             if entry["process"] not in names:
                 names.append(str(entry["process"]))
     return listening
+
+
+def tcp_holders(ports: list[dict[str, Any]] | None) -> dict[int, list[dict[str, Any]]]:
+    """ListeningPorts' TCP entries by port, each holder once (a port on two addresses is one holder)."""
+    holders: dict[int, list[dict[str, Any]]] = {}
+    for entry in ports or []:
+        if entry["protocol"] != "tcp":
+            continue
+        found = holders.setdefault(int(entry["port"]), [])
+        if all(entry.get("pid") != known.get("pid") for known in found):
+            found.append(entry)
+    return holders
 
 
 class Reachable(FactBase):

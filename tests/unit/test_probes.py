@@ -9,8 +9,10 @@ from pathlib import Path
 
 from pyinfra.facts.docker import DockerContainers, DockerImages
 
+from deploys.cleanup import Leftover
 from deploys.docker_engine import sources_line
 from deploys.host_scripts import python_script
+from deploys.prerequisites import container_of, port_holder
 from deploys.scripts.polling import wait_until
 from deploys.scripts.wait_prometheus_targets import not_scraped
 from deploys.scripts.wait_ray_nodes import not_ready
@@ -19,7 +21,7 @@ from facts.prometheus import PrometheusTargets
 from facts.prometheus_answers import describe_down, targets
 from facts.ray import RayNodes, RayStatus
 from facts.ray_answers import alive_nodes, status_active_nodes, status_total
-from facts.resources import ListeningPorts, tcp_listeners
+from facts.resources import ListeningPorts, tcp_holders, tcp_listeners
 
 FIXTURES = Path(__file__).parent / "fixtures"
 HEAD, WORKER_1, WORKER_2 = "10.213.1.10", "10.213.1.11", "10.213.1.12"
@@ -146,11 +148,47 @@ def test_images_are_read_by_tag_from_pyinfras_image_inspect_fact():
 
 def test_listening_tcp_ports_are_read_with_pyinfras_ports_parser():
     fact = ListeningPorts()
-    assert fact.command() == "ss -lpuntn || true"
+    assert fact.command().startswith("ss -lpuntn || true;")
     listening = tcp_listeners(fact.process(lines("ss_ports.txt")))
     assert listening[6379] == ["gcs_server"] and listening[22] == ["sshd"] and listening[9090] == ["prometheus"]
     assert listening[10001] == ["python3"]  # listed twice (two addresses), named once
-    assert 50064 not in listening  # UDP
+    assert not any(port < 1024 and port != 22 for port in listening)
+    assert all(entry["protocol"] == "tcp" for entry in fact.process(lines("ss_ports.txt")) if entry["port"] == 6379)
+
+
+def test_each_port_holder_is_known_by_its_container_from_its_cgroup():
+    holders = tcp_holders(ListeningPorts().process(lines("ss_ports.txt")))
+    containers = container_views(DockerContainers().process(lines("docker_containers.json")))
+    assert len(holders[10001]) == 1, "a port on two addresses is one holder"
+    by_port = {port: {container_of(entry, containers) for entry in found} for port, found in holders.items()}
+    assert by_port[6379] == by_port[8265] == by_port[10001] == {"ray-head"}
+    assert by_port[6380] == {"ray-redis"} and by_port[9090] == {"prometheus"}
+    assert by_port[22] == {None}  # sshd runs on the host
+    assert holders[8265][0]["parents"], "a Ray process's parents are known (cleanup stops their root)"
+
+
+def test_a_port_held_by_a_leftover_is_removed_by_cleanup_and_anything_else_is_a_conflict():
+    holders = tcp_holders(ListeningPorts().process(lines("ss_ports.txt")))
+    containers = container_views(DockerContainers().process(lines("docker_containers.json")))
+    gcs = holders[6379][0]
+    legacy = Leftover("container", "ray-head", "from an older deployment (image rayproject/ray:2.60.0-py311-cpu)")
+    assert port_holder(gcs, containers, [legacy]) == (
+        "container ray-head from an older deployment (image rayproject/ray:2.60.0-py311-cpu)",
+        True,
+    )
+    assert port_holder(gcs, containers, []) == (
+        "container ray-head (image rayproject/ray:2.60.0-py311-cpu), which cleanup-existing leaves alone",
+        False,
+    )
+    bare = {**gcs, "container": None, "parents": [1599, 1580]}
+    assert port_holder(bare, {}, [Leftover("process", "1580", "Ray outside a container")])[1] is True
+    assert port_holder(bare, {}, [Leftover("process", "4242", "Ray outside a container")]) == (
+        "process gcs_server (pid 1791)",
+        False,
+    )
+    proxy = {"port": 8265, "process": "docker-proxy", "pid": 7, "container": None, "parents": []}
+    published = {"dashboard": {**containers["ray-head"], "id": "other", "published": [8265]}}
+    assert container_of(proxy, published) == "dashboard"
 
 
 def test_the_docker_ce_repository_line_names_the_hosts_architecture():
