@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -93,6 +94,18 @@ def host_names(workers: int) -> list[tuple[str, str]]:
 def published_ports(role: str) -> list[int]:
     """The container ports a host of ROLE publishes on 127.0.0.1: SSH, and the head's services."""
     return [22, *HEAD_SERVICE_PORTS.values()] if role == "head" else [22]
+
+
+def stable_publish(port: int) -> str:
+    """Publish container PORT on a loopback port chosen now, free at this moment.
+
+    Docker's own choice (`127.0.0.1::PORT`) is made again at every start, so a restarted lab host
+    (a "reboot") would come back on other ports than the lab's state and inventory name; a port
+    chosen here stays the container's across restarts. A clash (taken meanwhile) is a LabError.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"--publish=127.0.0.1:{probe.getsockname()[1]}:{port}"
 
 
 class Lab:
@@ -215,7 +228,7 @@ class Lab:
                     f"--network={self.network}",
                     f"--ip={address}",
                     "--restart=unless-stopped",
-                    f"--publish=127.0.0.1::{REGISTRY_PORT}",
+                    stable_publish(REGISTRY_PORT),
                     f"--volume={storage}:/var/lib/registry",
                     REGISTRY_IMAGE,
                 ]
@@ -298,7 +311,7 @@ class Lab:
                 f"--network={self.network}",
                 f"--ip={address}",
                 *HOST_RUN_FLAGS,
-                *(f"--publish=127.0.0.1::{port}" for port in published_ports(role)),
+                *(stable_publish(port) for port in published_ports(role)),
                 f"--volume={volume}:/var/lib/docker",
                 f"--volume={key}.pub:/root/.ssh/authorized_keys:ro",
                 HOST_IMAGE,

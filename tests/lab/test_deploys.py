@@ -7,9 +7,10 @@ import re
 import shlex
 import time
 
+import pytest
 import requests
 
-from tests.lab.conftest import changed_operations, deploy, grand_total
+from tests.lab.conftest import DeployedCluster, changed_operations, deploy, grand_total
 
 RAY_IMAGE = "rayproject/ray:2.60.0-py311-cpu"
 
@@ -163,6 +164,40 @@ def test_a_restarted_head_recovers_the_cluster_without_a_redeploy(deployed):
     deployed.wait_for_alive(3, timeout_s=120)
     for name, started in workers_before.items():
         assert deployed.container(name, "ray-worker")["State"]["StartedAt"] == started, f"{name}'s worker restarted"
+
+
+def reboot(deployed: DeployedCluster, engine, name: str) -> float:
+    """Restart lab host NAME's container (its systemd, Docker and containers boot again, its disk stays);
+    the seconds until every Ray node is alive again, reported in the test's output."""
+    state = deployed.lab.state()
+    started = time.monotonic()
+    engine.run(["restart", state.host(name).container])
+    deployed.wait_for_alive(3, timeout_s=300)
+    took = time.monotonic() - started
+    print(f"reboot of {name}: every Ray node alive again after {took:.1f} s")
+    return took
+
+
+@pytest.mark.parametrize("name", ["worker-1", "head"])
+def test_a_rebooted_host_brings_its_part_of_the_cluster_back_by_itself(deployed, engine, name):
+    before = deployed.lab.state()
+    submitted = requests.post(
+        f"{deployed.dashboard}/api/jobs/",
+        json={"entrypoint": f"echo before the reboot of {name}"},
+        headers={"Authorization": f"Bearer {deployed.token}"},
+        timeout=30,
+    )
+    assert submitted.status_code == 200, submitted.text
+    submission = submitted.json()["submission_id"]
+    reboot(deployed, engine, name)
+    after = deployed.lab.state()
+    assert after.host(name).ssh_port == before.host(name).ssh_port, "the lab's ports follow a rebooted host"
+    assert deployed.lab.host(name).check_output("systemctl is-enabled docker") == "enabled"
+    assert deployed.lab.host(name).check_output("hostname") == name  # reached at the port the state names
+    assert submission in {job["submission_id"] for job in deployed.jobs()}, (
+        "the head kept its jobs (Redis keeps the GCS state)"
+    )
+    deployed.wait_until_settled(timeout_s=180)
 
 
 def test_right_after_ray_deployment_ray_status_lists_every_node(deployed):
