@@ -18,6 +18,7 @@ how many events were sealed, the old head and every problem the old chain had.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import hmac
@@ -206,10 +207,12 @@ class AuditTrail:
 
     def _restore_heads(self, trail: TrailKey, previous: tuple[int, str] | None) -> None:
         for path in (self.head_file, trail.head_file):
-            if previous is None:
-                path.unlink(missing_ok=True)
-            else:
-                write_head(path, *previous)
+            # Best effort: the error that brought us here is the one to tell.
+            with contextlib.suppress(OSError):
+                if previous is None:
+                    path.unlink(missing_ok=True)
+                else:
+                    write_head(path, *previous)
 
     def _trail_id(self) -> str | None:
         row = self.connection.execute("SELECT value FROM audit_meta WHERE name='trail_id'").fetchone()
@@ -275,7 +278,8 @@ class AuditTrail:
             digest = event_hash(key, *row[:6], prev)
             self.connection.execute("UPDATE audit SET prev_hash=?, hash=? WHERE seq=?", (prev, digest, row[0]))
             previous = (row[0], digest)
-        if rows or old_problems or earlier:
+        # A new state directory where an old one was deleted starts afresh: nothing left to check there
+        if rows or old_problems:
             details = {
                 "events_sealed": len(rows),
                 "old_head": f"{rows[-1][0]} {rows[-1][7]}" if rows else "",

@@ -63,7 +63,13 @@ class TrailKey:
         )
 
     def write_head(self, seq: int, digest: str) -> None:
-        write_head(self.head_file, seq, digest)
+        try:
+            write_head(self.head_file, seq, digest)
+        except OSError as error:
+            raise AuditKeyError(
+                f"cannot write {self.head_file} ({error.strerror}): the audit key directory {key_directory()} must "
+                "be writable by whoever runs raydeploy (the newest event's hash is kept beside the key)"
+            ) from None
 
 
 def create_key(state_dir: Path) -> TrailKey:
@@ -98,8 +104,11 @@ def trails_made_for(state_dir: Path) -> list[str]:
 
 def write_head(path: Path, seq: int, digest: str) -> None:
     temporary = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    temporary.write_text(f"{seq} {digest}\n")
-    temporary.replace(path)
+    try:
+        temporary.write_text(f"{seq} {digest}\n")
+        temporary.replace(path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def read_head(path: Path) -> tuple[int, str] | None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -112,6 +113,15 @@ def test_a_missing_key_is_said_by_verify_and_refuses_appending(store):
         store.audit.append("mallory", "run started", "run-2")
     assert str(path) in str(refused.value)
     assert len(store.audit.events()) == 4 and store.audit.head()[0] == 4
+
+
+def test_a_head_that_cannot_be_written_beside_the_key_refuses_the_event_and_records_nothing(store):
+    head = store.audit.key_of_trail().head_file
+    head.unlink()
+    head.mkdir()  # as root, modes do not stop a write: a directory in its place does
+    with pytest.raises(AuditKeyError, match="must be writable by whoever runs raydeploy"):
+        store.audit.append("alice", "run started", "run-2")
+    assert store.audit.head()[0] == 4 and store.audit.head_file.read_text().split()[0] == "4"
 
 
 @pytest.mark.parametrize("forged_id", ["0" * 32, "../forged"])
@@ -223,6 +233,12 @@ def test_a_keyed_trail_stripped_of_its_id_and_rehashed_the_old_way_is_found_when
         f"event 5: this state directory had a keyed trail before ({earlier}): its id was removed or the directory"
         " replaced, and the trail sealed again"
     ]
+
+
+def test_a_new_state_directory_where_an_old_one_was_deleted_starts_a_trail_that_verifies(store):
+    shutil.rmtree(store.directory)
+    again = StateStore(store.directory)
+    assert again.audit.events() == [] and again.audit.verify() == []
 
 
 def test_two_processes_opening_an_old_trail_at_once_seal_it_once(tmp_path):
