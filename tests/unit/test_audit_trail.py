@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from raydeploy.audit import SEALED, AuditKeyError, event_hash, legacy_event_hash
+from raydeploy.audit import SEALED, AuditKeyError, AuditTrail, event_hash, legacy_event_hash
 from raydeploy.audit_keys import key_directory
 from raydeploy.state import StateStore
 from tests.conftest import REPO
@@ -284,3 +284,14 @@ def test_the_api_answers_503_without_the_key_and_names_no_path(tmp_path):
     answer = TestClient(app, raise_server_exceptions=False).get("/api/v1/audit")  # a refusal it must audit
     assert answer.status_code == 503 and answer.json()["error"] == "AUDIT_UNAVAILABLE", answer.text
     assert str(key_directory()) not in answer.text
+
+
+def test_a_process_that_found_no_trail_id_just_before_another_sealed_the_trail_does_not_seal_it_again(tmp_path):
+    # The race above, made certain: the late opener checked for an id before the first one sealed.
+    legacy_trail(tmp_path / "state", 3)
+    first = StateStore(tmp_path / "state")
+    late = AuditTrail.__new__(AuditTrail)
+    late.connection = sqlite3.connect(first.directory / "state.db", isolation_level=None)
+    late.head_file = first.audit.head_file
+    late._seal()
+    assert [e.event for e in first.audit.events()].count(SEALED) == 1 and first.audit.verify() == []
