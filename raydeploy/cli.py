@@ -6,12 +6,24 @@ import click
 
 from raydeploy import __version__
 from raydeploy.api.cli import api
+from raydeploy.audit import AuditKeyError
 from raydeploy.commands import COMMANDS
 from raydeploy.lab.cli import lab
 from validate.cli import validate
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The command group: a trail whose audit key is missing stops any command that records, as an error
+    that names the key's path and the fix (never a traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except AuditKeyError as error:
+            raise click.ClickException(str(error)) from None
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="raydeploy")
 def main() -> None:
     """Turn a handful of Linux hosts into a monitored Ray cluster, with a human in the loop.

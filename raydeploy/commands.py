@@ -12,6 +12,7 @@ import click
 
 from raydeploy import runner
 from raydeploy.approvals import ApprovalError, Approvals, parse_ttl
+from raydeploy.audit import AuditKeyError, AuditTrail
 from raydeploy.checkpoints import CHECKPOINTS, NAMES, get
 from raydeploy.plans import PlanError, make_plan
 from raydeploy.state import LockHeld, StateError, StateStore
@@ -50,7 +51,7 @@ def open_store(inventory: str, state_dir: str | None, must_exist_inventory: bool
         raise click.UsageError(f"inventory {inventory}: no such file (give one with -i)")
     try:
         return StateStore(runner.state_dir_for(inventory, state_dir))
-    except (StateError, OSError) as error:
+    except (StateError, AuditKeyError, OSError) as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -379,11 +380,31 @@ def logs(run_id, inventory, state_dir):
     click.echo(path.read_text(), nl=False)
 
 
+def parse_anchor(_context, _parameter, values: tuple[str, ...]) -> list[tuple[int, str]]:
+    """SEQ:HASH (or `SEQ HASH`, as `audit --head` prints it) -> (seq, hash)."""
+    anchors = []
+    for value in values:
+        seq, _, digest = value.strip().replace(" ", ":", 1).partition(":")
+        if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise click.BadParameter(f"{value!r} is not SEQ:HASH (as `raydeploy audit --head` prints it)")
+        anchors.append((int(seq), digest))
+    return anchors
+
+
 @click.command()
 @inventory_option
 @click.option(
     "--verify", is_flag=True, help="Check the hash chain: exit 1 if an event was edited, inserted or deleted."
 )
+@click.option(
+    "--anchor",
+    "anchors",
+    multiple=True,
+    callback=parse_anchor,
+    metavar="SEQ:HASH",
+    help="With --verify: event SEQ must still have exactly this hash, copied earlier from --head (repeatable).",
+)
+@click.option("--head", "show_head", is_flag=True, help="Print the newest event's SEQ HASH, to keep somewhere else.")
 @click.option(
     "--export",
     "export_to",
@@ -392,24 +413,26 @@ def logs(run_id, inventory, state_dir):
 )
 @click.option("--limit", "count", type=int, help="Only the newest events.")
 @json_option
-def audit(inventory, state_dir, verify, export_to, count, as_json):
+def audit(inventory, state_dir, verify, anchors, show_head, export_to, count, as_json):
     """The audit trail: who did what, where, when (UTC).
 
     \b
     Examples:
       raydeploy audit --limit 20
       raydeploy audit --verify
+      raydeploy audit --head                     # copy its SEQ HASH into a ticket or a log server
+      raydeploy audit --verify --anchor 42:9f86d08...
       raydeploy audit --export audit.jsonl
     """
     store = open_store(inventory, state_dir, must_exist_inventory=False)
     trail = store.audit
+    if anchors and not verify:
+        raise click.UsageError("--anchor is checked by --verify: add --verify")
     if verify:
-        problems = trail.verify()
-        for problem in problems:
-            click.echo(f"audit: {problem}", err=True)
-        count_all = len(trail.events())
-        click.echo(f"audit trail {'INTACT' if not problems else 'TAMPERED'}: {count_all} events checked")
-        sys.exit(1 if problems else 0)
+        verify_trail(trail, anchors)
+    if show_head:
+        print_head(trail, as_json)
+        return
     events = trail.events(count)
     if export_to:
         lines = "".join(event.as_json() + "\n" for event in events)
@@ -426,6 +449,23 @@ def audit(inventory, state_dir, verify, export_to, count, as_json):
         click.echo(
             f"{event.seq:>5} {event.at} {event.actor:<12} {event.event:<20} {event.target:<22} {json.dumps(event.details)}"
         )
+
+
+def verify_trail(trail: AuditTrail, anchors: list[tuple[int, str]]) -> None:
+    """Say every problem and exit: 0 when the trail is intact and matches every anchor, else 1."""
+    problems = trail.verify(anchors)
+    for problem in problems:
+        click.echo(f"audit: {problem}", err=True)
+    checked = f"{len(trail.events())} events checked" + (f", {len(anchors)} anchors" if anchors else "")
+    click.echo(f"audit trail {'INTACT' if not problems else 'TAMPERED'}: {checked}")
+    sys.exit(1 if problems else 0)
+
+
+def print_head(trail: AuditTrail, as_json: bool) -> None:
+    head = trail.head()
+    if head is None:
+        raise click.ClickException("the audit trail has no events yet: there is no head to anchor")
+    click.echo(json.dumps({"seq": head[0], "hash": head[1]}) if as_json else f"{head[0]} {head[1]}")
 
 
 @click.command()

@@ -18,6 +18,16 @@ REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(scope="session", autouse=True)
+def audit_key_directory(tmp_path_factory) -> Iterator[Path]:
+    """Every test, and every command it starts (their environment is this one's), keeps audit trail keys
+    in a directory of its own: never in the real ~/.config/raydeploy/audit-keys."""
+    directory = tmp_path_factory.mktemp("audit-keys")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAYDEPLOY_AUDIT_KEY_DIR", str(directory))
+        yield directory
+
+
 def run_command(
     args: list[str], env: dict[str, str] | None = None, timeout: float = 900, check: bool = False
 ) -> subprocess.CompletedProcess[str]:
@@ -76,7 +86,7 @@ def api_server(args: list[str], env: dict[str, str], log_path: Path) -> Iterator
     server = subprocess.Popen(
         [str(BIN / "raydeploy"), "api", *args, "--port", str(port)],
         cwd=REPO,
-        env=env,
+        env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from raydeploy.audit import AuditKeyError
+
 MAX_BODY_BYTES = 64 * 1024
 # What the server reads of a request before anything else: its target (path and query) and its header
 # section. uvicorn's h11 refuses a head that arrives in pieces beyond MAX_HEAD_BYTES; one that arrives in
@@ -151,6 +153,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
         return JSONResponse(**invalid_request(error.errors()))
+
+    @app.exception_handler(AuditKeyError)
+    async def audit_key_missing(_request: Request, _error: AuditKeyError) -> JSONResponse:
+        # The key's path is the server's business: its operator reads it from `raydeploy audit --verify`.
+        message = (
+            "the audit trail cannot be written: its key is missing on the server; nothing was done. The server's "
+            "operator must restore the key (`raydeploy audit --verify` names it)"
+        )
+        return JSONResponse(error_body("AUDIT_UNAVAILABLE", message), status_code=503)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, error: Exception) -> JSONResponse:

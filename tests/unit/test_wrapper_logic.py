@@ -316,18 +316,19 @@ def test_editing_any_field_of_an_event_is_found(store, column, value):
 
 
 def test_an_edited_event_rehashed_and_rechained_is_still_found(store):
-    # Whoever edits event 2 can recompute its hash and point event 3 at it; event 3's own hash covers
-    # the hash it chains to, so the edit still shows.
+    # Even with the key, whoever edits event 2 and makes its hash again must point event 3 at it; event 3's
+    # own hash covers the hash it chains to (prev_hash), so the edit still shows.
     from raydeploy.audit import event_hash
 
     for number in range(3):
         store.audit.append("alice", "checkpoint started", f"cp-{number}")
+    key = store.audit.key_of_trail().read()
     seq, at, actor, event, target, _details, prev = store.db.execute(
         "SELECT seq, at, actor, event, target, details, prev_hash FROM audit WHERE seq=2"
     ).fetchone()
     forged_details = '{"reason": "forged"}'
-    forged = event_hash(seq, at, actor, event, target, forged_details, prev)
+    forged = event_hash(key, seq, at, actor, event, target, forged_details, prev)
     with store.db:
         store.db.execute("UPDATE audit SET details=?, hash=? WHERE seq=2", (forged_details, forged))
         store.db.execute("UPDATE audit SET prev_hash=? WHERE seq=3", (forged,))
-    assert store.audit.verify(), "a rehashed and rechained edit went unnoticed"
+    assert store.audit.verify() == ["event 3: its content does not match its hash (edited)"]
