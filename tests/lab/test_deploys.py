@@ -103,7 +103,7 @@ def test_redis_holds_the_gcs_data(deployed):
     head = deployed.lab.host("head")
     # The password from Redis's own config, into redis-cli's environment: on no command line.
     auth = "REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /usr/local/etc/redis/redis.conf)\""
-    keys = head.check_output(f"docker exec ray-redis sh -c {shlex.quote(auth + ' redis-cli -p 6380 keys *')}")
+    keys = head.check_output(f"docker exec ray-redis sh -c {shlex.quote(auth + " redis-cli -p 6380 keys '*'")}")
     assert "RAYraydeploy@NODE" in keys.split(), keys
     refused = head.run("docker exec ray-redis redis-cli -p 6380 ping")
     assert "NOAUTH" in refused.stdout + refused.stderr
@@ -146,8 +146,8 @@ SECRET_FILES = {
     ("worker-1", "/etc/raydeploy/ray-auth-token"): 0,
     ("worker-2", "/etc/raydeploy/ray-auth-token"): 0,
 }
-# Ray itself passes the Redis password on to these processes' command lines (README, "Secrets").
-RAY_PROCESSES_GIVEN_THE_REDIS_PASSWORD = {"gcs_server"}
+# Ray itself puts the Redis password on these processes' command lines (README, "Secrets").
+RAY_PROCESSES_GIVEN_THE_REDIS_PASSWORD = {"gcs_server", "raylet"}
 
 
 def secret_file_modes(lab) -> dict[tuple[str, str], str]:
@@ -178,7 +178,7 @@ def test_secret_files_are_0600_owned_by_their_reader_and_an_earlier_versions_mod
     changed = set(changed_operations(result.output))
     assert {
         "Ray cluster | /etc/raydeploy/redis.conf (read by Redis)",
-        "Prometheus | /etc/raydeploy/prometheus/ray-auth-token (read by Prometheus)",
+        "Monitoring stack | Prometheus | /etc/raydeploy/prometheus/ray-auth-token (read by Prometheus)",
         "Ray cluster | No /etc/raydeploy/ray.env (secrets now in files)",
     } <= changed, changed
     assert not [name for name in changed if "container" in name], changed  # modes alone recreate nothing
