@@ -103,7 +103,8 @@ def test_redis_holds_the_gcs_data(deployed):
     head = deployed.lab.host("head")
     # The password from Redis's own config, into redis-cli's environment: on no command line.
     auth = "REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /usr/local/etc/redis/redis.conf)\""
-    keys = head.check_output(f"docker exec ray-redis sh -c {shlex.quote(auth + " redis-cli -p 6380 keys '*'")}")
+    command = auth + " redis-cli -p 6380 keys '*'"
+    keys = head.check_output(f"docker exec ray-redis sh -c {shlex.quote(command)}")
     assert "RAYraydeploy@NODE" in keys.split(), keys
     refused = head.run("docker exec ray-redis redis-cli -p 6380 ping")
     assert "NOAUTH" in refused.stdout + refused.stderr
