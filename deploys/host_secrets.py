@@ -85,7 +85,10 @@ def prometheus_token_file(head: Settings, monitor: Settings, secret_of: SecretOf
         return None
     token = secret_of("ray-auth-token")
     return SecretFile(
-        f"{PROMETHEUS_TOKEN_ON_HOST} (read by Prometheus)", PROMETHEUS_TOKEN_ON_HOST, token, monitor.prometheus_container_uid
+        f"{PROMETHEUS_TOKEN_ON_HOST} (read by Prometheus)",
+        PROMETHEUS_TOKEN_ON_HOST,
+        token,
+        monitor.prometheus_container_uid,
     )
 
 

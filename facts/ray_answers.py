@@ -25,7 +25,7 @@ def head_query(container: str, port: int, path: str) -> str:
     """
     query = (
         '{ [ -z "$RAY_AUTH_TOKEN_PATH" ] || '
-        "printf 'header = \"Authorization: Bearer %s\"\\n' \"$(cat \"$RAY_AUTH_TOKEN_PATH\")\"; } | "
+        'printf \'header = "Authorization: Bearer %s"\\n\' "$(cat "$RAY_AUTH_TOKEN_PATH")"; } | '
         f"curl -sf --max-time 5 -K - {shlex.quote(f'http://127.0.0.1:{int(port)}{path}')}"
     )
     return f"docker exec {shlex.quote(container)} sh -c {shlex.quote(query)} 2>/dev/null || echo '{{}}'"
