@@ -4,7 +4,7 @@ Prometheus scrapes itself, every node-exporter and cAdvisor, and every Ray node 
 head's service-discovery endpoint; its config and alert rules come from templates/ (see
 deploys/monitoring_config.py). A change to them reloads Prometheus (POST /-/reload), it does not
 restart it; its data lives in a volume. Grafana gets its datasource and dashboards from provisioning
-files and its admin password, generated once, from a 0600 env file. A component turned off in the
+files and its admin password, generated once, from a mounted 0600 file owned by its user. A component turned off in the
 inventory is removed if it ran, and reported as off, with the inventory's reason.
 """
 
@@ -22,6 +22,13 @@ from deploys.components import CADVISOR, GRAFANA, NODE_EXPORTER, PROMETHEUS, mon
 from deploys.containers import ContainerSpec, HealthCheck, container, container_absent, images_present
 from deploys.credentials import secret
 from deploys.host_scripts import python_script
+from deploys.host_secrets import (
+    CONFIG_DIR,
+    OLD_GRAFANA_ENV_FILE,
+    SecretFile,
+    grafana_password_file,
+    prometheus_token_file,
+)
 from deploys.monitoring_config import (
     alert_rules,
     dashboards,
@@ -29,8 +36,8 @@ from deploys.monitoring_config import (
     grafana_datasources,
     prometheus_config,
 )
-from deploys.ray_cluster import CONFIG_DIR, ray_secrets
-from deploys.secret_files import digest, env_file_text, secret_file
+from deploys.ray_cluster import files_digest, old_env_files_absent, put_secret_files
+from deploys.secret_files import digest
 from deploys.settings import Settings
 from deploys.topology import Cluster, Node
 from facts.prometheus import PrometheusTargets
@@ -38,10 +45,7 @@ from facts.prometheus import PrometheusTargets
 PROMETHEUS_DIR = f"{CONFIG_DIR}/prometheus"
 PROMETHEUS_VOLUME = "raydeploy-prometheus-data"
 GRAFANA_DIR = f"{CONFIG_DIR}/grafana"
-GRAFANA_ENV_FILE = f"{CONFIG_DIR}/grafana.env"
 GRAFANA_VOLUME = "raydeploy-grafana-data"
-# The user the Prometheus image runs as (nobody), which must read the Ray token file.
-PROMETHEUS_GID = "65534"
 
 
 def _wget(port: int, path: str) -> str:
@@ -112,7 +116,7 @@ def prometheus_spec(settings: Settings) -> ContainerSpec:
     )
 
 
-def grafana_spec(node: Node, cluster: Cluster, env_text: str, provisioning: str) -> ContainerSpec:
+def grafana_spec(node: Node, cluster: Cluster, password: SecretFile, provisioning: str) -> ContainerSpec:
     settings = node.settings
     port = settings.grafana_port
     environment = {
@@ -124,8 +128,11 @@ def grafana_spec(node: Node, cluster: Cluster, env_text: str, provisioning: str)
         "GF_SECURITY_ALLOW_EMBEDDING": "true",
         "GF_ANALYTICS_REPORTING_ENABLED": "false",
         "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
+        # Grafana reads any setting from the file a `__FILE` variable names.
+        "GF_SECURITY_ADMIN_PASSWORD__FILE": password.mounted,
     }
     volumes = [
+        password.volume,
         f"{GRAFANA_DIR}/provisioning:/etc/grafana/provisioning:ro",
         f"{GRAFANA_DIR}/dashboards:/var/lib/grafana/dashboards/raydeploy:ro",
         f"{GRAFANA_VOLUME}:/var/lib/grafana",
@@ -138,10 +145,8 @@ def grafana_spec(node: Node, cluster: Cluster, env_text: str, provisioning: str)
         image=settings.grafana_image,
         restart=settings.container_restart_policy,
         env=tuple(sorted(environment.items())),
-        env_file=GRAFANA_ENV_FILE,
-        env_file_digest=digest(env_text),
-        # Grafana reads datasources at start only (dashboards it rescans by itself).
-        files_digest=digest(provisioning),
+        # Grafana reads datasources and its password at start only (dashboards it rescans by itself).
+        files_digest=digest(provisioning + files_digest([password])),
         volumes=tuple(volumes),
         health=HealthCheck(command=_wget(port, "/api/health"), start_period="60s"),
     )
@@ -212,6 +217,10 @@ def _wait_targets_command(wanted: list[tuple[str, str]], port: int, timeout_s: i
     )
 
 
+def _secret_of(settings: Settings):
+    return lambda name: secret(settings.state_dir, name)
+
+
 def _report_off(component: str, node: Node) -> None:
     reason = node.settings.monitoring_off_reason or f"{component.replace('-', '_')}_enabled is false in the inventory"
     host.log(f"monitoring-deployment: {component} is off: {reason}", logger.warning)
@@ -235,17 +244,8 @@ def prometheus(node: Node, cluster: Cluster) -> None:
         _put(f"{PROMETHEUS_DIR}/prometheus.yml", prometheus_config(cluster)),
         _put(f"{PROMETHEUS_DIR}/rules/raydeploy.yml", alert_rules(cluster)),
     ]
-    token = ray_secrets(cluster.head.settings).get("RAY_AUTH_TOKEN")
-    if token:
-        changed.append(
-            secret_file(
-                name=f"{PROMETHEUS_DIR}/ray-auth-token (for Ray's service discovery)",
-                dest=f"{PROMETHEUS_DIR}/ray-auth-token",
-                content=token,
-                mode="640",
-                group=PROMETHEUS_GID,
-            )
-        )
+    # Prometheus reads the token file at every scrape of Ray's service discovery: a change reloads it.
+    changed += put_secret_files([prometheus_token_file(cluster.head.settings, settings, _secret_of(settings))])
     started = container(name="Prometheus container", spec=prometheus_spec(settings))
     wanted = [("ray", member.name) for member in cluster.nodes]
     wanted += [("node", member.name) for member in cluster.hosts if member.settings.node_exporter_enabled]
@@ -279,9 +279,10 @@ def grafana(node: Node, cluster: Cluster) -> None:
     _put(f"{GRAFANA_DIR}/provisioning/dashboards/raydeploy.yml", providers)
     for name, text in dashboards().items():
         _put(f"{GRAFANA_DIR}/dashboards/{name}", text)
-    env_text = env_file_text({"GF_SECURITY_ADMIN_PASSWORD": secret(settings.state_dir, "grafana-admin-password")})
-    secret_file(name=f"{GRAFANA_ENV_FILE}", dest=GRAFANA_ENV_FILE, content=env_text)
-    container(name="Grafana container", spec=grafana_spec(node, cluster, env_text, datasources + providers))
+    password = grafana_password_file(settings, _secret_of(settings))
+    put_secret_files([password])
+    container(name="Grafana container", spec=grafana_spec(node, cluster, password, datasources + providers))
+    old_env_files_absent((OLD_GRAFANA_ENV_FILE,))
 
 
 def monitoring_images(settings: Settings, components: dict[str, bool]) -> list[str]:

@@ -1,8 +1,9 @@
 """ray-deployment: the Ray head (with Redis for GCS fault tolerance) and the workers, in containers.
 
 Every node runs the same Ray image with host networking, so each node's Ray address is its
-cluster address. Secrets reach the containers through 0600 env files, never a command line we
-write (Ray itself passes the Redis password to its GCS process on its command line).
+cluster address. Secrets reach the containers as read-only mounted 0600 files (deploys/host_secrets.py),
+never in their environment or a command line we write; Ray itself then puts the Redis password on
+the command lines of the processes it starts (README, "Secrets").
 """
 
 from __future__ import annotations
@@ -18,34 +19,48 @@ from deploys.components import RAY_HEAD, RAY_REDIS, RAY_WORKER
 from deploys.containers import ContainerSpec, HealthCheck, container, images_present
 from deploys.credentials import secret
 from deploys.host_scripts import python_script
+from deploys.host_secrets import (
+    CONFIG_DIR,
+    OLD_RAY_ENV_FILES,
+    SecretFile,
+    SecretOf,
+    ray_token_file,
+    redis_conf_file,
+    redis_password_file,
+)
 from deploys.monitoring_config import grafana_url, prometheus_url
-from deploys.secret_files import digest, env_file_text, secret_file
+from deploys.secret_files import digest, secret_file
 from deploys.settings import Settings
 from deploys.topology import Cluster, Node
 from facts.ray import RayNodes, RayStatus
 
-CONFIG_DIR = "/etc/raydeploy"
-RAY_ENV_FILE = f"{CONFIG_DIR}/ray.env"
-REDIS_CONF = f"{CONFIG_DIR}/redis.conf"
-REDIS_ENV_FILE = f"{CONFIG_DIR}/redis.env"
 REDIS_VOLUME = "raydeploy-redis-data"
 # Workers keep retrying a restarted head's GCS this long before giving up (Ray's default is 60 s).
 GCS_RECONNECT_TIMEOUT_S = 300
 
 
-def ray_secrets(settings: Settings) -> dict[str, str]:
-    """The secrets every Ray container gets in its env file."""
-    values = {}
-    if settings.ray_auth_mode == "token":
-        values["RAY_AUTH_TOKEN"] = secret(settings.state_dir, "ray-auth-token")
-    return values
+# `ray start` takes the Redis password only as its --redis-password argument. This runs Ray's own CLI
+# in a Python that adds that argument from the mounted file (argv[1]) after the process started, so
+# the command line the container runs holds the file's path, not the password.
+WITH_REDIS_PASSWORD = (
+    "import sys; from ray.scripts.scripts import main; "
+    "password = open(sys.argv.pop(1)).read().strip(); "
+    "sys.argv = ['ray', *sys.argv[1:], '--redis-password=' + password]; "
+    "sys.exit(main())"
+)
 
 
-def ray_environment(settings: Settings) -> dict[str, str]:
+def ray_environment(settings: Settings, token: SecretFile | None) -> dict[str, str]:
+    """The Ray containers' environment: no secret, only where the token file is mounted."""
     environment = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(GCS_RECONNECT_TIMEOUT_S)}
-    if settings.ray_auth_mode == "token":
-        environment["RAY_AUTH_MODE"] = "token"
+    if token:
+        environment |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": token.mounted}
     return environment | settings.ray_extra_env
+
+
+def files_digest(files: list[SecretFile | None]) -> str:
+    """A digest of the secret files a container reads at start: a changed secret recreates it."""
+    return digest("\0".join(f"{file.path}={file.content}" for file in files if file))
 
 
 def resource_flags(settings: Settings) -> list[str]:
@@ -74,7 +89,10 @@ def metrics_environment(cluster: Cluster) -> dict[str, str]:
     return environment
 
 
-def head_spec(node: Node, cluster: Cluster, env_text: str) -> ContainerSpec:
+def head_spec(
+    node: Node, cluster: Cluster, token: SecretFile | None, redis_password: SecretFile | None
+) -> ContainerSpec:
+    """The head; with REDIS_PASSWORD (Redis enabled) it keeps the GCS tables in Redis."""
     settings = node.settings
     start = [
         "ray", "start", "--head", "--block", "--disable-usage-stats",
@@ -86,24 +104,24 @@ def head_spec(node: Node, cluster: Cluster, env_text: str) -> ContainerSpec:
         f"--metrics-export-port={settings.ray_metrics_export_port}",
         *resource_flags(settings),
     ]  # fmt: skip
-    script = " ".join(shlex.quote(arg) for arg in start)
-    environment = ray_environment(settings) | metrics_environment(cluster)
-    if settings.redis_enabled:
+    command = tuple(start)
+    environment = ray_environment(settings, token) | metrics_environment(cluster)
+    if redis_password:
         environment |= {
             "RAY_REDIS_ADDRESS": f"127.0.0.1:{settings.redis_port}",
             "RAY_external_storage_namespace": "raydeploy",
         }
-        script += ' --redis-password="$REDIS_PASSWORD"'
+        command = ("python3", "-c", WITH_REDIS_PASSWORD, redis_password.mounted, *start[1:])
+    secrets = [file for file in (token, redis_password) if file]
     return ContainerSpec(
         name=RAY_HEAD,
         component=RAY_HEAD,
         image=settings.ray_image,
-        command=("bash", "-c", f"exec {script}"),
+        command=command,
         restart=settings.container_restart_policy,
         env=tuple(sorted(environment.items())),
-        env_file=RAY_ENV_FILE,
-        env_file_digest=digest(env_text),
-        volumes=(f"{settings.ray_temp_dir}:/tmp/ray",),
+        files_digest=files_digest(secrets),
+        volumes=(f"{settings.ray_temp_dir}:/tmp/ray", *(file.volume for file in secrets)),
         shm_size=settings.ray_shm_size,
         health=HealthCheck(
             command=f"ray health-check --address 127.0.0.1:{settings.ray_gcs_port} && pgrep -x raylet >/dev/null",
@@ -112,7 +130,7 @@ def head_spec(node: Node, cluster: Cluster, env_text: str) -> ContainerSpec:
     )
 
 
-def worker_spec(node: Node, head: Node, env_text: str) -> ContainerSpec:
+def worker_spec(node: Node, head: Node, token: SecretFile | None) -> ContainerSpec:
     settings = node.settings
     gcs = f"{head.settings.cluster_address}:{head.settings.ray_gcs_port}"
     start = [
@@ -133,35 +151,33 @@ def worker_spec(node: Node, head: Node, env_text: str) -> ContainerSpec:
         image=settings.ray_image,
         command=("bash", "-c", script),
         restart=settings.container_restart_policy,
-        env=tuple(sorted(ray_environment(settings).items())),
-        env_file=RAY_ENV_FILE,
-        env_file_digest=digest(env_text),
+        env=tuple(sorted(ray_environment(settings, token).items())),
+        files_digest=files_digest([token]),
+        volumes=(token.volume,) if token else (),
         shm_size=settings.ray_shm_size,
         health=HealthCheck(command="pgrep -x raylet >/dev/null", start_period="120s"),
     )
 
 
-def redis_spec(settings: Settings, conf_text: str, env_text: str) -> ContainerSpec:
+# Redis's health check authenticates with the password from its config, read by root (docker exec's
+# user) into redis-cli's environment: neither the check's text nor any command line holds it.
+REDIS_AUTH_FROM_CONF = "REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /usr/local/etc/redis/redis.conf)\""
+
+
+def redis_spec(settings: Settings, conf: SecretFile) -> ContainerSpec:
     return ContainerSpec(
         name=RAY_REDIS,
         component=RAY_REDIS,
         image=settings.redis_image,
         command=("redis-server", "/usr/local/etc/redis/redis.conf"),
         restart=settings.container_restart_policy,
-        env_file=REDIS_ENV_FILE,
-        env_file_digest=digest(conf_text + env_text),
-        volumes=(f"{REDIS_CONF}:/usr/local/etc/redis/redis.conf:ro", f"{REDIS_VOLUME}:/data"),
+        files_digest=files_digest([conf]),
+        volumes=(f"{conf.path}:/usr/local/etc/redis/redis.conf:ro", f"{REDIS_VOLUME}:/data"),
         health=HealthCheck(
-            command=f"redis-cli -p {settings.redis_port} ping | grep -q PONG", interval="5s", start_period="10s"
+            command=f"{REDIS_AUTH_FROM_CONF} redis-cli -p {settings.redis_port} ping | grep -q PONG",
+            interval="5s",
+            start_period="10s",
         ),
-    )
-
-
-def redis_conf_text(settings: Settings, password: str) -> str:
-    # Loopback only: the head's GCS is Redis's one client.
-    return (
-        f"port {settings.redis_port}\nbind 127.0.0.1\nprotected-mode yes\nrequirepass {password}\n"
-        "appendonly yes\nappendfsync everysec\ndir /data\n"
     )
 
 
@@ -172,19 +188,30 @@ def ray_images(node: Node) -> list[str]:
     return [settings.ray_image, settings.redis_image] if with_redis else [settings.ray_image]
 
 
-def redis(settings: Settings, env: dict[str, str]) -> None:
-    """Redis for the head's GCS, its password added to the head's ENV.
+def ray_secret_files(node: Node, secret_of: SecretOf) -> dict[str, SecretFile | None]:
+    """The secret files NODE's Ray containers read, by what they hold ("token", "redis-password",
+    "redis-conf"), None where a secret is not used."""
+    settings = node.settings
+    files = {"token": ray_token_file(settings, secret_of)}
+    if node.role == "head" and settings.redis_enabled:
+        files |= {
+            "redis-password": redis_password_file(settings, secret_of),
+            "redis-conf": redis_conf_file(settings, secret_of),
+        }
+    return files
 
-    + settings: the head's settings
-    + env: the Ray head's environment; gets REDIS_PASSWORD
-    """
-    password = secret(settings.state_dir, "redis-password")
-    env["REDIS_PASSWORD"] = password
-    conf_text = redis_conf_text(settings, password)
-    redis_env = env_file_text({"REDISCLI_AUTH": password})
-    secret_file(name=f"{REDIS_CONF} (holds the password)", dest=REDIS_CONF, content=conf_text, mode="644")
-    secret_file(name=f"{REDIS_ENV_FILE}", dest=REDIS_ENV_FILE, content=redis_env)
-    container(name="Redis for GCS fault tolerance", spec=redis_spec(settings, conf_text, redis_env))
+
+def put_secret_files(files: list[SecretFile | None]) -> list:
+    """Each of FILES on the host, 0600 and owned by its reader; the operations, to see what changed."""
+    return [
+        secret_file(name=file.name, dest=file.path, content=file.content, owner=file.owner) for file in files if file
+    ]
+
+
+def old_env_files_absent(paths: tuple[str, ...]) -> None:
+    """Env files an earlier version wrote secrets into: gone (their containers are recreated without them)."""
+    for path in paths:
+        files.file(name=f"No {path} (secrets now in files)", path=path, present=False)
 
 
 @operation()
@@ -235,15 +262,16 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
         # No mode: Ray makes it 0777 itself at every start.
         files.directory(name=f"{settings.ray_temp_dir} for Ray's session files", path=settings.ray_temp_dir)
     images_present(name="Ray images", images=ray_images(node))
-    env = ray_secrets(settings)
-    if is_head and settings.redis_enabled:
-        redis(settings, env)
-    env_text = env_file_text(env)
-    secret_file(name=f"{RAY_ENV_FILE}", dest=RAY_ENV_FILE, content=env_text)
+    secrets = ray_secret_files(node, lambda name: secret(settings.state_dir, name))
+    put_secret_files(list(secrets.values()))
+    if secrets.get("redis-conf"):
+        container(name="Redis for GCS fault tolerance", spec=redis_spec(settings, secrets["redis-conf"]))
     if is_head:
-        container(name="Ray head container", spec=head_spec(node, cluster, env_text))
+        spec = head_spec(node, cluster, secrets["token"], secrets.get("redis-password"))
+        container(name="Ray head container", spec=spec)
     else:
-        container(name="Ray worker container", spec=worker_spec(node, cluster.head, env_text))
+        container(name="Ray worker container", spec=worker_spec(node, cluster.head, secrets["token"]))
+    old_env_files_absent(OLD_RAY_ENV_FILES)
     if is_head:  # after the worker containers: pyinfra orders operations by their line
         ray_nodes_alive(
             name="Every Ray node alive and serving its metrics",

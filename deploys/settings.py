@@ -78,6 +78,13 @@ Size = Annotated[str, Strict(), Field(pattern=r"^[0-9]+[bkmgBKMG]?$"), Allowed("
 Duration = Annotated[
     str, Strict(), Field(pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$"), Allowed("must be a duration like 30s, 5m, 15d")
 ]
+Uid = Annotated[
+    int,
+    BeforeValidator(_ascii_digits_as_int),
+    Strict(),
+    Field(ge=0),
+    Allowed("must be a numeric user id", greater_than_equal="must be a numeric user id, >= 0"),
+]
 StorageCap = Annotated[
     str,
     Strict(),
@@ -149,10 +156,14 @@ class Settings(BaseModel):
     ray_join_timeout_s: Count = setting(300, "How long to wait for every node to be alive", ge=10)
     ray_temp_dir: Text = setting("/tmp/ray", "Head: host directory mounted as Ray's /tmp/ray")
     ray_extra_env: Environment = setting(dict, "Extra environment for the Ray containers")
+    ray_container_uid: Uid = setting(
+        1000, "User id the Ray image runs as (rayproject/ray: ray, 1000); owns its secret files"
+    )
     # Redis (Ray GCS fault tolerance)
     redis_enabled: Flag = setting(True, "Run Redis beside the head so a restarted head recovers the cluster")
     redis_image: Text = setting("redis:7.0", "Redis image")
     redis_port: Port = setting(6380, "Head: Redis port (host network)")
+    redis_container_uid: Uid = setting(999, "User id Redis runs as in its image (redis: redis, 999); owns redis.conf")
     # Monitoring: node-exporter and cAdvisor on every node, Prometheus and Grafana on the monitoring host
     cluster_name: Text = setting("ray", "Name of the cluster in Prometheus (external label `cluster`)")
     monitoring_off_reason: Text = setting("", "Why components are off on this host; the deploy prints it")
@@ -165,6 +176,9 @@ class Settings(BaseModel):
     prometheus_enabled: Flag = setting(True, "Monitoring host: run Prometheus")
     prometheus_image: Text = setting("prom/prometheus:v2.42.0", "Prometheus image")
     prometheus_port: Port = setting(9090, "Monitoring host: Prometheus port")
+    prometheus_container_uid: Uid = setting(
+        65534, "User id the Prometheus image runs as (prom/prometheus: nobody, 65534); owns its Ray token file"
+    )
     prometheus_scrape_interval: Duration = setting("15s", "How often Prometheus scrapes every target")
     prometheus_evaluation_interval: Duration = setting("15s", "How often Prometheus evaluates the alert rules")
     prometheus_retention_time: Duration = setting("15d", "How long Prometheus keeps samples")
@@ -172,6 +186,9 @@ class Settings(BaseModel):
     grafana_enabled: Flag = setting(True, "Monitoring host: run Grafana")
     grafana_image: Text = setting("grafana/grafana:10.4.2", "Grafana image")
     grafana_port: Port = setting(3000, "Monitoring host: Grafana port")
+    grafana_container_uid: Uid = setting(
+        472, "User id the Grafana image runs as (grafana/grafana: grafana, 472); owns its password file"
+    )
     grafana_iframe_host: Text = setting(
         "", "URL browsers reach Grafana at, for the charts in the Ray dashboard (default: Grafana's own URL)"
     )

@@ -20,11 +20,13 @@ STATUS_PATH = "/api/cluster_status?format=1"
 def head_query(container: str, port: int, path: str) -> str:
     """A shell command printing the dashboard's answer at PATH, asked inside the head CONTAINER ('{}' if none).
 
-    The token comes from the container's own environment, so it never appears on a command line.
+    The token comes from the file the container's RAY_AUTH_TOKEN_PATH names, and reaches curl as a
+    config line on its stdin (printf is the shell's own), so it never appears on a command line.
     """
     query = (
-        'curl -sf --max-time 5 ${RAY_AUTH_TOKEN:+-H "Authorization: Bearer $RAY_AUTH_TOKEN"} '
-        f"{shlex.quote(f'http://127.0.0.1:{int(port)}{path}')}"
+        '{ [ -z "$RAY_AUTH_TOKEN_PATH" ] || '
+        'printf \'header = "Authorization: Bearer %s"\\n\' "$(cat "$RAY_AUTH_TOKEN_PATH")"; } | '
+        f"curl -sf --max-time 5 -K - {shlex.quote(f'http://127.0.0.1:{int(port)}{path}')}"
     )
     return f"docker exec {shlex.quote(container)} sh -c {shlex.quote(query)} 2>/dev/null || echo '{{}}'"
 

@@ -43,6 +43,10 @@ def _host(lab_host):
             "redis_image": _lab.images.get("redis", "redis:7.0"),
             "prometheus_image": _lab.images.get("prometheus", "prom/prometheus:v2.42.0"),
             "node_exporter_image": _lab.images.get("node-exporter", "prom/node-exporter:v1.5.0"),
+            # The lab's images are rebuilt from Debian: Ray runs as root, Debian's redis user is 100
+            # (the official images: 1000 and 999). Their secret files are owned by these users.
+            "ray_container_uid": 0,
+            "redis_container_uid": 100,
             "cluster_name": _lab.name,
             # The head's services as this machine reaches them: published on 127.0.0.1.
             **_access_urls(lab_host),

@@ -102,11 +102,12 @@ def test_full_deploy_brings_up_three_alive_nodes_with_their_cpus(deployed):
 
 def test_redis_holds_the_gcs_data(deployed):
     head = deployed.lab.host("head")
-    keys = head.check_output(
-        "docker exec ray-redis redis-cli -p 6380 --no-auth-warning -a \"$(cat /etc/raydeploy/redis.env | cut -d= -f2-)\" keys '*'"
-    )
+    # The password from Redis's own config, into redis-cli's environment: on no command line.
+    auth = "REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /usr/local/etc/redis/redis.conf)\""
+    command = auth + " redis-cli -p 6380 keys '*'"
+    keys = head.check_output(f"docker exec ray-redis sh -c {shlex.quote(command)}")
     assert "RAYraydeploy@NODE" in keys.split(), keys
-    refused = head.run("docker exec ray-redis sh -c 'unset REDISCLI_AUTH; redis-cli -p 6380 ping'")
+    refused = head.run("docker exec ray-redis redis-cli -p 6380 ping")
     assert "NOAUTH" in refused.stdout + refused.stderr
 
 
@@ -137,13 +138,79 @@ def test_second_run_changes_nothing_and_asks_each_host_for_its_containers_twice(
     }, asked
 
 
-def test_secrets_never_appear_in_the_deploy_output_or_container_commands(deployed):
-    result = deploy(deployed.lab, "deploys/ray.py", "-v")
-    for secret in (deployed.token, deployed.redis_password):
-        assert secret not in result.output
-        assert secret not in json.dumps(deployed.container("head", "ray-head")["Config"]["Cmd"])
-    env_file = deployed.lab.host("head").file("/etc/raydeploy/ray.env")
-    assert env_file.mode == 0o600 and env_file.user == "root"
+# The lab's secret files and the uid of the container user that reads each (the lab's images: Ray runs
+# as root, Debian's redis user is 100, Prometheus runs as nobody).
+SECRET_FILES = {
+    ("head", "/etc/raydeploy/ray-auth-token"): 0,
+    ("head", "/etc/raydeploy/redis-password"): 0,
+    ("head", "/etc/raydeploy/redis.conf"): 100,
+    ("head", "/etc/raydeploy/prometheus/ray-auth-token"): 65534,
+    ("worker-1", "/etc/raydeploy/ray-auth-token"): 0,
+    ("worker-2", "/etc/raydeploy/ray-auth-token"): 0,
+}
+# Ray itself puts the Redis password on these processes' command lines (README, "Secrets").
+RAY_PROCESSES_GIVEN_THE_REDIS_PASSWORD = {"gcs_server", "raylet"}
+
+
+def secret_file_modes(lab) -> dict[tuple[str, str], str]:
+    return {(name, path): lab.host(name).check_output(f"stat -c '%a %u %g' {path}") for name, path in SECRET_FILES}
+
+
+def processes_showing(lab, secret: str) -> list[tuple[str, str]]:
+    """(host, program) of every process on every lab host (their containers' too) whose arguments hold SECRET."""
+    found = []
+    for name in ("head", "worker-1", "worker-2"):
+        for args in lab.host(name).check_output("ps -e -ww -o args=").splitlines():
+            if secret in args:
+                found.append((name, args.split()[0].rsplit("/", 1)[-1]))
+    return found
+
+
+def test_secret_files_are_0600_owned_by_their_reader_and_an_earlier_versions_modes_are_fixed(deployed):
+    lab = deployed.lab
+    assert secret_file_modes(lab) == {key: f"600 {uid} 0" for key, uid in SECRET_FILES.items()}
+    # As the previous version left them: redis.conf 0644, Prometheus's token 0640 root:nobody, env files.
+    head, worker = lab.host("head"), lab.host("worker-1")
+    head.check_output("chmod 644 /etc/raydeploy/redis.conf && chown 0:0 /etc/raydeploy/redis.conf")
+    head.check_output("chmod 640 /etc/raydeploy/prometheus/ray-auth-token")
+    head.check_output("chown 0:65534 /etc/raydeploy/prometheus/ray-auth-token")
+    worker.check_output("echo RAY_AUTH_TOKEN=old > /etc/raydeploy/ray.env && chmod 600 /etc/raydeploy/ray.env")
+    result = deploy(lab)
+    assert grand_total(result.output)[1] == 0, result.output
+    changed = set(changed_operations(result.output))
+    assert {
+        "Ray cluster | /etc/raydeploy/redis.conf (read by Redis)",
+        "Monitoring stack | Prometheus | /etc/raydeploy/prometheus/ray-auth-token (read by Prometheus)",
+        "Ray cluster | No /etc/raydeploy/ray.env (secrets now in files)",
+    } <= changed, changed
+    assert not [name for name in changed if "container" in name], changed  # modes alone recreate nothing
+    assert secret_file_modes(lab) == {key: f"600 {uid} 0" for key, uid in SECRET_FILES.items()}
+    assert not worker.file("/etc/raydeploy/ray.env").exists
+    assert grand_total(deploy(lab).output) == (0, 0)
+
+
+def test_secrets_never_appear_in_the_deploy_output_container_configs_or_any_process(deployed):
+    lab = deployed.lab
+    result = deploy(lab, "deploys/ray.py", "-v")
+    secrets = {"Ray token": deployed.token, "Redis password": deployed.redis_password}
+    grafana = lab.home / lab.name / "secrets" / "grafana-admin-password"
+    if grafana.exists():  # Grafana is off in the lab, and its password made only where it runs
+        secrets["Grafana password"] = grafana.read_text().strip()
+    inspected = {}
+    for name in ("head", "worker-1", "worker-2"):
+        for container in json.loads(lab.host(name).check_output("docker inspect $(docker ps -aq)")):
+            inspected[(name, container["Name"].lstrip("/"))] = json.dumps(container)
+    assert {("head", "ray-head"), ("head", "ray-redis"), ("head", "prometheus"), ("worker-1", "ray-worker")} <= set(
+        inspected
+    )
+    for what, secret in secrets.items():
+        assert secret not in result.output, what
+        shown = [key for key, text in inspected.items() if secret in text]
+        assert not shown, f"the {what} is in `docker inspect` of {shown}"
+    assert processes_showing(lab, deployed.token) == []
+    given = processes_showing(lab, deployed.redis_password)
+    assert {program for _, program in given} == RAY_PROCESSES_GIVEN_THE_REDIS_PASSWORD, given
+    assert {name for name, _ in given} == {"head"}
 
 
 def test_a_job_without_the_token_is_refused(deployed):

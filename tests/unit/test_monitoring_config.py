@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from deploys.components import expected_containers, monitoring_components
+from deploys.host_secrets import grafana_password_file
 from deploys.monitoring import cadvisor_spec, grafana_spec, node_exporter_spec, prometheus_spec
 from deploys.monitoring_config import (
     alert_rules,
@@ -132,15 +133,17 @@ def test_dashboards_are_valid_json_with_a_query_in_every_panel(name):
         assert panel["targets"] and all(target["expr"] for target in panel["targets"])
 
 
-def test_grafana_runs_without_anonymous_access_and_with_its_password_only_in_the_env_file():
+def test_grafana_runs_without_anonymous_access_and_reads_its_password_from_a_mounted_file():
     cluster = make_cluster()
-    spec = grafana_spec(cluster.head, cluster, "GF_SECURITY_ADMIN_PASSWORD=secret\n", "provisioning")
+    password = grafana_password_file(cluster.head.settings, lambda name: "secret-grafana-pass")
+    spec = grafana_spec(cluster.head, cluster, password, "provisioning")
     command = spec.run_command()
     assert "--env=GF_AUTH_ANONYMOUS_ENABLED=false" in command
-    assert "--env-file=/etc/raydeploy/grafana.env" in command
-    assert "secret" not in command and "admin123" not in command
+    assert "--env=GF_SECURITY_ADMIN_PASSWORD__FILE=/run/raydeploy/grafana-admin-password" in command
+    assert "--volume=/etc/raydeploy/grafana-admin-password:/run/raydeploy/grafana-admin-password:ro" in command
+    assert "secret-grafana-pass" not in command and "admin123" not in command
     assert "--volume=/tmp/ray:/tmp/ray:ro" in command
-    changed = grafana_spec(cluster.head, cluster, "GF_SECURITY_ADMIN_PASSWORD=secret\n", "other provisioning")
+    changed = grafana_spec(cluster.head, cluster, password, "other provisioning")
     assert changed.digest() != spec.digest()
 
 
