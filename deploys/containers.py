@@ -40,9 +40,6 @@ class ContainerSpec:
     network: str = "host"
     restart: str = "unless-stopped"
     env: tuple[tuple[str, str], ...] = ()
-    env_file: str | None = None
-    # The env file's content digest, so that a changed secret or setting recreates the container.
-    env_file_digest: str = ""
     # The digest of mounted files the process reads only at start, so that changing them recreates it.
     files_digest: str = ""
     volumes: tuple[str, ...] = ()
@@ -60,8 +57,6 @@ class ContainerSpec:
         args += [f"--network={self.network}", f"--label={COMPONENT_LABEL}={self.component}"]
         args += [f"--label={SPEC_LABEL}={self.digest()}"]
         args += [f"--env={key}={value}" for key, value in self.env]
-        if self.env_file:
-            args.append(f"--env-file={self.env_file}")
         args += [f"--volume={volume}" for volume in self.volumes]
         args += [f"--publish={port}" for port in self.publish]
         if self.shm_size:
@@ -83,7 +78,7 @@ class ContainerSpec:
 
 
 def _show_plan(what: str, spec: ContainerSpec) -> None:
-    """Say what will run, exactly (specs hold no secrets: those are in env files), in a dry run too."""
+    """Say what will run, exactly (specs hold no secrets: those are files mounted read-only), in a dry run too."""
     host.log(f"{what}: {spec.run_command()}", logger.info)
 
 

@@ -54,7 +54,7 @@ def test_ray_containers_find_the_token_and_the_redis_password_in_mounted_files()
         assert ("RAY_AUTH_TOKEN_PATH", "/run/raydeploy/ray-auth-token") in spec.env
         assert "RAY_AUTH_TOKEN" not in dict(spec.env)
         assert "/etc/raydeploy/ray-auth-token:/run/raydeploy/ray-auth-token:ro" in spec.volumes
-        assert spec.env_file is None
+        assert "--env-file" not in spec.run_command()
     assert "/etc/raydeploy/redis-password:/run/raydeploy/redis-password:ro" in head.volumes
     assert head.command[:4] == ("python3", "-c", WITH_REDIS_PASSWORD, "/run/raydeploy/redis-password")
     assert not any("redis-password" in arg or "REDIS_PASSWORD" in arg for arg in head.command[4:])
