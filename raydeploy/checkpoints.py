@@ -33,8 +33,26 @@ CHECKPOINTS = (
     Checkpoint("monitoring-deployment", "node-exporter, cAdvisor, Prometheus with alert rules, Grafana", False, False),
     Checkpoint("final-validation", "testinfra, HTTP and a Ray job that must run on every node", False, False),
 )
-BY_NAME = {checkpoint.name: checkpoint for checkpoint in CHECKPOINTS}
-NAMES = tuple(BY_NAME)
+NAMES = tuple(checkpoint.name for checkpoint in CHECKPOINTS)
+# Day-2 actions: planned, approved (with the risks acknowledged), run, recorded and audited as a
+# checkpoint is, but never part of `raydeploy deploy`; their arguments reach the deploy file as host
+# data (RunOptions.data), which the plan carries, so an approval binds them too.
+ACTIONS = (
+    Checkpoint(
+        "remove-node",
+        "Drain the named nodes through Ray, then remove raydeploy's containers there and stop scraping them",
+        True,
+        True,
+    ),
+    Checkpoint(
+        "destroy",
+        "Remove raydeploy's containers, and with --purge-data its data, from every host; Docker stays",
+        True,
+        True,
+    ),
+)
+ACTION_NAMES = tuple(action.name for action in ACTIONS)
+BY_NAME = {checkpoint.name: checkpoint for checkpoint in CHECKPOINTS + ACTIONS}
 
 
 class UnknownCheckpoint(KeyError):

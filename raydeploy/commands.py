@@ -13,7 +13,7 @@ import click
 from raydeploy import runner
 from raydeploy.approvals import ApprovalError, Approvals, parse_ttl
 from raydeploy.audit import AuditKeyError, AuditTrail
-from raydeploy.checkpoints import CHECKPOINTS, NAMES, get
+from raydeploy.checkpoints import ACTION_NAMES, CHECKPOINTS, NAMES, get
 from raydeploy.plans import PlanError, make_plan
 from raydeploy.state import LockHeld, StateError, StateStore
 
@@ -177,13 +177,34 @@ def list_checkpoints(inventory, state_dir, as_json):
         )
 
 
+def action_data(items: tuple[str, ...]) -> dict[str, str]:
+    """--with KEY=VALUE items as host data; a bad item is a usage error naming it."""
+    data = {}
+    for item in items:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--with")
+        data[key.strip()] = value
+    return data
+
+
+with_option = click.option(
+    "--with",
+    "with_data",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An action's arguments, as the run that stopped for this approval printed them.",
+)
+
+
 @click.command()
-@click.argument("name", required=False, type=click.Choice(NAMES))
+@click.argument("name", required=False, type=click.Choice(NAMES + ACTION_NAMES))
 @inventory_option
 @click.option("--limit", multiple=True, metavar="HOST", help="Only these hosts.")
 @click.option("--commands", "show_commands", is_flag=True, help="Show each operation's commands too.")
+@with_option
 @json_option
-def plan(name, inventory, state_dir, limit, show_commands, as_json):
+def plan(name, inventory, state_dir, limit, show_commands, with_data, as_json):
     """What each checkpoint would change, on which host, and the plan's digest (a dry run).
 
     --json gives each plan's document: per host, per operation, the commands and file hashes the
@@ -201,7 +222,8 @@ def plan(name, inventory, state_dir, limit, show_commands, as_json):
         raise click.UsageError(f"inventory {inventory}: no such file (give one with -i)")
     directory = runner.state_dir_for(inventory, state_dir)
     try:
-        plans = [make_plan(inventory, get(each), directory, list(limit)) for each in ([name] if name else NAMES)]
+        data = action_data(with_data)
+        plans = [make_plan(inventory, get(each), directory, list(limit), data) for each in ([name] if name else NAMES)]
     except PlanError as error:
         raise click.ClickException(str(error)) from None
     if as_json:
@@ -213,14 +235,15 @@ def plan(name, inventory, state_dir, limit, show_commands, as_json):
 
 
 @click.command()
-@click.argument("name", type=click.Choice(NAMES))
+@click.argument("name", type=click.Choice(NAMES + ACTION_NAMES))
 @inventory_option
 @click.option("--by", "approved_by", required=True, help="Who approves.")
 @click.option("--reason", required=True, help="Why (a change ticket, say).")
 @click.option("--acknowledge-risks", is_flag=True, help="Required for a destructive checkpoint.")
 @click.option("--ttl", default="1h", show_default=True, help="How long the approval lasts (30m, 1h, 2d).")
+@with_option
 @json_option
-def approve(name, inventory, state_dir, approved_by, reason, acknowledge_risks, ttl, as_json):
+def approve(name, inventory, state_dir, approved_by, reason, acknowledge_risks, ttl, with_data, as_json):
     """Approve NAME's current plan (computed now, shown, and bound to the approval).
 
     \b
@@ -230,7 +253,7 @@ def approve(name, inventory, state_dir, approved_by, reason, acknowledge_risks, 
     store = open_store(inventory, state_dir)
     try:
         duration = parse_ttl(ttl)
-        current = make_plan(inventory, get(name), store.directory)
+        current = make_plan(inventory, get(name), store.directory, data=action_data(with_data))
         click.echo(current.describe(), err=as_json)
         approval = Approvals(store).grant(
             current, approved_by, reason, acknowledge_risks, duration, source="cli", actor=who_am_i()
@@ -247,11 +270,12 @@ def approve(name, inventory, state_dir, approved_by, reason, acknowledge_risks, 
 
 
 @click.command()
-@click.argument("name", type=click.Choice(NAMES))
+@click.argument("name", type=click.Choice(NAMES + ACTION_NAMES))
 @inventory_option
 @click.option("--by", "rejected_by", required=True, help="Who rejects.")
 @click.option("--reason", required=True, help="Why.")
-def reject(name, inventory, state_dir, rejected_by, reason):
+@with_option
+def reject(name, inventory, state_dir, rejected_by, reason, with_data):
     """Reject NAME's current plan: open approvals for it are closed; audited.
 
     \b
@@ -260,7 +284,8 @@ def reject(name, inventory, state_dir, rejected_by, reason):
     """
     store = open_store(inventory, state_dir)
     try:
-        Approvals(store).reject(make_plan(inventory, get(name), store.directory), rejected_by, reason)
+        current = make_plan(inventory, get(name), store.directory, data=action_data(with_data))
+        Approvals(store).reject(current, rejected_by, reason)
     except (ApprovalError, PlanError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{name}: plan rejected by {rejected_by}")

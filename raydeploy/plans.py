@@ -14,7 +14,8 @@ A plan is made by preparing the checkpoint's deploy file with pyinfra's API in a
 
 Its digest covers, per host, the status (and a failed host's error) and, per operation that would
 change something, its name and every command: a shell command's text and a hash of it as run
-(secrets included), a file's destination and a hash of its content (never the content). Notes are
+(secrets included), a file's destination and a hash of its content (never the content), and a
+day-2 action's arguments (`"data"`: host data given to every host) when it has any. Notes are
 what the deploy says for people: shown, never part of the digest, so rewording one changes no plan.
 An approval binds to the digest (raydeploy/approvals.py); the inventory's fingerprint covers the
 inventory's hosts and data besides.
@@ -73,6 +74,8 @@ def digest_of(document: dict[str, Any]) -> str:
         "error": document.get("error"),
         "hosts": hosts,
     }
+    if document.get("data"):  # an action's arguments (absent from a checkpoint's plan: its digest is as before)
+        body["data"] = document["data"]
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -135,6 +138,8 @@ class Plan:
     def describe(self, commands: bool = False) -> str:
         """The plan for people: per host its operations (with COMMANDS: what each runs) and notes."""
         lines = [f"plan for {self.checkpoint} (digest {self.digest}, inventory {self.fingerprint}):"]
+        if self.document.get("data"):
+            lines.append("  with " + ", ".join(f"{key}={value}" for key, value in self.document["data"].items()))
         if not self.has_changes and not self.notes and not self.failed:
             lines.append("  no changes")
         lines += [f"  {host}: UNREACHABLE, not planned" for host in self.unreachable]
@@ -219,6 +224,7 @@ def session_command(
     limit: list[str] | None = None,
     fail_percent: int | None = None,
     expect_digest: str | None = None,
+    data: dict[str, str] | None = None,
 ) -> list[str]:
     """The child process that plans (and with RUN, runs) CHECKPOINT: raydeploy/pyinfra_session.py."""
     command = [
@@ -236,6 +242,7 @@ def session_command(
         command += ["--expect-digest", expect_digest]
     if fail_percent is not None:
         command += ["--fail-percent", str(fail_percent)]
+    command += [argument for key, value in sorted((data or {}).items()) for argument in ("--data", f"{key}={value}")]
     return command
 
 
@@ -295,10 +302,17 @@ def without_repo_paths(text: str) -> str:
     return text.replace(f"{REPO}/", "")
 
 
-def make_plan(inventory: str, checkpoint: Checkpoint, state_dir: Path, limit: list[str] | None = None) -> Plan:
-    """What CHECKPOINT would do on INVENTORY's hosts (nothing changes on them); STATE_DIR holds the secrets."""
+def make_plan(
+    inventory: str,
+    checkpoint: Checkpoint,
+    state_dir: Path,
+    limit: list[str] | None = None,
+    data: dict[str, str] | None = None,
+) -> Plan:
+    """What CHECKPOINT would do on INVENTORY's hosts (nothing changes on them); STATE_DIR holds the
+    secrets; DATA is host data for every host (an action's arguments)."""
     fingerprint_now = fingerprint(inventory)
-    process = _spawn(session_command(inventory, checkpoint, run=False, limit=limit), state_dir)
+    process = _spawn(session_command(inventory, checkpoint, run=False, limit=limit, data=data), state_dir)
     stdout, stderr = process.communicate()
     answer = _answer(stdout)
     if answer is None or answer.get("plan") is None:
@@ -337,10 +351,11 @@ def execute(
     fail_percent: int | None = None,
     state_dir: Path = Path(".raydeploy"),
     approved: Plan | None = None,
+    data: dict[str, str] | None = None,
 ) -> Execution:
     """Run CHECKPOINT for real (with APPROVED: only if its plan is still that one); pyinfra's lines go to LOG."""
     expect = approved.digest if approved else None
-    process = _spawn(session_command(inventory, checkpoint, True, limit, fail_percent, expect), state_dir)
+    process = _spawn(session_command(inventory, checkpoint, True, limit, fail_percent, expect, data), state_dir)
     assert process.stderr is not None and process.stdout is not None
     stderr_lines = []
     for line in process.stderr:

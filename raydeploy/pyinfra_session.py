@@ -69,7 +69,12 @@ def arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--execute", action="store_true", help="run the operations (default: plan only)")
     parser.add_argument("--expect-digest", help="with --execute: run only a plan with this digest")
     parser.add_argument("--fail-percent", type=int)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--data", action="append", default=[], metavar="KEY=VALUE", help="host data for every host (pyinfra's --data)"
+    )
+    options = parser.parse_args(argv)
+    options.data = dict(item.partition("=")[::2] for item in options.data)
+    return options
 
 
 class NoteRecorder(logging.Handler):
@@ -160,8 +165,11 @@ def operation_name(state: Any, op_hash: str) -> str:
     return ANSI.sub("", pretty_op_name(state.op_meta[op_hash]))
 
 
-def plan_document(state: Any, checkpoint: str, notes: NoteRecorder, failure: dict[str, Any] | None) -> dict:
-    """The plan, per host: planned (its operations), unreachable, or failed (with pyinfra's error)."""
+def plan_document(
+    state: Any, checkpoint: str, notes: NoteRecorder, failure: dict[str, Any] | None, data: dict[str, str]
+) -> dict:
+    """The plan, per host: planned (its operations), unreachable, or failed (with pyinfra's error);
+    and the data the run was given (an action's arguments), which an approval binds too."""
 
     notes.recording = False
     secrets = secret_values(state)
@@ -178,6 +186,8 @@ def plan_document(state: Any, checkpoint: str, notes: NoteRecorder, failure: dic
             entry["operations"] = host_operations(state, host, secrets)
         hosts[host.name] = entry
     document = {"format": PLAN_FORMAT, "checkpoint": checkpoint, "hosts": hosts}
+    if data:
+        document["data"] = dict(sorted(data.items()))
     if failure is not None:
         document["error"] = failure["message"]
     return document
@@ -238,7 +248,7 @@ def pyinfra_state(options: argparse.Namespace, check_for_changes: bool) -> Itera
         config.FAIL_PERCENT = options.fail_percent
     ctx_config.set(config)
     logger.info("--> Loading inventory...")
-    inventory = make_inventory(options.inventory, cwd=cwd)
+    inventory = make_inventory(options.inventory, override_data=options.data or None, cwd=cwd)
     ctx_inventory.set(inventory)
     limit = [inventory.get_host(name) for name in options.limit] or None
     state.init(inventory, config, initial_limit=limit)
@@ -294,7 +304,7 @@ def session(options: argparse.Namespace) -> tuple[dict[str, Any], int]:
     needs_plan = not options.execute or options.expect_digest is not None
     with pyinfra_state(options, check_for_changes=needs_plan) as state:
         failure = prepare(state, options.deploy_file)
-        plan = plan_document(state, options.checkpoint, notes, failure) if needs_plan else None
+        plan = plan_document(state, options.checkpoint, notes, failure, options.data) if needs_plan else None
         if failure is not None:
             return {"plan": plan, "results": None, "refused": False, "failure": failure}, EXIT_FAILED
         if options.execute and plan is not None and digest_of(plan) != options.expect_digest:

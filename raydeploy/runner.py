@@ -11,6 +11,7 @@ says, from the structured results, which hosts failed, why (each reason once) an
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 import uuid
@@ -48,6 +49,7 @@ class RunOptions:
     interactive: bool = False
     limit: list[str] = field(default_factory=list)
     fail_percent: int | None = None
+    data: dict[str, str] = field(default_factory=dict)  # host data for every host: an action's arguments
     separation_of_duties: bool = False
     echo: Callable[[str], None] = click.echo
     # The pyinfra session's two calls (raydeploy.plans). The runner's own rules (the lock, approvals
@@ -104,6 +106,7 @@ def resume_command(options: RunOptions, checkpoint: str, hosts: list[str]) -> st
 
 def approve_command(options: RunOptions, checkpoint: Checkpoint) -> str:
     command = f"raydeploy approve {checkpoint.name} -i {options.inventory} --by YOUR_NAME --reason WHY"
+    command += "".join(f" --with {shlex.quote(f'{key}={value}')}" for key, value in sorted(options.data.items()))
     return command + (" --acknowledge-risks" if checkpoint.destructive else "")
 
 
@@ -203,7 +206,7 @@ def plan_for(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Plan | No
         options.echo(
             f"{checkpoint.name} was in progress when run {run.interrupted_run} was interrupted: planning it again"
         )
-    plan = options.plan_with(options.inventory, checkpoint, options.store.directory, options.limit)
+    plan = options.plan_with(options.inventory, checkpoint, options.store.directory, options.limit, options.data)
     write_log(options, run, plan.describe(commands=True))
     return plan
 
@@ -225,6 +228,7 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
         options.fail_percent,
         options.store.directory,
         approved=bound,
+        data=options.data,
     )
     if execution.refused is not None:
         return plan_changed(options, checkpoint, bound, execution.refused)

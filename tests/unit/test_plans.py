@@ -58,11 +58,24 @@ def changed(edit) -> dict:
         pytest.param(lambda d: d.update(checkpoint="cleanup-existing"), id="checkpoint"),
         pytest.param(lambda d: d.update(format=PLAN_FORMAT + 1), id="format"),
         pytest.param(lambda d: d.update(error="stopped"), id="error"),
+        pytest.param(lambda d: d.update(data={"purge_data": "true"}), id="an action's arguments"),
         pytest.param(lambda d: d["hosts"]["head"].update(status="failed", error="x"), id="failed host"),
     ],
 )
 def test_the_digest_covers_every_command_file_hash_and_host_state(edit):
     assert digest_of(changed(edit)) != digest_of(document())
+
+
+def test_an_actions_arguments_reach_the_session_as_host_data_and_are_shown_with_the_plan():
+    from raydeploy.checkpoints import get
+    from raydeploy.plans import session_command
+    from raydeploy.pyinfra_session import arguments
+
+    command = session_command("inventory.py", get("destroy"), run=False, data={"purge_data": "true", "x": "a=b"})
+    assert command[-4:] == ["--data", "purge_data=true", "--data", "x=a=b"]
+    assert arguments(command[3:]).data == {"purge_data": "true", "x": "a=b"}
+    plan = Plan("destroy", "fp", {**document(), "checkpoint": "destroy", "data": {"purge_data": "true"}})
+    assert "  with purge_data=true" in plan.describe().splitlines()
 
 
 def test_the_digest_leaves_out_the_notes_people_read():

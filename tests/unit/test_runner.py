@@ -33,11 +33,13 @@ class Session:
     executed: list[tuple[str, str | None]] = field(default_factory=list)  # checkpoint, digest bound
     locks_seen: list[str | None] = field(default_factory=list)
 
-    def plan(self, inventory: str, checkpoint: Checkpoint, state_dir: Path, limit=None) -> Plan:
+    def plan(self, inventory: str, checkpoint: Checkpoint, state_dir: Path, limit=None, data=None) -> Plan:
         self.planned.append(checkpoint.name)
         return plan_of(checkpoint.name, fingerprint_of(inventory), self.changes.get(checkpoint.name, {}))
 
-    def execute(self, inventory, checkpoint, log, limit=None, fail_percent=None, state_dir=None, approved=None):
+    def execute(
+        self, inventory, checkpoint, log, limit=None, fail_percent=None, state_dir=None, approved=None, data=None
+    ):
         held = self.store.current_lock()
         self.locks_seen.append(held.run_id if held else None)
         self.executed.append((checkpoint.name, approved.digest if approved else None))
@@ -208,3 +210,14 @@ def _checkpoint(name: str) -> Checkpoint:
     from raydeploy.checkpoints import get
 
     return get(name)
+
+
+def test_an_action_that_waits_for_approval_prints_the_approve_command_with_its_arguments(inventory, store, session):
+    session.changes["destroy"] = {"head": ["Remove ray-head"]}
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["destroy"], data={"purge_data": "true", "reason": "end of life"}))
+    assert stopped.value.exit_code == EXIT_AWAITING_APPROVAL
+    assert (
+        f"raydeploy approve destroy -i {inventory} --by YOUR_NAME --reason WHY --with purge_data=true "
+        "--with 'reason=end of life' --acknowledge-risks" in stopped.value.message
+    )
