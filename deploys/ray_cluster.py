@@ -50,6 +50,10 @@ WITH_REDIS_PASSWORD = (
 )
 
 
+# The head's wait for every node; when it gives up, the runner asks each node why (raydeploy/diagnose.py).
+JOIN_WAIT = "Every Ray node alive and serving its metrics"
+
+
 def ray_environment(settings: Settings, token: SecretFile | None) -> dict[str, str]:
     """The Ray containers' environment: no secret, only where the token file is mounted."""
     environment = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(GCS_RECONNECT_TIMEOUT_S)}
@@ -274,7 +278,7 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
     old_env_files_absent(OLD_RAY_ENV_FILES)
     if is_head:  # after the worker containers: pyinfra orders operations by their line
         ray_nodes_alive(
-            name="Every Ray node alive and serving its metrics",
+            name=JOIN_WAIT,
             expected={
                 member.settings.cluster_address: (member.name, member.settings.ray_metrics_export_port)
                 for member in cluster.nodes

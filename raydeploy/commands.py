@@ -536,6 +536,38 @@ def unlock(inventory, state_dir):
     )
 
 
+@click.command()
+@click.argument("hosts", nargs=-1, metavar="[HOST]...")
+@inventory_option
+@json_option
+def diagnose(hosts, inventory, state_dir, as_json):
+    """Say why each Ray node is or is not in the cluster: the likely cause and the fix, per node.
+
+    Each node's host is asked for its own evidence (its Ray container and last log lines, raylet
+    and its errors, the Ray and Python versions, whether the head's GCS port answers from there,
+    the address it advertises), and the head for its node table. Exit status 1 when a node is out.
+
+    \b
+    Examples:
+      raydeploy diagnose
+      raydeploy diagnose worker-2 --json
+    """
+    from raydeploy.diagnose import diagnose as diagnose_nodes
+    from validate.inventory import InventoryError, load
+
+    try:
+        findings = diagnose_nodes(load(inventory, runner.state_dir_for(inventory, state_dir)), list(hosts))
+    except InventoryError as error:
+        raise click.ClickException(str(error)) from None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="HOST") from None
+    if as_json:
+        click.echo(json.dumps([finding.as_dict() for finding in findings], indent=2))
+    else:
+        click.echo("\n".join(finding.as_text() for finding in findings))
+    sys.exit(0 if all(finding.joined for finding in findings) else 1)
+
+
 COMMANDS = (
     deploy,
     checkpoint,
@@ -549,6 +581,7 @@ COMMANDS = (
     history,
     logs,
     audit,
+    diagnose,
     reset,
     unlock,
 )

@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -237,9 +237,30 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
         execution = validate_cluster(options, run, execution)
     options.echo(host_table(execution.rows))
     if not execution.ok:
-        return failed(options, checkpoint, execution)
+        return failed(options, checkpoint, with_diagnosis(options, execution))
     options.echo(f"{checkpoint.name}: done, {execution.changed} change(s) in {time.monotonic() - started:.1f} s")
     return Outcome("succeeded", checkpoint.name, changed=execution.changed)
+
+
+def with_diagnosis(options: RunOptions, execution: Execution) -> Execution:
+    """When the head's wait for every Ray node gave up, each node's own finding (raydeploy/diagnose.py)."""
+    from deploys.ray_cluster import JOIN_WAIT
+
+    if not any(result == "failed" and operation.endswith(JOIN_WAIT) for _, operation, result, _ in execution.rows):
+        return execution
+    from raydeploy.diagnose import diagnose
+    from validate.inventory import InventoryError, load
+
+    options.echo("ray-deployment: asking each Ray node why it is not in the cluster (raydeploy diagnose)")
+    try:
+        findings = diagnose(load(options.inventory, str(options.store.directory)))
+    except InventoryError:
+        return execution
+    out = [finding.as_text() for finding in findings if not finding.joined]
+    if not out:
+        return execution
+    why = "why, per node (raydeploy diagnose):\n" + "\n".join(out)
+    return replace(execution, error="\n".join(filter(None, [execution.error, why])))
 
 
 def plan_changed(options: RunOptions, checkpoint: Checkpoint, approved: Plan, found: Plan) -> Outcome:
