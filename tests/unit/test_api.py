@@ -7,12 +7,15 @@ import os
 import socket
 import subprocess
 import time
+from types import SimpleNamespace
 
 import pytest
 import requests
 from fastapi.testclient import TestClient
 
+from raydeploy.api import views
 from raydeploy.api.app import create_app
+from raydeploy.api.context import Service
 from raydeploy.api.tokens import TokenError, TokenStore
 from tests.conftest import BIN, REPO
 
@@ -121,6 +124,20 @@ def test_a_cluster_wide_validation_result_is_no_node_of_the_checkpoint(api):
     assert checked["status"] == "FAILED" and "ray smoke job" in checked["message"]
     assert checked["nodes"]["head"]["approval_required"] is False
     assert checked["nodes"]["head"]["destructive_operation"] is False
+
+
+def test_cluster_health_is_answered_from_its_cache_until_the_checks_are_five_seconds_old(tmp_path, monkeypatch):
+    now, checks = [1000.0], []
+    monkeypatch.setattr(views, "time", SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(views, "compute_health", lambda inventory, store: checks.append(now[0]) or {"run": len(checks)})
+    served = Service("inventories/lab.py", tmp_path)
+    first = views.cluster_health(served)
+    now[0] = 1004.5
+    cached = views.cluster_health(served)
+    now[0] = 1005.0
+    fresh = views.cluster_health(served)
+    assert (first, cached, fresh) == ({"run": 1, "age_s": 0.0}, {"run": 1, "age_s": 4.5}, {"run": 2, "age_s": 0.0})
+    assert checks == [1000.0, 1005.0]
 
 
 def test_bodies_are_capped_and_bad_requests_get_the_error_shape(api):
