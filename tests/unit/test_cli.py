@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import shutil
 
 import click
 import pytest
@@ -38,6 +39,18 @@ def test_bad_worker_count_is_a_usage_error_naming_the_range(raydeploy_cli):
     assert "--workers" in result.stderr and "1<=x<=8" in result.stderr
 
 
+def test_no_docker_command_is_one_clear_error(raydeploy_cli, tmp_path):
+    # A machine with no Docker at all: nothing named docker on PATH.
+    result = raydeploy_cli(
+        "lab", "up", "--name", "rdtest-nodocker", env={"PATH": str(tmp_path), "RAYDEPLOY_LAB_HOME": str(tmp_path)}
+    )
+    assert result.returncode == 1
+    assert "The `docker` command is not installed" in result.stderr
+    assert "scripts/docker-engine" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker client (no engine): none on PATH here")
 def test_no_engine_reachable_is_one_clear_error(raydeploy_cli, tmp_path):
     result = raydeploy_cli(
         "lab",
