@@ -518,8 +518,10 @@ def reset(inventory, state_dir, yes):
 @click.command()
 @inventory_option
 def unlock(inventory, state_dir):
-    """Say who holds the run lock. A run's lock goes when its process ends (flock), so there is
-    nothing to break: a run that hangs is stopped by stopping its process.
+    """Say who holds the run lock.
+
+    A run's lock goes when its process ends (flock), so there is nothing to break: a run that hangs
+    is stopped by stopping its process.
 
     \b
     Example:

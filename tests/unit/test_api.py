@@ -7,13 +7,17 @@ import os
 import socket
 import subprocess
 import time
+from types import SimpleNamespace
 
 import pytest
 import requests
 from fastapi.testclient import TestClient
 
+from raydeploy.api import views
 from raydeploy.api.app import create_app
+from raydeploy.api.context import Service
 from raydeploy.api.tokens import TokenError, TokenStore
+from raydeploy.checkpoints import NAMES
 from tests.conftest import BIN, REPO
 
 
@@ -105,6 +109,31 @@ def test_checkpoint_status_follows_the_seeds_shape_from_the_recorded_runs(api):
     assert_error_shape(api.get("/api/v1/runs/nope", headers=auth(api.issued["viewer"])), 404, "NOT_FOUND")
 
 
+def test_deployment_status_follows_the_checkpoints_last_results(api):
+    def deployment() -> tuple[str, list[str]]:
+        status = api.get("/api/v1/cluster/status", headers=auth(api.issued["viewer"])).json()
+        return status["deployment_status"], status["completed_checkpoints"]
+
+    def ran(run_id: str, name: str, status: str) -> None:
+        api.store.start_checkpoint(run_id, name)
+        if status != "running":
+            api.store.finish_checkpoint(run_id, name, status)
+
+    # No run yet: the seed's enum has no "not started"; nothing completed, nothing failed reads IN_PROGRESS.
+    assert deployment() == ("IN_PROGRESS", [])
+    api.store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", list(NAMES))
+    ran("run-1", NAMES[0], "succeeded")
+    ran("run-1", NAMES[1], "failed")
+    assert deployment() == ("FAILED", list(NAMES[:1]))
+    api.store.start_run("run-2", "alice", "POST /api/v1/checkpoints (force)", "inv.py", "fp", list(NAMES[1:]))
+    ran("run-2", NAMES[2], "running")  # a running checkpoint outranks an earlier failure
+    assert deployment() == ("IN_PROGRESS", list(NAMES[:1]))
+    api.store.finish_checkpoint("run-2", NAMES[2], "succeeded")
+    for name in (NAMES[1], *NAMES[3:]):
+        ran("run-2", name, "succeeded")
+    assert deployment() == ("COMPLETED", list(NAMES))
+
+
 def test_a_cluster_wide_validation_result_is_no_node_of_the_checkpoint(api):
     store = api.store
     store.start_run("run-2", "alice", "raydeploy deploy", "inv.py", "fp", ["final-validation"])
@@ -121,6 +150,20 @@ def test_a_cluster_wide_validation_result_is_no_node_of_the_checkpoint(api):
     assert checked["status"] == "FAILED" and "ray smoke job" in checked["message"]
     assert checked["nodes"]["head"]["approval_required"] is False
     assert checked["nodes"]["head"]["destructive_operation"] is False
+
+
+def test_cluster_health_is_answered_from_its_cache_until_the_checks_are_five_seconds_old(tmp_path, monkeypatch):
+    now, checks = [1000.0], []
+    monkeypatch.setattr(views, "time", SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(views, "compute_health", lambda inventory, store: checks.append(now[0]) or {"run": len(checks)})
+    served = Service("inventories/lab.py", tmp_path)
+    first = views.cluster_health(served)
+    now[0] = 1004.5
+    cached = views.cluster_health(served)
+    now[0] = 1005.0
+    fresh = views.cluster_health(served)
+    assert (first, cached, fresh) == ({"run": 1, "age_s": 0.0}, {"run": 1, "age_s": 4.5}, {"run": 2, "age_s": 0.0})
+    assert checks == [1000.0, 1005.0]
 
 
 def test_bodies_are_capped_and_bad_requests_get_the_error_shape(api):
