@@ -71,11 +71,12 @@ def run_destroy(options: runner.RunOptions, lock: Lock | None = None) -> str:
     Raises runner.RunStopped as any run does: 3 awaiting approval, 1 when a host failed or was
     unreachable (its name and the re-run command in the message; the secrets are then kept).
     """
-    identity = cluster_identity(options.inventory, options.store.directory)
-    options.typed_confirmation = options.typed_confirmation or identity.name
+    if options.interactive and not options.typed_confirmation:  # never with LOCK (the API's runs are not)
+        options.typed_confirmation = cluster_identity(options.inventory, options.store.directory).name
     options.rerun_command = options.rerun_command or rerun_command(options.inventory, options.data)
     run_id = runner.deploy(options, lock)
     if options.data.get("forget_secrets") == "true":
+        identity = cluster_identity(options.inventory, options.store.directory)
         removed = forget_secrets(options.store, identity.secrets_dir, options.requested_by, run_id)
         options.echo(f"secrets forgotten in {identity.secrets_dir}: {', '.join(removed) or 'none were there'}")
     return run_id
