@@ -17,7 +17,7 @@ from bench.scenarios import growth
 def test_bench_parses_a_scenario_and_its_options():
     args = parse(["lab-up", "--cold", "--runs", "5", "--workers", "1"])
     assert (args.scenario, args.cold, args.runs, args.workers) == ("lab-up", True, 5, 1)
-    assert {"lab-up", "deploy", "validate", "peer", "scale", "api", "ssh-latency"} == set(SCENARIOS)
+    assert {"lab-up", "deploy", "validate", "peer", "scale", "api", "ssh-latency", "destroy"} == set(SCENARIOS)
 
 
 def test_bench_offers_all_and_the_peer_and_scale_options():
