@@ -71,7 +71,7 @@ class Teardown:
         if self.config_paths:
             lines.append(f"destroy will remove {', '.join(self.config_paths)}")
         if self.config_dir_removed:
-            lines.append(f"destroy will remove the empty {CONFIG_DIR}")
+            lines.append(f"destroy will remove {CONFIG_DIR} itself, left empty")
         if not lines:
             lines.append("destroy: nothing of raydeploy's is left on this host")
         return lines + [f"destroy keeps {what}" for what in self.kept]
