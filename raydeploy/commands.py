@@ -570,8 +570,56 @@ def diagnose(hosts, inventory, state_dir, as_json):
     sys.exit(0 if all(finding.joined for finding in findings) else 1)
 
 
+@click.command()
+@inventory_option
+@click.option("--purge-data", is_flag=True, help="Also remove the Redis, Prometheus and Grafana data volumes.")
+@click.option(
+    "--forget-secrets", is_flag=True, help="After a successful destroy, remove this cluster's secrets on this machine."
+)
+@click.option("--auto-approve", is_flag=True, help="Approve the plan yourself (recorded as such).")
+@click.option(
+    "--separation-of-duties/--no-separation-of-duties",
+    default=separation_default,
+    show_default="$RAYDEPLOY_SEPARATION_OF_DUTIES or off",
+    help="Whoever requests the destroy cannot approve it.",
+)
+def destroy(inventory, state_dir, purge_data, forget_secrets, auto_approve, separation_of_duties):
+    """Tear the cluster down: raydeploy's containers and files on every host (found on the hosts),
+    with --purge-data its data volumes too. Docker, and containers raydeploy did not make, stay.
+
+    Destructive: at a terminal the plan is shown and you type the cluster's name to approve it;
+    without one it stops (exit 3) and prints the approve command. A host that cannot be reached is
+    named, the others are torn down, and it exits 1 with the command that finishes the job.
+
+    \b
+    Examples:
+      raydeploy destroy -i inventories/prod.py
+      raydeploy destroy --purge-data --forget-secrets
+    """
+    from raydeploy.destroy import destroy_data, destroy_options, run_destroy
+    from validate.inventory import InventoryError
+
+    store = open_store(inventory, state_dir)
+    options = destroy_options(
+        inventory,
+        store,
+        who_am_i(),
+        " ".join(["raydeploy", *sys.argv[1:]]),
+        destroy_data(purge_data, forget_secrets),
+        auto_approve=auto_approve,
+        interactive=runner.interactive(),
+        separation_of_duties=separation_of_duties,
+    )
+    try:
+        run_id = run_destroy(options)
+    except (LockHeld, InventoryError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"run {run_id} succeeded: the cluster is destroyed (raydeploy deploy brings it back)")
+
+
 COMMANDS = (
     deploy,
+    destroy,
     checkpoint,
     list_checkpoints,
     plan,

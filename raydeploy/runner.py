@@ -51,6 +51,10 @@ class RunOptions:
     fail_percent: int | None = None
     data: dict[str, str] = field(default_factory=dict)  # host data for every host: an action's arguments
     separation_of_duties: bool = False
+    # A destructive plan is approved at the terminal by typing this back (default: the checkpoint's name).
+    typed_confirmation: str | None = None
+    # What to run again after a day-2 action failed on some hosts (it finds on them what is left).
+    rerun_command: str | None = None
     echo: Callable[[str], None] = click.echo
     # The pyinfra session's two calls (raydeploy.plans). The runner's own rules (the lock, approvals
     # bound to a plan's digest, the record) are pure logic; its unit tests give recorded plans here.
@@ -99,6 +103,8 @@ def new_run_id() -> str:
 
 
 def resume_command(options: RunOptions, checkpoint: str, hosts: list[str]) -> str:
+    if options.rerun_command:
+        return options.rerun_command
     return f"raydeploy deploy -i {options.inventory} --start-from {checkpoint}" + "".join(
         f" --limit {host}" for host in hosts
     )
@@ -393,16 +399,19 @@ def auto_approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Pl
 
 
 def prompt_approval(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan) -> Outcome | None:
-    """Show the plan at the terminal; a destructive one is approved only by typing its checkpoint's name."""
+    """Show the plan at the terminal; a destructive one is approved only by typing its checkpoint's name
+    (or OPTIONS.typed_confirmation, as destroy asks for the cluster's name)."""
     who = options.requested_by
     options.echo(plan.describe())
     if checkpoint.destructive:
+        word = options.typed_confirmation or checkpoint.name
+        what = "its name" if word == checkpoint.name else f"the cluster's name ({word})"
         typed = click.prompt(
-            f"{checkpoint.name} is destructive. Type its name to approve this plan (anything else refuses)",
+            f"{checkpoint.name} is destructive. Type {what} to approve this plan (anything else refuses)",
             default="",
             show_default=False,
         )
-        agreed = typed.strip() == checkpoint.name
+        agreed = typed.strip() == word
     else:
         agreed = click.confirm(f"Approve this plan for {checkpoint.name}?", default=False)
     if not agreed:

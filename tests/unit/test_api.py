@@ -545,6 +545,7 @@ def test_a_run_that_lost_its_process_ends_its_stream_as_interrupted(api):
 
 
 NEEDS = {("GET", "/api/v1/audit"): "admin", ("POST", "/api/v1/checkpoints/{checkpoint_name}"): "operator"}
+NEEDS[("POST", "/api/v1/actions/destroy")] = "operator"
 NEEDS |= {
     ("POST", path): "approver"
     for path in ("/api/v1/approvals/{checkpoint_name}", "/api/v1/approvals/{checkpoint_name}/reject")
@@ -569,7 +570,8 @@ def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at
 
     client = loopback()
     served = operations(client)
-    assert len(served) == 17
+    assert len(served) == 18
+    held = client.store.acquire("20261130T000000Z-cli", "alice")  # so destroy answers 409 and starts nothing
     for method, template, role in served:
         path = template.format(**VALUES)
         body = BODIES.get(template)
@@ -581,4 +583,7 @@ def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at
         allowed = client.request(method, path, json=body, headers=auth(client.issued[role]))
         assert allowed.status_code not in (401, 403), (method, path, allowed.text)
         assert "Traceback" not in allowed.text and (allowed.status_code < 500 or allowed.status_code == 503)
-    assert client.store.runs() == []  # ray-deployment's predecessors never passed: nothing started
+    client.store.release(held)
+    assert (
+        client.store.runs() == []
+    )  # ray-deployment's predecessors never passed, destroy met the lock: nothing started
