@@ -95,8 +95,9 @@ def test_another_ray_version_is_diagnosed(cluster):
     try:
         waited = with_inventory("deploy", "--only", "ray-deployment", "--auto-approve")
         assert waited.returncode == 1, waited.output
-        assert "worker-1: it runs Ray 2.59.0 on Python" in waited.output
-        assert "the head Ray 2.60.0" in waited.output and "Ray refuses a node of another version" in waited.output
+        assert "worker-1: it runs Ray 2.59.0 on Python" in waited.output, waited.output
+        assert "the head Ray 2.60.0" in waited.output, waited.output
+        assert "Ray refuses a node of another version" in waited.output, waited.output
     finally:
         worker.check_output(f"docker rm -f ray-worker; docker rmi {RAY_IMAGE}")
     back_in(lab, wrapper)
