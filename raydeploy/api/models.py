@@ -334,6 +334,16 @@ class NodeDetails(BaseModel):
     checkpoints: list[NodeCheckpointResult]
 
 
+class NodeFinding(BaseModel):
+    """Why a Ray node is or is not in the cluster (raydeploy/diagnose.py), from its own host's evidence."""
+
+    host: str
+    joined: bool
+    cause: str
+    fix: str = ""
+    evidence: list[str] = Field(default_factory=list, description="raylet's error lines or the container's last lines")
+
+
 class Dashboard(BaseModel):
     id: str
     title: str

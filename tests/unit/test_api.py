@@ -570,7 +570,7 @@ def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at
 
     client = loopback()
     served = operations(client)
-    assert len(served) == 18
+    assert len(served) == 19
     held = client.store.acquire("20261130T000000Z-cli", "alice")  # so destroy answers 409 and starts nothing
     for method, template, role in served:
         path = template.format(**VALUES)
@@ -587,3 +587,12 @@ def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at
     assert (
         client.store.runs() == []
     )  # ray-deployment's predecessors never passed, destroy met the lock: nothing started
+
+
+def test_diagnose_answers_a_finding_per_ray_node_and_names_a_host_that_does_not_answer(loopback):
+    client = loopback()
+    answer = client.get("/api/v1/cluster/diagnose", headers=auth(client.issued["viewer"]))
+    assert answer.status_code == 200, answer.text
+    findings = answer.json()
+    assert [finding["host"] for finding in findings] == ["head"]
+    assert findings[0]["joined"] is False and findings[0]["cause"] == "its host did not answer (SSH)"

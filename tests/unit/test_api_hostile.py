@@ -173,7 +173,7 @@ def test_only_healthz_and_the_apis_own_documents_answer_without_a_token(tmp_path
         assert client.get(path).status_code == 200, path
     values = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
     served = [(method, route.path) for router in ROUTERS for route in router.routes for method in route.methods]
-    assert len(served) == 18  # the seed contract's 17 and POST /api/v1/actions/destroy
+    assert len(served) == 19  # the seed contract's 17, POST /api/v1/actions/destroy, GET /api/v1/cluster/diagnose
     for method, path in served:
         assert_error_shape(client.request(method, path.format(**values)), 401, "UNAUTHORIZED")
     document = client.get("/openapi.json").json()  # and the document says which need the bearer scheme
@@ -346,7 +346,7 @@ def test_a_flood_without_a_token_is_throttled_and_the_state_stays_small(tmp_path
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 # These plan over SSH or read a host or Prometheus: with no hosts they answer 503 (the lab test runs them).
-NEEDS_HOSTS = r"^/api/v1/(plan/|approvals/|nodes/\{|monitoring/prometheus)"
+NEEDS_HOSTS = r"^/api/v1/(plan/|approvals/|nodes/\{|monitoring/prometheus|cluster/diagnose)"
 
 
 def schemathesis(document: str, base: str, headers: dict, checks: str, cwd: Path) -> subprocess.CompletedProcess:
