@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -347,3 +348,58 @@ def test_what_changed_since_an_approval_is_told_per_host_or_as_a_new_plan_format
         assert changed_since({"plan_summary": json.dumps(old)}, cleanup()) == (
             "it was made by an earlier raydeploy; plan and approve again"
         )
+
+
+def test_an_approval_files_expiry_keeps_its_time_zone(store):
+    in_two_hours_east = datetime.now(UTC).astimezone(timezone(timedelta(hours=2))) + timedelta(minutes=10)
+    write_file(
+        store,
+        "a.json",
+        {
+            "checkpoint": "docker-installation",
+            "approved_by": "d",
+            "reason": "C",
+            "expires_at": in_two_hours_east.isoformat(),
+        },
+    )
+    (approval,) = Approvals(store).import_files(docker())
+    assert abs(datetime.fromisoformat(approval["expires_at"]) - in_two_hours_east) < timedelta(seconds=2)
+
+
+def test_approval_times_are_utc_whatever_the_machines_zone(store, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        approval = Approvals(store).grant(docker(), "alice", "CHG-1")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert abs(datetime.fromisoformat(approval["created_at"]) - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+def test_find_looks_past_an_approval_for_another_inventory_or_without_acknowledged_risks(store):
+    approvals = Approvals(store)
+    good = approvals.grant(cleanup(), "alice", "CHG-1", acknowledge_risks=True)
+    approvals.grant(cleanup(fingerprint="fp-old"), "alice", "CHG-2", acknowledge_risks=True)  # newer, other inventory
+    assert approvals.find(cleanup()).approval["id"] == good["id"]
+    legacy = dict(store.approval(good["id"]), id="legacy2", acknowledge_risks=0, created_at="2999-01-01T00:00:00Z")
+    store.insert_approval({key: value for key, value in legacy.items() if value is not None})  # newest, no risks
+    assert approvals.find(cleanup()).approval["id"] == good["id"]
+
+
+def test_an_approval_file_for_another_checkpoint_does_not_stop_the_next_file(store):
+    write_file(store, "0-other.json", {"checkpoint": "docker-installation", "approved_by": "d", "reason": "C"})
+    write_file(
+        store,
+        "1-this.json",
+        {"checkpoint": "cleanup-existing", "approved_by": "d", "reason": "C", "acknowledge_risks": True},
+    )
+    assert [a["source"] for a in Approvals(store).import_files(cleanup())] == ["file 1-this.json"]
+
+
+def test_what_changed_on_two_hosts_is_told_host_by_host(store):
+    approval = Approvals(store).grant(cleanup(), "alice", "CHG-1", acknowledge_risks=True)
+    two_hosts = plan_of("cleanup-existing", "fp1", {"worker-1": [], "worker-2": ["Remove x"]})
+    assert changed_since(approval, two_hosts) == (
+        "worker-1: -Remove container ray_head ($ echo Remove container ray_head); worker-2: absent -> planned"
+    )

@@ -185,9 +185,11 @@ def test_a_plan_tells_people_per_host_what_changes_and_what_failed():
 def test_a_plans_summary_and_dict_are_what_the_api_and_console_show():
     plan = Plan("docker-installation", "fp", document())
     noted = changed(lambda d: d["hosts"].update(w3={"status": "planned", "notes": ["only a note"]}))
+    noted["hosts"]["w4"] = {"status": "planned", "operations": [{"name": "Only a change", "commands": []}]}
     assert Plan("docker-installation", "fp", noted).summary() == {
         "head": {"changes": 1, "operations": ["Render /etc/docker/daemon.json"], "notes": ["daemon.json changes"]},
         "w3": {"changes": 0, "operations": [], "notes": ["only a note"]},
+        "w4": {"changes": 1, "operations": ["Only a change"], "notes": []},
     }
     assert plan.as_dict() == {
         "checkpoint": "docker-installation",
@@ -216,6 +218,7 @@ def test_difference_names_hosts_added_removed_or_failing_anew():
     assert difference(document(), {"format": 1}) == ["head: planned -> absent", "worker-1: unreachable -> absent"]
     failing = changed(lambda d: d["hosts"]["head"].update(error="disk full"))
     assert difference(document(), failing) == ["head: error now: disk full"]
+    assert difference(failing, copy.deepcopy(failing)) == [], "the same error is no difference"
     both = changed(lambda d: d["hosts"]["head"].update(error="x", operations=[]))
     assert difference(document(), both) == [
         "head: -Render /etc/docker/daemon.json (upload /etc/docker/daemon.json (sha256 aaaaaaaaaaaa)), error now: x"
@@ -327,3 +330,27 @@ def test_planning_on_an_inventory_pyinfra_cannot_load_says_what_it_printed(tmp_p
     message = str(failed.value)
     assert message.startswith("planning docker-installation failed:\n")
     assert f"{REPO}/" not in message
+
+
+def test_a_deploy_that_breaks_while_preparing_fails_its_host_with_its_own_words(local_inventory, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "raise").write_text("")
+    execution = execute(local_inventory, LOCAL, lambda line: None, state_dir=state)
+    reason = f"the deploy broke in {state.resolve()}"
+    assert (execution.ok, execution.changed, execution.failed_hosts, execution.error) == (False, 0, ["@local"], "")
+    assert execution.reasons == {"@local": reason}
+    assert execution.rows == [("@local", "prepare", "failed", reason)]
+
+
+def test_a_host_that_cannot_be_reached_fails_with_what_ssh_said_and_a_fix(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = ["@local", ("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    execution = execute(str(inventory), LOCAL, lambda line: None, state_dir=tmp_path / "state")
+    reason = (
+        "Could not connect ([Errno None] Unable to connect to port 1 on 127.0.0.1) (fix: SSH failed: check the "
+        "host's ssh_hostname, ssh_port, ssh_user and ssh_key in the inventory, and that it is up)"
+    )
+    assert (execution.ok, execution.changed, execution.failed_hosts) == (False, 2, ["down"])
+    assert execution.reasons == {"down": reason} and execution.rows[-1] == ("down", "connect", "failed", reason)
+    assert execution.summary == f"down: {reason}"

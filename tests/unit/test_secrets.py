@@ -69,3 +69,9 @@ def test_a_digest_names_the_content_it_was_made_from():
         digest("GF_SECURITY_ADMIN_PASSWORD=a\n") == hashlib.sha256(b"GF_SECURITY_ADMIN_PASSWORD=a\n").hexdigest()[:16]
     )
     assert digest("a") != digest("b")
+
+
+def test_a_secret_can_be_made_before_the_state_directory_exists(tmp_path):
+    state = tmp_path / "not" / "yet"
+    made = secret(str(state), "redis-password")
+    assert (state / "secrets" / "redis-password").read_text() == made + "\n"
