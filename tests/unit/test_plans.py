@@ -17,10 +17,15 @@ from raydeploy.plans import (
     Execution,
     Plan,
     PlanError,
+    _host_error,
+    _last_line,
+    _stopped_while_preparing,
+    _tail,
     difference,
     digest_of,
     execute,
     fingerprint,
+    hint,
     make_plan,
     shown,
 )
@@ -354,3 +359,28 @@ def test_a_host_that_cannot_be_reached_fails_with_what_ssh_said_and_a_fix(tmp_pa
     assert (execution.ok, execution.changed, execution.failed_hosts) == (False, 2, ["down"])
     assert execution.reasons == {"down": reason} and execution.rows[-1] == ("down", "connect", "failed", reason)
     assert execution.summary == f"down: {reason}"
+
+
+def test_a_failure_nobody_explained_is_still_named_and_never_blank():
+    assert (
+        _last_line("\n  \n") == "failed" and _last_line(f"first\n {REPO}/deploys/x.py: last \n") == "deploys/x.py: last"
+    )
+    assert _host_error("down", []) == "failed"
+    assert _host_error("down", ["    [other] Error: not mine", "    [down] Ready"]) == "failed"
+    assert _host_error("down", ["    [down] Error: disk full", "    [down] fine"]) == "Error: disk full"
+    assert hint("something nobody knows") == ""
+
+
+def test_pyinfra_stopping_before_any_host_is_the_runs_error():
+    stopped = _stopped_while_preparing({"hosts": {}, "message": f"{REPO}/deploys/x.py: no such deploy"})
+    assert (stopped.ok, stopped.rows, stopped.failed_hosts, stopped.error) == (
+        False,
+        [],
+        [],
+        "deploys/x.py: no such deploy",
+    )
+
+
+def test_the_tail_of_what_pyinfra_printed_is_its_last_fifteen_lines():
+    text = "\n".join(f"line {number}" for number in range(1, 21)) + "\n\n"
+    assert _tail(text) == "\n".join(f"line {number}" for number in range(6, 21))

@@ -289,3 +289,9 @@ def test_a_lock_file_that_names_no_one_is_simply_taken(store):
         lock = store.acquire("run-2", "bob")
         store.release(lock)
     assert store.audit.events() == []
+
+
+def test_asking_who_holds_a_fresh_directorys_lock_makes_a_private_lock_file(store):
+    assert not store.lock_file.exists()
+    assert store.current_lock() is None
+    assert store.lock_file.stat().st_mode & 0o777 == 0o600
