@@ -127,8 +127,11 @@ def head_spec(
         files_digest=files_digest(secrets),
         volumes=(f"{settings.ray_temp_dir}:/tmp/ray", *(file.volume for file in secrets)),
         shm_size=settings.ray_shm_size,
+        # `ray health-check` is a Python CLI that imports Ray: seconds on an idle host, far more on a
+        # busy one, where a 5 s timeout marked a healthy head unhealthy.
         health=HealthCheck(
             command=f"ray health-check --address 127.0.0.1:{settings.ray_gcs_port} && pgrep -x raylet >/dev/null",
+            timeout="30s",
             start_period="60s",
         ),
     )
