@@ -547,7 +547,8 @@ def diagnose(hosts, inventory, state_dir, as_json):
 
     Each node's host is asked for its own evidence (its Ray container and last log lines, raylet
     and its errors, the Ray and Python versions, whether the head's GCS port answers from there,
-    the address it advertises), and the head for its node table. Exit status 1 when a node is out.
+    the address it advertises), and the head for its node table. Exit status 1 when a node is out
+    (or in, but running another Ray version than the head).
 
     \b
     Examples:
@@ -567,7 +568,7 @@ def diagnose(hosts, inventory, state_dir, as_json):
         click.echo(json.dumps([finding.as_dict() for finding in findings], indent=2))
     else:
         click.echo("\n".join(finding.as_text() for finding in findings))
-    sys.exit(0 if all(finding.joined for finding in findings) else 1)
+    sys.exit(0 if all(finding.ok for finding in findings) else 1)
 
 
 @click.command()

@@ -35,8 +35,13 @@ class Finding:
     fix: str = ""
     evidence: list[str] = field(default_factory=list)
 
+    @property
+    def ok(self) -> bool:
+        """In the cluster, and nothing wrong with it (a node of another Ray version may still join)."""
+        return self.joined and not self.fix
+
     def as_text(self) -> str:
-        if self.joined:
+        if self.ok:
             return f"{self.host}: in the cluster"
         lines = [f"{self.host}: {self.cause}", f"  fix: {self.fix}"]
         return "\n".join(lines + [f"  | {line}" for line in self.evidence])
@@ -48,8 +53,11 @@ class Finding:
 def diagnose_node(name: str, evidence: dict[str, Any], head: dict[str, Any], alive: bool | None) -> Finding:
     """NAME's finding from its EVIDENCE, the HEAD's own evidence and whether the head lists it ALIVE
     (None: the head did not answer)."""
-    if alive:
-        return Finding(name, True, "alive in the head's node table")
+    if alive and not _gone(evidence):
+        mixed = _other_version(name, evidence, head) if evidence else None
+        if mixed is None:
+            return Finding(name, True, "alive in the head's node table")
+        return Finding(name, True, f"in the cluster, but {mixed[0]}", mixed[1])
     if not evidence:
         return Finding(name, False, "its host did not answer (SSH)", "check that the host is up and reachable over SSH")
     raylet_up = evidence.get("raylet") and evidence.get("container", {}).get("running")
@@ -75,6 +83,13 @@ def diagnose_node(name: str, evidence: dict[str, Any], head: dict[str, Any], ali
     )
 
 
+def _gone(evidence: dict) -> bool:
+    """The head still lists the node, but no raylet runs on its host any more (a restarted container):
+    the head marks it dead only after its health checks miss, so the host's word counts."""
+    container = evidence.get("container", {})
+    return bool(evidence) and (not container.get("exists") or not evidence.get("raylet"))
+
+
 def _no_container(name: str, evidence: dict, head: dict) -> tuple[str, str] | None:
     if evidence.get("container", {}).get("exists"):
         return None
@@ -90,7 +105,7 @@ def _other_version(name: str, evidence: dict, head: dict) -> tuple[str, str] | N
         return None
     return (
         f"it runs Ray {here[0]} on Python {here[1]}, the head Ray {there[0]} on Python {there[1]}: "
-        "Ray refuses a node of another version",
+        "Ray does not support mixing versions in one cluster",
         "give every node the head's image (one ray_image in the inventory) and re-run ray-deployment",
     )
 

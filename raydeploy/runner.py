@@ -262,7 +262,7 @@ def with_diagnosis(options: RunOptions, execution: Execution) -> Execution:
         findings = diagnose(load(options.inventory, str(options.store.directory)))
     except InventoryError:
         return execution
-    out = [finding.as_text() for finding in findings if not finding.joined]
+    out = [finding.as_text() for finding in findings if not finding.ok]
     if not out:
         return execution
     why = "why, per node (raydeploy diagnose):\n" + "\n".join(out)

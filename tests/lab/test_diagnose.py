@@ -59,6 +59,7 @@ def test_a_blocked_gcs_port_is_diagnosed(cluster):
     try:
         worker.check_output("docker restart ray-worker")
         time.sleep(5)
+        # The head may list the node alive for a while yet: its raylet being gone is what counts.
         found = wrapper("diagnose", "worker-1")
         assert found.returncode == 1, found.output
         assert f"worker-1: this host cannot reach the head's GCS at {head_address}:6379" in found.output
@@ -94,10 +95,14 @@ def test_another_ray_version_is_diagnosed(cluster):
     worker.check_output("docker rm -f ray-worker")
     try:
         waited = with_inventory("deploy", "--only", "ray-deployment", "--auto-approve")
-        assert waited.returncode == 1, waited.output
-        assert "worker-1: it runs Ray 2.59.0 on Python" in waited.output, waited.output
-        assert "the head Ray 2.60.0" in waited.output, waited.output
-        assert "Ray refuses a node of another version" in waited.output, waited.output
+        # Only the version string differs here, so Ray 2.60 may let the node join (its check needs the
+        # cluster's metadata); either way the node is named, by the failed wait or on demand.
+        if waited.returncode != 0:
+            assert "worker-1: it runs Ray 2.59.0 on Python" in waited.output, waited.output
+        found = wrapper("diagnose", "worker-1")
+        assert found.returncode == 1, found.output
+        assert "it runs Ray 2.59.0 on Python" in found.output and "the head Ray 2.60.0" in found.output, found.output
+        assert "fix: give every node the head's image" in found.output, found.output
     finally:
         worker.check_output(f"docker rm -f ray-worker; docker rmi {RAY_IMAGE}")
     back_in(lab, wrapper)

@@ -33,14 +33,15 @@ def earlier(make_lab, tmp_path_factory):
     return lab, wrapper
 
 
-def wait_listening(host, ports: list[int], timeout_s: float = 120) -> None:
+def wait_listening(host, ports: list[int], timeout_s: float = 300) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         listening = host.check_output("ss -ltnH")
         if all(f":{port} " in listening for port in ports):
             return
         time.sleep(2)
-    raise AssertionError(f"the earlier deployment never listened on {ports}: {listening}")
+    logs = host.run("for c in $(docker ps -aq); do docker logs --tail 5 $c 2>&1; done").stdout
+    raise AssertionError(f"the earlier deployment never listened on {ports}: {listening}\n{logs}")
 
 
 NODE_EXPORTER_IMAGE = "prom/node-exporter:v1.5.0"

@@ -38,7 +38,8 @@ def healthy(**changes) -> dict:
         ),
         pytest.param(
             healthy(ray="2.59.0"),
-            "it runs Ray 2.59.0 on Python 3.11.2, the head Ray 2.60.0 on Python 3.11.2: Ray refuses a node of another version",
+            "it runs Ray 2.59.0 on Python 3.11.2, the head Ray 2.60.0 on Python 3.11.2: "
+            "Ray does not support mixing versions in one cluster",
             "one ray_image",
             id="another Ray version",
         ),
@@ -81,13 +82,27 @@ def test_each_cause_is_named_with_its_fix(evidence, cause, fix):
 
 def test_the_first_cause_wins_a_version_before_a_blocked_port():
     both = healthy(ray="2.59.0", gcs={"address": "10.0.0.10:6379", "reachable": False})
-    assert "another version" in diagnose_node("worker-1", both, HEAD, alive=False).cause
+    assert "mixing versions" in diagnose_node("worker-1", both, HEAD, alive=False).cause
 
 
-def test_a_node_the_head_lists_alive_has_joined_whatever_its_host_says():
+def test_a_node_the_head_lists_alive_has_joined_whatever_address_it_advertises():
     finding = diagnose_node("worker-1", healthy(advertised="10.0.0.99"), HEAD, alive=True)
     assert finding == Finding("worker-1", True, "alive in the head's node table")
-    assert finding.as_text() == "worker-1: in the cluster"
+    assert finding.ok and finding.as_text() == "worker-1: in the cluster"
+
+
+def test_a_node_of_another_version_that_joined_anyway_is_still_a_finding():
+    finding = diagnose_node("worker-1", healthy(ray="2.59.0"), HEAD, alive=True)
+    assert finding.joined and not finding.ok
+    assert finding.cause.startswith("in the cluster, but it runs Ray 2.59.0")
+    assert "one ray_image" in finding.fix
+
+
+def test_a_node_the_head_still_lists_but_whose_raylet_is_gone_is_out_and_says_why():
+    blocked = healthy(raylet=False, gcs={"address": "10.0.0.10:6379", "reachable": False})
+    finding = diagnose_node("worker-1", blocked, HEAD, alive=True)
+    assert not finding.joined and finding.cause == "this host cannot reach the head's GCS at 10.0.0.10:6379"
+    assert diagnose_node("worker-1", {}, HEAD, alive=True).ok, "a silent host the head lists alive is in"
 
 
 def test_a_silent_host_and_a_silent_head_are_said_as_such():
