@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 
 import pytest
 
@@ -13,13 +14,14 @@ HOSTS = ("head", "worker-1", "worker-2")
 
 
 @pytest.fixture(scope="module")
-def doomed(make_lab) -> TestLab:
+def doomed(make_lab) -> Iterator[TestLab]:
     """A deployed 1+2 lab that these tests tear down (never the shared `deployed` one)."""
     lab = make_lab("destroy")
     lab.up("--workers", "2")
     result = deploy(lab)
     assert grand_total(result.output)[1] == 0, result.output
-    return lab
+    yield lab
+    lab.down()  # its Ray nodes would load the machine for the rest of the session
 
 
 def containers(lab: TestLab, host: str) -> set[str]:

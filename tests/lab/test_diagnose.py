@@ -42,7 +42,8 @@ def cluster(make_lab, tmp_path_factory):
         inventory.write_text(SHORT_WAIT.format(lab=str(REPO / "inventories" / "lab.py"), changes=changes or {}))
         return wrapper(*args, "-i", str(inventory))
 
-    return lab, wrapper, with_inventory
+    yield lab, wrapper, with_inventory
+    lab.down()  # its Ray nodes would load the machine for the rest of the session
 
 
 def back_in(lab, wrapper) -> None:

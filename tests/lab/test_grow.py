@@ -40,7 +40,8 @@ def grown(make_lab, tmp_path_factory):
     print(f"adding one worker: raydeploy deploy took {took:.1f} s")
     run_id = StateStore(state_dir).last_run()["id"]
     rows = StateStore(state_dir).operations(run_id)
-    return lab, wrapper, before, hosts_before, grew, deployed, rows
+    yield lab, wrapper, before, hosts_before, grew, deployed, rows
+    lab.down()  # its Ray nodes would load the machine for the rest of the session
 
 
 def containers(lab, name: str) -> dict[str, tuple[str, str]]:

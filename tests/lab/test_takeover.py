@@ -30,7 +30,8 @@ def earlier(make_lab, tmp_path_factory):
     head.check_output(f"{start} prometheus {PROMETHEUS_IMAGE}")
     worker.check_output(f"{start} ray_worker {RAY_IMAGE} ray start --address={head_address}:6379 --block")
     wait_listening(head, [6379, 8265, 9090])
-    return lab, wrapper
+    yield lab, wrapper
+    lab.down()  # its Ray nodes would load the machine for the rest of the session
 
 
 def wait_listening(host, ports: list[int], timeout_s: float = 300) -> None:
