@@ -24,6 +24,7 @@ import click
 
 from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.checkpoints import NAMES, Checkpoint, get
+from raydeploy.host_records import host_notices, hosts_after, inventory_hosts
 from raydeploy.plans import Execution, Plan, PlanError, difference, execute, fingerprint, make_plan
 from raydeploy.state import Lock, StateStore
 
@@ -239,7 +240,18 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
     if not execution.ok:
         return failed(options, checkpoint, execution)
     options.echo(f"{checkpoint.name}: done, {execution.changed} change(s) in {time.monotonic() - started:.1f} s")
+    record_hosts(options, run, checkpoint, execution)
     return Outcome("succeeded", checkpoint.name, changed=execution.changed)
+
+
+def record_hosts(options: RunOptions, run: Run, checkpoint: Checkpoint, execution: Execution) -> None:
+    """Remember the hosts a ray-deployment deployed and a remove-node removed (status and plan read them)."""
+    found = hosts_after(checkpoint.name, sorted({row[0] for row in execution.rows}), options.data)
+    if not found or not found[0]:
+        return
+    names, status = found
+    options.store.record_hosts(names, status, run.id)
+    options.store.audit.append(options.requested_by, f"hosts {status}", ", ".join(names), run_id=run.id)
 
 
 def plan_changed(options: RunOptions, checkpoint: Checkpoint, approved: Plan, found: Plan) -> Outcome:
@@ -464,6 +476,12 @@ def status_report(store: StateStore, inventory: str) -> dict:
         answer["resume"] = command + "".join(f" --limit {host}" for host in hosts)
     elif run and run["status"] == "interrupted":
         answer["resume"] = f"raydeploy deploy -i {inventory}"
+    try:
+        known = inventory_hosts(inventory) if Path(inventory).is_file() else None
+    except PlanError as problem:
+        answer["hosts"] = [str(problem)]
+    else:
+        answer["hosts"] = host_notices(store.hosts(), known, inventory) if known is not None else []
     return answer
 
 
