@@ -18,9 +18,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from raydeploy import __version__
 from raydeploy.api import errors, models
 from raydeploy.api.context import Service
-from raydeploy.api.routes import approvals, checkpoints, cluster, monitoring, nodes, runs
+from raydeploy.api.routes import actions, approvals, checkpoints, cluster, monitoring, nodes, runs
 
-ROUTERS = (cluster.router, checkpoints.router, approvals.router, nodes.router, monitoring.router, runs.router)
+ROUTERS = (
+    cluster.router,
+    checkpoints.router,
+    approvals.router,
+    actions.router,
+    nodes.router,
+    monitoring.router,
+    runs.router,
+)
 # Answered without a token: liveness, and the API's own documents (the contract is no secret: it is
 # committed as raydeploy/api/openapi.json, and the /docs page must load /openapi.json without a header).
 PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")

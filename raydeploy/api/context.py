@@ -102,10 +102,11 @@ class Service:
             held.add(events)
         return events
 
-    def plan(self, name: str) -> Plan:
-        """CHECKPOINT's plan now (pyinfra's dry run); 503 PLAN_FAILED with pyinfra's words when it cannot plan."""
+    def plan(self, name: str, data: dict[str, str] | None = None) -> Plan:
+        """CHECKPOINT's plan now (pyinfra's dry run; DATA: an action's arguments); 503 PLAN_FAILED with
+        pyinfra's words when it cannot plan."""
         try:
-            return make_plan(self.inventory, get(name), self.state_dir)
+            return make_plan(self.inventory, get(name), self.state_dir, data=data or {})
         except PlanError as error:
             raise ApiError(503, "PLAN_FAILED", str(error)[:4000], {"checkpoint": name}) from None
 

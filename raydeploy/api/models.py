@@ -203,6 +203,24 @@ class ApprovalRequired(BaseModel):
     approval_info: ApprovalInfo
 
 
+class RemoveNodeRequest(Request):
+    hosts: list[str] = Field(
+        min_length=1, max_length=100, description="Inventory names of the workers to drain and remove"
+    )
+    drain_timeout: str = Field(
+        "5m", max_length=20, description="How long running tasks and actors get to finish or move (30s, 5m, 1h)"
+    )
+    remove_on_drain_timeout: bool = Field(
+        False, description="Remove a node even if its drain times out (the work still running there is cut off)"
+    )
+
+
+class RemoveNodeApprovalRequest(RemoveNodeRequest):
+    reason: str = Field(min_length=1, max_length=1000)
+    acknowledge_risks: bool = Field(False, description="Required: remove-node is destructive")
+    ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="How long the approval lasts")
+
+
 class ApprovalRequest(Request):
     approved_by: str | None = Field(
         None, max_length=200, description="Optional: must be the token's own name (the server takes it from there)"

@@ -30,9 +30,17 @@ FINISHED = ("succeeded", "failed", "awaiting-approval", "interrupted", "rejected
 
 
 def start(
-    inventory: str, state_dir: Path, lock: Lock, checkpoint: str, requested_by: str, separation_of_duties: bool
+    inventory: str,
+    state_dir: Path,
+    lock: Lock,
+    checkpoint: str,
+    requested_by: str,
+    separation_of_duties: bool,
+    data: dict[str, str] | None = None,
+    fail_percent: int | None = None,
 ) -> None:
-    """Run CHECKPOINT in a thread under LOCK (taken by the caller); return once the run is recorded."""
+    """Run CHECKPOINT (an action: with its arguments DATA) in a thread under LOCK (taken by the caller);
+    return once the run is recorded."""
     recorded = threading.Event()
 
     def work() -> None:
@@ -42,9 +50,11 @@ def start(
             store=store,
             checkpoints=[checkpoint],
             requested_by=requested_by,
-            command=f"POST /api/v1/checkpoints/{checkpoint}",
+            command=f"POST /api/v1/{'actions' if data else 'checkpoints'}/{checkpoint}",
             interactive=False,
             separation_of_duties=separation_of_duties,
+            data=data or {},
+            fail_percent=fail_percent,
             echo=lambda _line: recorded.set(),
         )
         try:

@@ -506,7 +506,13 @@ NEEDS |= {
     ("POST", path): "approver"
     for path in ("/api/v1/approvals/{checkpoint_name}", "/api/v1/approvals/{checkpoint_name}/reject")
 }
+NEEDS |= {
+    ("POST", "/api/v1/actions/remove-node"): "operator",
+    ("POST", "/api/v1/actions/remove-node/approvals"): "approver",
+}
 BODIES = {"/api/v1/approvals/{checkpoint_name}": {"reason": "r", "acknowledge_risks": True}}
+BODIES["/api/v1/actions/remove-node"] = BODIES["/api/v1/actions/remove-node/plan"] = {"hosts": ["worker-2"]}
+BODIES["/api/v1/actions/remove-node/approvals"] = {"hosts": ["worker-2"], "reason": "r", "acknowledge_risks": True}
 BODIES["/api/v1/approvals/{checkpoint_name}/reject"] = {"reason": "r"}
 VALUES = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
 
@@ -526,7 +532,7 @@ def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at
 
     client = loopback()
     served = operations(client)
-    assert len(served) == 17
+    assert len(served) == 20
     for method, template, role in served:
         path = template.format(**VALUES)
         body = BODIES.get(template)

@@ -1,0 +1,126 @@
+"""Day-2 actions: remove-node's plan, its approval and its run, with its arguments in the body.
+
+The arguments become the same host data as `raydeploy remove-node` gives (raydeploy/node_actions.py),
+so the plan, its digest and the approval bound to it are the CLI's too. An operator requests the run,
+an approver approves (acknowledging the risks: it is destructive), and with separation of duties
+not the one who requested it; the run is followed at /api/v1/runs/{id}/log like any other.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from raydeploy.api import models, runs
+from raydeploy.api.context import Approver, Operator, Served, Service, Viewer
+from raydeploy.api.errors import ApiError, error_body, now
+from raydeploy.api.routes.approvals import check_approver
+from raydeploy.api.routes.checkpoints import take_lock
+from raydeploy.api.views import approval_info
+from raydeploy.approvals import ApprovalError, Approvals
+from raydeploy.node_actions import removal_data
+from raydeploy.plans import Plan
+from raydeploy.runner import new_run_id
+
+router = APIRouter(prefix="/api/v1/actions/remove-node", tags=["Actions"])
+ACTION = "remove-node"
+
+
+def arguments(body: models.RemoveNodeRequest) -> dict[str, str]:
+    """BODY as the action's host data; 422 naming a bad argument."""
+    try:
+        return removal_data(body.hosts, body.drain_timeout, body.remove_on_drain_timeout)
+    except ValueError as problem:
+        raise ApiError(422, "INVALID_REQUEST", str(problem)) from None
+
+
+def planned(served: Service, data: dict[str, str]) -> Plan:
+    """The plan for DATA; 400 INVALID_REQUEST with the deploy's words when it refuses (head, unknown hosts)."""
+    plan = served.plan(ACTION, data)
+    if plan.failed:
+        reasons = sorted(set(plan.failed.values())) or [plan.document.get("error", "")]
+        raise ApiError(400, "INVALID_REQUEST", "; ".join(reasons)[:4000], {"action": ACTION})
+    return plan
+
+
+@router.post("/plan", response_model=models.PlanView)
+def plan_removal(served: Served, _: Viewer, body: models.RemoveNodeRequest) -> dict:
+    """What removing these workers would do, per host, and the digest an approval binds to (nothing changes)."""
+    plan = planned(served, arguments(body))
+    return {**plan.as_dict(), "text": plan.describe()}
+
+
+@router.post("/approvals", response_model=models.ApprovalResponse)
+def approve_removal(
+    request: Request, served: Served, identity: Approver, body: models.RemoveNodeApprovalRequest
+) -> dict:
+    """Approve removing these workers (acknowledge_risks required; with separation of duties, not by
+    whoever requested the run)."""
+    check_approver(served, identity, request.url.path, ACTION, None)
+    plan = planned(served, arguments(body))
+    try:
+        approval = Approvals(served.db(), served.separation_of_duties).grant(
+            plan,
+            identity.name,
+            body.reason,
+            body.acknowledge_risks,
+            ttl=timedelta(minutes=body.ttl_minutes),
+            source="api",
+            actor=identity.name,
+        )
+    except ApprovalError as error:
+        raise ApiError(400, "APPROVAL_REFUSED", str(error), {"checkpoint": ACTION}) from None
+    return {
+        "checkpoint": ACTION,
+        "approved": True,
+        "approved_by": approval["approved_by"],
+        "approved_at": approval["created_at"],
+        "approval_token": approval["id"],
+        "plan_digest": approval["plan_digest"],
+        "expires_at": approval["expires_at"],
+    }
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=models.CheckpointExecution,
+    responses={
+        400: {"model": models.ApprovalRequired, "description": "Approval required, or hosts it refuses"},
+        409: {"model": models.Error, "description": "A run is in progress"},
+    },
+)
+def remove_nodes(served: Served, identity: Operator, body: models.RemoveNodeRequest) -> dict | JSONResponse:
+    """Drain and remove these workers: 202 with the run's id (follow /api/v1/runs/{id}/log), 400
+    APPROVAL_REQUIRED when no approval of exactly this plan exists, 409 when a run holds the lock."""
+    data = arguments(body)
+    store, run_id = served.db(), new_run_id()
+    lock = take_lock(store, run_id, identity.name)
+    started = False
+    try:
+        plan = planned(served, data)
+        decision = Approvals(store, served.separation_of_duties).find(plan, requested_by=identity.name)
+        if plan.has_changes and decision.approval is None:
+            info = approval_info(served, ACTION, plan)
+            store.audit.append(identity.name, "approval requested", ACTION, plan_digest=plan.digest, via="api")
+            message = f"{ACTION} needs an approval for plan {plan.digest}; nothing was changed. {info['message']}"
+            body_out = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": ACTION, "approval_info": info}
+            return JSONResponse(body_out, status_code=400)
+        runs.start(
+            served.inventory, served.state_dir, lock, ACTION, identity.name, served.separation_of_duties, data, 0
+        )
+        started = True
+    finally:
+        if not started:
+            store.release(lock)
+    return {
+        "checkpoint": ACTION,
+        "execution_id": run_id,
+        "status": "STARTED",
+        "started_at": now(),
+        "message": f"run {run_id} started {ACTION}; follow its log at /api/v1/runs/{run_id}/log",
+        "run_url": f"/api/v1/runs/{run_id}",
+        "log_url": f"/api/v1/runs/{run_id}/log",
+    }
