@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.lab.conftest import DeployedCluster
+from tests.lab.test_api import follow, serve
 from tests.lab.test_wrapper import raydeploy_runner
 
 # Tasks spread over every node, each long enough to be running on worker-2 when its drain begins.
@@ -32,8 +33,10 @@ print("JOB DONE on", len(set(nodes)), "nodes")
 def cluster(make_lab, tmp_path_factory):
     lab = make_lab("remove")
     lab.up("--workers", "2")
-    wrapper = raydeploy_runner({**lab.env, "RAYDEPLOY_STATE_DIR": str(tmp_path_factory.mktemp("remove-state"))})
+    state_dir = tmp_path_factory.mktemp("remove-state")
+    wrapper = raydeploy_runner({**lab.env, "RAYDEPLOY_STATE_DIR": str(state_dir)})
     wrapper("deploy", "--auto-approve", check=True)
+    wrapper.state_dir = state_dir
     return DeployedCluster(lab), wrapper
 
 
@@ -110,3 +113,35 @@ def test_a_worker_is_drained_and_removed_while_a_job_runs_and_the_job_succeeds(c
     assert any(line.startswith("worker-2 was removed by remove-node") for line in status["hosts"]), status
     audit = wrapper("audit", "--json", check=True).stdout
     assert any(e["event"] == "hosts removed" and e["target"] == "worker-2" for e in json.loads(audit)), audit
+
+
+def test_the_api_removes_the_last_worker_with_an_operators_request_and_another_persons_approval(cluster):
+    deployed, wrapper = cluster
+    roles = {"ops": "operator", "carol": "approver"}
+    with serve(deployed, wrapper.state_dir, roles, "--separation-of-duties") as (base, headers):
+
+        def post(who: str, path: str, body: dict) -> requests.Response:
+            return requests.post(
+                f"{base}/api/v1/actions/remove-node{path}", json=body, headers=headers[who], timeout=300
+            )
+
+        head = post("ops", "/plan", {"hosts": ["head"]})
+        assert head.status_code == 400 and "that is `raydeploy destroy`" in head.json()["message"], head.text
+        body = {"hosts": ["worker-1"], "drain_timeout": "1m"}
+        plan = post("ops", "/plan", body).json()
+        assert "leaves no Ray worker" in plan["text"], plan["text"]
+        needed = post("ops", "", body)
+        assert needed.status_code == 400 and needed.json()["error"] == "APPROVAL_REQUIRED", needed.text
+        assert "/api/v1/actions/remove-node/approvals" in needed.json()["approval_info"]["message"]
+        assert post("ops", "/approvals", {**body, "reason": "CHG-17", "acknowledge_risks": True}).status_code == 403
+        assert post("carol", "/approvals", {**body, "reason": "CHG-17"}).json()["error"] == "APPROVAL_REFUSED"
+        granted = post("carol", "/approvals", {**body, "reason": "CHG-17", "acknowledge_risks": True})
+        assert granted.json()["plan_digest"] == plan["digest"], granted.text
+        own = post("carol", "", body)
+        assert own.status_code == 400 and "separation of duties" in own.json()["message"], own.text
+        started = post("ops", "", body)
+        assert started.status_code == 202, started.text
+        lines, end = follow(base, headers["ops"], started.json()["execution_id"])
+        assert end["status"] == "succeeded", (end, lines[-30:])
+    assert len(deployed.alive_nodes()) == 1
+    assert deployed.lab.host("worker-1").check_output("docker ps -aq --filter label=raydeploy.component") == ""

@@ -105,7 +105,8 @@ def remove_nodes(served: Served, identity: Operator, body: models.RemoveNodeRequ
         if plan.has_changes and decision.approval is None:
             info = approval_info(served, ACTION, plan)
             store.audit.append(identity.name, "approval requested", ACTION, plan_digest=plan.digest, via="api")
-            message = f"{ACTION} needs an approval for plan {plan.digest}; nothing was changed. {info['message']}"
+            why = f" ({decision.reason})" if decision.reason else ""
+            message = f"{ACTION} needs an approval for plan {plan.digest}{why}; nothing was changed. {info['message']}"
             body_out = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": ACTION, "approval_info": info}
             return JSONResponse(body_out, status_code=400)
         runs.start(
