@@ -279,9 +279,10 @@ def plan(name, inventory, state_dir, limit, show_commands, with_data, as_json):
     else:
         for each in plans:
             click.echo(each.describe(commands=show_commands))
-        store = open_store(inventory, state_dir)
-        for notice in host_notices(store.hosts(), inventory_hosts(inventory), inventory):
-            click.echo(f"host: {notice}")
+        if (directory / "state.db").is_file():  # a plan never creates a state directory
+            store = open_store(inventory, state_dir)
+            for notice in host_notices(store.hosts(), inventory_hosts(inventory), inventory):
+                click.echo(f"host: {notice}")
     sys.exit(2 if any(p.has_changes for p in plans) else 0)
 
 
