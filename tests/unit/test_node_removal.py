@@ -101,3 +101,16 @@ def test_hosts_deployed_and_removed_are_remembered_and_compared_with_the_invento
         "worker-3 was deployed (run r1) and is no longer in the inventory: its containers still run there. "
         "Put it back in group 'workers' and run: raydeploy remove-node worker-3 -i inv.py",
     ]
+
+
+def test_status_names_a_deployed_host_that_left_the_inventory_and_the_command_that_removes_it(raydeploy_cli, tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('head = [("head", {"ssh_hostname": "127.0.0.1"})]\nworkers = ["worker-1"]\n')
+    StateStore(tmp_path / "state").record_hosts(["head", "worker-1", "worker-2"], "deployed", "r1")
+    result = raydeploy_cli("status", "-i", str(inventory), "--state-dir", str(tmp_path / "state"))
+    assert result.returncode == 0, result.stderr
+    assert (
+        f"host: worker-2 was deployed (run r1) and is no longer in the inventory: its containers still run there. "
+        f"Put it back in group 'workers' and run: raydeploy remove-node worker-2 -i {inventory}"
+    ) in result.stdout
+    assert "worker-1 was" not in result.stdout
