@@ -23,7 +23,7 @@ from typing import TextIO
 import click
 
 from raydeploy.approvals import ApprovalError, Approvals
-from raydeploy.checkpoints import NAMES, Checkpoint, get
+from raydeploy.checkpoints import ACTION_NAMES, NAMES, Checkpoint, get
 from raydeploy.host_records import host_notices, hosts_after, inventory_hosts
 from raydeploy.plans import Execution, Plan, PlanError, difference, execute, fingerprint, make_plan
 from raydeploy.state import Lock, StateStore
@@ -274,7 +274,9 @@ def failed(options: RunOptions, checkpoint: Checkpoint, execution: Execution) ->
     where = f" on {', '.join(hosts)}" if hosts else ""
     lines = [f"{checkpoint.name} failed{where}"]
     lines += [f"  {line}" for line in execution.summary.splitlines()]
-    if checkpoint.name == "prerequisites-check":
+    if checkpoint.name in ACTION_NAMES:  # not a checkpoint of `deploy`: there is no --start-from for it
+        lines.append(f"fix what is named above, then run the same {checkpoint.name} command again: {options.command}")
+    elif checkpoint.name == "prerequisites-check":
         lines.append("nothing was changed on any host; fix what is named above, then run it again.")
         lines.append(f"resume: {resume_command(options, checkpoint.name, [])}")
     else:
@@ -470,7 +472,10 @@ def status_report(store: StateStore, inventory: str) -> dict:
     answer: dict = {"state_dir": str(store.directory), "last_run": run, "checkpoints": checkpoints}
     lock = store.current_lock()
     answer["lock"] = lock.__dict__ if lock else None
-    if run and run["status"] in ("failed", "awaiting-approval", "interrupted") and run["failed_checkpoint"]:
+    stopped_in = run and run["failed_checkpoint"]
+    if stopped_in in ACTION_NAMES:
+        answer["resume"] = run["command"]
+    elif run and run["status"] in ("failed", "awaiting-approval", "interrupted") and stopped_in:
         hosts = json.loads(run["failed_hosts"] or "[]")
         command = f"raydeploy deploy -i {inventory} --start-from {run['failed_checkpoint']}"
         answer["resume"] = command + "".join(f" --limit {host}" for host in hosts)
