@@ -7,7 +7,7 @@ these models before they leave, so the served OpenAPI document is what clients g
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -203,12 +203,18 @@ class ApprovalRequired(BaseModel):
     approval_info: ApprovalInfo
 
 
+# An inventory host name as raydeploy accepts one (also raydeploy/node_actions.py).
+HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
 class RemoveNodeRequest(Request):
-    hosts: list[str] = Field(
+    hosts: list[Annotated[str, Field(pattern=HOST_NAME, max_length=253)]] = Field(
         min_length=1, max_length=100, description="Inventory names of the workers to drain and remove"
     )
     drain_timeout: str = Field(
-        "5m", max_length=20, description="How long running tasks and actors get to finish or move (30s, 5m, 1h)"
+        "5m",
+        pattern=r"^[1-9][0-9]{0,5}[smhd]$",
+        description="How long running tasks and actors get to finish or move (30s, 5m, 1h)",
     )
     remove_on_drain_timeout: bool = Field(
         False, description="Remove a node even if its drain times out (the work still running there is cut off)"

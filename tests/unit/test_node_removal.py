@@ -114,3 +114,9 @@ def test_status_names_a_deployed_host_that_left_the_inventory_and_the_command_th
         f"Put it back in group 'workers' and run: raydeploy remove-node worker-2 -i {inventory}"
     ) in result.stdout
     assert "worker-1 was" not in result.stdout
+
+
+@pytest.mark.parametrize("name", ["-rf", "worker 2", "a,b", "wörker", ""])
+def test_a_host_name_that_is_not_an_inventory_name_is_refused_before_anything_is_planned(name):
+    with pytest.raises(ValueError, match="give inventory host names"):
+        removal_data([name], "5m", False)
