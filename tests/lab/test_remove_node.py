@@ -128,9 +128,12 @@ def test_the_api_removes_the_last_worker_with_an_operators_request_and_another_p
 
         head = post("ops", "/plan", {"hosts": ["head"]})
         assert head.status_code == 400 and "that is `raydeploy destroy`" in head.json()["message"], head.text
-        body = {"hosts": ["worker-1"], "drain_timeout": "1m"}
+        # worker-2, removed above, is still in the lab's inventory: naming it again removes nothing more.
+        body = {"hosts": ["worker-1", "worker-2"], "drain_timeout": "1m"}
         plan = post("ops", "/plan", body).json()
-        assert "leaves no Ray worker" in plan["text"], plan["text"]
+        assert "removing worker-1, worker-2 leaves no Ray worker" in plan["text"], plan["text"]
+        changes = {host: entry["changes"] for host, entry in plan["hosts"].items()}
+        assert changes["worker-1"] > 0 and changes.get("worker-2", 0) == 0, plan["hosts"]
         needed = post("ops", "", body)
         assert needed.status_code == 400 and needed.json()["error"] == "APPROVAL_REQUIRED", needed.text
         assert "/api/v1/actions/remove-node/approvals" in needed.json()["approval_info"]["message"]
