@@ -102,7 +102,14 @@ def test_a_worker_is_drained_and_removed_while_a_job_runs_and_the_job_succeeds(c
     assert "approved by approver (CHG-16)" in removed.output
 
     job = wait_job(deployed, submission, {"SUCCEEDED", "FAILED", "STOPPED"})
-    assert job["status"] == "SUCCEEDED", job
+    logs = requests.get(
+        f"{deployed.dashboard}/api/jobs/{submission}/logs",
+        headers={"Authorization": f"Bearer {deployed.token}"},
+        timeout=30,
+    ).json()["logs"]
+    run_log = wrapper("logs", removed.stdout.split()[1]).stdout
+    print(f"job {job['status']}: {job.get('message')}\n{logs[-3000:]}\nremoval run:\n{run_log[-4000:]}")
+    assert job["status"] == "SUCCEEDED", (job.get("message"), logs[-3000:], run_log[-3000:])
     assert len(deployed.alive_nodes()) == 2
     worker = deployed.lab.host("worker-2")
     assert worker.check_output("docker ps -aq --filter label=raydeploy.component") == ""
