@@ -107,7 +107,7 @@ def test_a_worker_is_drained_and_removed_while_a_job_runs_and_the_job_succeeds(c
         headers={"Authorization": f"Bearer {deployed.token}"},
         timeout=30,
     ).json()["logs"]
-    run_log = wrapper("logs", removed.stdout.split()[1]).stdout
+    run_log = wrapper("logs", removed.stdout.split()[1].rstrip(":")).stdout
     print(f"job {job['status']}: {job.get('message')}\n{logs[-3000:]}\nremoval run:\n{run_log[-4000:]}")
     assert job["status"] == "SUCCEEDED", (job.get("message"), logs[-3000:], run_log[-3000:])
     assert len(deployed.alive_nodes()) == 2
