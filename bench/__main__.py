@@ -20,6 +20,13 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
   ssh-latency
             on one fresh lab (1 worker): one `true` over SSH, 50 times per run, with Nagle's
             algorithm on (paramiko's default) and off (what our deploys set), in ms.
+  grow      on --runs fresh labs, deployed (not counted): one more worker (`lab up --workers N+1`),
+            Docker and its images on it (not counted), then `raydeploy deploy --auto-approve`.
+  reboot    on one fresh deployed lab: restart the head host's container, then a worker host's
+            (--runs times each), until every Ray node is alive again.
+  destroy   on --runs fresh labs, each deployed (not counted): `raydeploy destroy --auto-approve`
+            (plan, approval, teardown of every host; target under 20 s for 3 hosts), then again
+            (nothing left to remove).
   all       every scenario above, each on its own fresh labs: one table, one JSON file.
 
 Example: .venv/bin/python -m bench all --runs 3
@@ -36,9 +43,17 @@ from pathlib import Path
 
 from bench import report
 from bench.api import scenario_api
+from bench.day2 import scenario_grow, scenario_reboot
 from bench.measure import BenchError, machine
 from bench.peer import scenario_peer
-from bench.scenarios import SCALE_WORKERS, scenario_deploy, scenario_lab_up, scenario_scale, scenario_validate
+from bench.scenarios import (
+    SCALE_WORKERS,
+    scenario_deploy,
+    scenario_destroy,
+    scenario_lab_up,
+    scenario_scale,
+    scenario_validate,
+)
 from bench.ssh_latency import scenario_ssh_latency
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
@@ -49,6 +64,9 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "scale": lambda args: scenario_scale(args.runs, tuple(args.scale_workers)),
     "api": lambda args: scenario_api(args.runs, args.workers),
     "ssh-latency": lambda args: scenario_ssh_latency(args.runs),
+    "grow": lambda args: scenario_grow(args.runs, args.workers),
+    "reboot": lambda args: scenario_reboot(args.runs, args.workers),
+    "destroy": lambda args: scenario_destroy(args.runs, args.workers),
 }
 
 

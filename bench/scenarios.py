@@ -152,3 +152,19 @@ def growth(curve: list[dict]) -> dict[str, float]:
         for key in ("noop", "dry")
         if first[f"{key}_median_s"] > 0
     }
+
+
+DESTROY = [RAYDEPLOY, "destroy", "--auto-approve", "-i", "inventories/lab.py"]
+
+
+def scenario_destroy(runs: int, workers: int) -> dict:
+    """On RUNS fresh labs, each fully deployed (not counted): `raydeploy destroy --auto-approve` (its plan,
+    approval and teardown of every host), then the same again, which finds nothing left to remove."""
+    destroy, again = [], []
+    for index in range(runs):
+        with fresh_lab(f"rdbench-destroy-{index}", workers) as lab:
+            timed(FULL_DEPLOY, lab.env)
+            destroy.append(timed(DESTROY, lab.env))
+            again.append(timed(DESTROY, lab.env))
+        print(f"destroy run {index + 1}: {destroy[-1]:.1f} s, again (nothing left) {again[-1]:.1f} s")
+    return {"figures": {"destroy": figure(destroy), "destroy_again_nothing_left": figure(again)}}

@@ -50,6 +50,10 @@ WITH_REDIS_PASSWORD = (
 )
 
 
+# The head's wait for every node; when it gives up, the runner asks each node why (raydeploy/diagnose.py).
+JOIN_WAIT = "Every Ray node alive and serving its metrics"
+
+
 def ray_environment(settings: Settings, token: SecretFile | None) -> dict[str, str]:
     """The Ray containers' environment: no secret, only where the token file is mounted."""
     environment = {"RAY_gcs_rpc_server_reconnect_timeout_s": str(GCS_RECONNECT_TIMEOUT_S)}
@@ -123,8 +127,11 @@ def head_spec(
         files_digest=files_digest(secrets),
         volumes=(f"{settings.ray_temp_dir}:/tmp/ray", *(file.volume for file in secrets)),
         shm_size=settings.ray_shm_size,
+        # `ray health-check` is a Python CLI that imports Ray: seconds on an idle host, far more on a
+        # busy one, where a 5 s timeout marked a healthy head unhealthy.
         health=HealthCheck(
             command=f"ray health-check --address 127.0.0.1:{settings.ray_gcs_port} && pgrep -x raylet >/dev/null",
+            timeout="30s",
             start_period="60s",
         ),
     )
@@ -274,7 +281,7 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
     old_env_files_absent(OLD_RAY_ENV_FILES)
     if is_head:  # after the worker containers: pyinfra orders operations by their line
         ray_nodes_alive(
-            name="Every Ray node alive and serving its metrics",
+            name=JOIN_WAIT,
             expected={
                 member.settings.cluster_address: (member.name, member.settings.ray_metrics_export_port)
                 for member in cluster.nodes

@@ -32,8 +32,18 @@ def main() -> None:
     """
 
 
-for command in COMMANDS:
+def list_in_full(group: click.Group) -> None:
+    """Give every command of GROUP (and of its groups) its whole first paragraph as the line in the group's listing.
+
+    Click otherwise cuts that line to fit the terminal and ends it with "...", mid-sentence.
+    """
+    for command in group.commands.values():
+        if command.short_help is None and command.help:
+            command.short_help = " ".join(command.help.split("\n\n", 1)[0].split())
+        if isinstance(command, click.Group):
+            list_in_full(command)
+
+
+for command in (*COMMANDS, api, lab, validate):
     main.add_command(command)
-main.add_command(api)
-main.add_command(lab)
-main.add_command(validate)
+list_in_full(main)

@@ -572,8 +572,10 @@ def reset(inventory, state_dir, yes):
 @click.command()
 @inventory_option
 def unlock(inventory, state_dir):
-    """Say who holds the run lock. A run's lock goes when its process ends (flock), so there is
-    nothing to break: a run that hangs is stopped by stopping its process.
+    """Say who holds the run lock.
+
+    A run's lock goes when its process ends (flock), so there is nothing to break: a run that hangs
+    is stopped by stopping its process.
 
     \b
     Example:
@@ -590,8 +592,88 @@ def unlock(inventory, state_dir):
     )
 
 
+@click.command()
+@click.argument("hosts", nargs=-1, metavar="[HOST]...")
+@inventory_option
+@json_option
+def diagnose(hosts, inventory, state_dir, as_json):
+    """Say why each Ray node is or is not in the cluster: the likely cause and the fix, per node.
+
+    Each node's host is asked for its own evidence (its Ray container and last log lines, raylet
+    and its errors, the Ray and Python versions, whether the head's GCS port answers from there,
+    the address it advertises), and the head for its node table. Exit status 1 when a node is out.
+
+    \b
+    Examples:
+      raydeploy diagnose
+      raydeploy diagnose worker-2 --json
+    """
+    from raydeploy.diagnose import diagnose as diagnose_nodes
+    from validate.inventory import InventoryError, load
+
+    try:
+        findings = diagnose_nodes(load(inventory, runner.state_dir_for(inventory, state_dir)), list(hosts))
+    except InventoryError as error:
+        raise click.ClickException(str(error)) from None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="HOST") from None
+    if as_json:
+        click.echo(json.dumps([finding.as_dict() for finding in findings], indent=2))
+    else:
+        click.echo("\n".join(finding.as_text() for finding in findings))
+    sys.exit(0 if all(finding.joined for finding in findings) else 1)
+
+
+@click.command()
+@inventory_option
+@click.option("--purge-data", is_flag=True, help="Also remove the Redis, Prometheus and Grafana data volumes.")
+@click.option(
+    "--forget-secrets", is_flag=True, help="After a successful destroy, remove this cluster's secrets on this machine."
+)
+@click.option("--auto-approve", is_flag=True, help="Approve the plan yourself (recorded as such).")
+@click.option(
+    "--separation-of-duties/--no-separation-of-duties",
+    default=separation_default,
+    show_default="$RAYDEPLOY_SEPARATION_OF_DUTIES or off",
+    help="Whoever requests the destroy cannot approve it.",
+)
+def destroy(inventory, state_dir, purge_data, forget_secrets, auto_approve, separation_of_duties):
+    """Tear the cluster down: raydeploy's containers and files on every host (found on the hosts),
+    with --purge-data its data volumes too. Docker, and containers raydeploy did not make, stay.
+
+    Destructive: at a terminal the plan is shown and you type the cluster's name to approve it;
+    without one it stops (exit 3) and prints the approve command. A host that cannot be reached is
+    named, the others are torn down, and it exits 1 with the command that finishes the job.
+
+    \b
+    Examples:
+      raydeploy destroy -i inventories/prod.py
+      raydeploy destroy --purge-data --forget-secrets
+    """
+    from raydeploy.destroy import destroy_data, destroy_options, run_destroy
+    from validate.inventory import InventoryError
+
+    store = open_store(inventory, state_dir)
+    options = destroy_options(
+        inventory,
+        store,
+        who_am_i(),
+        " ".join(["raydeploy", *sys.argv[1:]]),
+        destroy_data(purge_data, forget_secrets),
+        auto_approve=auto_approve,
+        interactive=runner.interactive(),
+        separation_of_duties=separation_of_duties,
+    )
+    try:
+        run_id = run_destroy(options)
+    except (LockHeld, InventoryError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"run {run_id} succeeded: the cluster is destroyed (raydeploy deploy brings it back)")
+
+
 COMMANDS = (
     deploy,
+    destroy,
     checkpoint,
     remove_node,
     list_checkpoints,
@@ -604,6 +686,7 @@ COMMANDS = (
     history,
     logs,
     audit,
+    diagnose,
     reset,
     unlock,
 )

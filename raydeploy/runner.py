@@ -16,7 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -52,6 +52,10 @@ class RunOptions:
     fail_percent: int | None = None
     data: dict[str, str] = field(default_factory=dict)  # host data for every host: an action's arguments
     separation_of_duties: bool = False
+    # A destructive plan is approved at the terminal by typing this back (default: the checkpoint's name).
+    typed_confirmation: str | None = None
+    # What to run again after a day-2 action failed on some hosts (it finds on them what is left).
+    rerun_command: str | None = None
     echo: Callable[[str], None] = click.echo
     # The pyinfra session's two calls (raydeploy.plans). The runner's own rules (the lock, approvals
     # bound to a plan's digest, the record) are pure logic; its unit tests give recorded plans here.
@@ -100,6 +104,8 @@ def new_run_id() -> str:
 
 
 def resume_command(options: RunOptions, checkpoint: str, hosts: list[str]) -> str:
+    if options.rerun_command:
+        return options.rerun_command
     return f"raydeploy deploy -i {options.inventory} --start-from {checkpoint}" + "".join(
         f" --limit {host}" for host in hosts
     )
@@ -238,7 +244,7 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
         execution = validate_cluster(options, run, execution)
     options.echo(host_table(execution.rows))
     if not execution.ok:
-        return failed(options, checkpoint, execution)
+        return failed(options, checkpoint, with_diagnosis(options, execution))
     options.echo(f"{checkpoint.name}: done, {execution.changed} change(s) in {time.monotonic() - started:.1f} s")
     record_hosts(options, run, checkpoint, execution)
     return Outcome("succeeded", checkpoint.name, changed=execution.changed)
@@ -252,6 +258,27 @@ def record_hosts(options: RunOptions, run: Run, checkpoint: Checkpoint, executio
     names, status = found
     options.store.record_hosts(names, status, run.id)
     options.store.audit.append(options.requested_by, f"hosts {status}", ", ".join(names), run_id=run.id)
+
+
+def with_diagnosis(options: RunOptions, execution: Execution) -> Execution:
+    """When the head's wait for every Ray node gave up, each node's own finding (raydeploy/diagnose.py)."""
+    from deploys.ray_cluster import JOIN_WAIT
+
+    if not any(result == "failed" and operation.endswith(JOIN_WAIT) for _, operation, result, _ in execution.rows):
+        return execution
+    from raydeploy.diagnose import diagnose
+    from validate.inventory import InventoryError, load
+
+    options.echo("ray-deployment: asking each Ray node why it is not in the cluster (raydeploy diagnose)")
+    try:
+        findings = diagnose(load(options.inventory, str(options.store.directory)))
+    except InventoryError:
+        return execution
+    out = [finding.as_text() for finding in findings if not finding.joined]
+    if not out:
+        return execution
+    why = "why, per node (raydeploy diagnose):\n" + "\n".join(out)
+    return replace(execution, error="\n".join(filter(None, [execution.error, why])))
 
 
 def plan_changed(options: RunOptions, checkpoint: Checkpoint, approved: Plan, found: Plan) -> Outcome:
@@ -274,7 +301,7 @@ def failed(options: RunOptions, checkpoint: Checkpoint, execution: Execution) ->
     where = f" on {', '.join(hosts)}" if hosts else ""
     lines = [f"{checkpoint.name} failed{where}"]
     lines += [f"  {line}" for line in execution.summary.splitlines()]
-    if checkpoint.name in ACTION_NAMES:  # not a checkpoint of `deploy`: there is no --start-from for it
+    if checkpoint.name in ACTION_NAMES and not options.rerun_command:  # no deploy --start-from for an action
         lines.append(f"fix what is named above, then run the same {checkpoint.name} command again: {options.command}")
     elif checkpoint.name == "prerequisites-check":
         lines.append("nothing was changed on any host; fix what is named above, then run it again.")
@@ -386,16 +413,19 @@ def auto_approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Pl
 
 
 def prompt_approval(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan) -> Outcome | None:
-    """Show the plan at the terminal; a destructive one is approved only by typing its checkpoint's name."""
+    """Show the plan at the terminal; a destructive one is approved only by typing its checkpoint's name
+    (or OPTIONS.typed_confirmation, as destroy asks for the cluster's name)."""
     who = options.requested_by
     options.echo(plan.describe())
     if checkpoint.destructive:
+        word = options.typed_confirmation or checkpoint.name
+        what = "its name" if word == checkpoint.name else f"the cluster's name ({word})"
         typed = click.prompt(
-            f"{checkpoint.name} is destructive. Type its name to approve this plan (anything else refuses)",
+            f"{checkpoint.name} is destructive. Type {what} to approve this plan (anything else refuses)",
             default="",
             show_default=False,
         )
-        agreed = typed.strip() == checkpoint.name
+        agreed = typed.strip() == word
     else:
         agreed = click.confirm(f"Approve this plan for {checkpoint.name}?", default=False)
     if not agreed:

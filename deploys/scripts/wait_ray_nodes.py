@@ -81,6 +81,8 @@ def main(arguments: list[str]) -> int:
     status = wait_until(missing_now, timeout_s, "Ray nodes not ready")
     if status == 0:
         print(f"all {len(expected)} Ray nodes alive, exporting metrics and listed by `ray status`")
+    else:
+        print("each missing node's likely cause and fix: raydeploy diagnose", file=sys.stderr)
     return status
 
 

@@ -23,8 +23,8 @@ from raydeploy.api.routes import actions, approvals, checkpoints, cluster, monit
 ROUTERS = (
     cluster.router,
     checkpoints.router,
-    approvals.router,
     actions.router,
+    approvals.router,
     nodes.router,
     monitoring.router,
     runs.router,

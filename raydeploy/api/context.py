@@ -30,7 +30,7 @@ from limits.strategies import MovingWindowRateLimiter
 from raydeploy.api.errors import ApiError
 from raydeploy.api.failed_auth import DEFAULT_LIMIT, MAX_PATH_CHARS, FailedAuth, request_text
 from raydeploy.api.tokens import Identity, TokenStore
-from raydeploy.checkpoints import NAMES, get
+from raydeploy.checkpoints import ACTION_NAMES, NAMES, get
 from raydeploy.plans import Plan, PlanError, make_plan
 from raydeploy.state import StateStore
 
@@ -103,10 +103,10 @@ class Service:
         return events
 
     def plan(self, name: str, data: dict[str, str] | None = None) -> Plan:
-        """CHECKPOINT's plan now (pyinfra's dry run; DATA: an action's arguments); 503 PLAN_FAILED with
-        pyinfra's words when it cannot plan."""
+        """CHECKPOINT's plan now (pyinfra's dry run; an action's with DATA, its arguments); 503 PLAN_FAILED
+        with pyinfra's words when it cannot plan."""
         try:
-            return make_plan(self.inventory, get(name), self.state_dir, data=data or {})
+            return make_plan(self.inventory, get(name), self.state_dir, data=data or None)
         except PlanError as error:
             raise ApiError(503, "PLAN_FAILED", str(error)[:4000], {"checkpoint": name}) from None
 
@@ -126,6 +126,13 @@ CheckpointName = Annotated[str, PathParameter(description="A checkpoint's name",
 def known_checkpoint(name: str) -> str:
     if name not in NAMES:
         raise ApiError(404, "NOT_FOUND", f"unknown checkpoint {name[:80]!r}", {"valid": list(NAMES)})
+    return name
+
+
+def known_checkpoint_or_action(name: str) -> str:
+    """NAME when it is a checkpoint or a day-2 action (both are approved the same way); else 404."""
+    if name not in NAMES + ACTION_NAMES:
+        raise ApiError(404, "NOT_FOUND", f"unknown checkpoint {name[:80]!r}", {"valid": list(NAMES + ACTION_NAMES)})
     return name
 
 

@@ -234,6 +234,11 @@ class ApprovalRequest(Request):
     reason: str = Field(min_length=1, max_length=1000)
     acknowledge_risks: bool = False
     ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="How long the approval lasts")
+    data: dict[str, str] = Field(
+        default_factory=dict,
+        description="A day-2 action's arguments, as its run gave them (destroy: purge_data, forget_secrets = "
+        '"true"); part of the plan, so the approval binds them',
+    )
 
 
 class ApprovalResponse(BaseModel):
@@ -248,6 +253,18 @@ class ApprovalResponse(BaseModel):
 
 class RejectionRequest(Request):
     reason: str = Field(min_length=1, max_length=1000)
+    data: dict[str, str] = Field(
+        default_factory=dict,
+        description="A day-2 action's arguments, as its run gave them (destroy: purge_data, forget_secrets = "
+        '"true"); part of the plan, so the approval binds them',
+    )
+
+
+class DestroyRequest(Request):
+    purge_data: bool = Field(False, description="Also remove the Redis, Prometheus and Grafana data volumes")
+    forget_secrets: bool = Field(
+        False, description="After a destroy that succeeded on every host, remove the generated secrets"
+    )
 
 
 class RejectionResponse(BaseModel):
@@ -339,6 +356,16 @@ class NodeDetails(BaseModel):
     system_info: SystemInfo
     containers: list[ContainerInfo]
     checkpoints: list[NodeCheckpointResult]
+
+
+class NodeFinding(BaseModel):
+    """Why a Ray node is or is not in the cluster (raydeploy/diagnose.py), from its own host's evidence."""
+
+    host: str
+    joined: bool
+    cause: str
+    fix: str = ""
+    evidence: list[str] = Field(default_factory=list, description="raylet's error lines or the container's last lines")
 
 
 class Dashboard(BaseModel):

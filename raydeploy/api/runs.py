@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -37,10 +37,12 @@ def start(
     requested_by: str,
     separation_of_duties: bool,
     data: dict[str, str] | None = None,
+    run_with: Callable[[runner.RunOptions, Lock], str] = runner.deploy,
+    command: str | None = None,
     fail_percent: int | None = None,
 ) -> None:
-    """Run CHECKPOINT (an action: with its arguments DATA) in a thread under LOCK (taken by the caller);
-    return once the run is recorded."""
+    """Run CHECKPOINT (an action: with DATA, its arguments, through RUN_WITH) in a thread under LOCK
+    (taken by the caller); return once the run is recorded."""
     recorded = threading.Event()
 
     def work() -> None:
@@ -50,15 +52,15 @@ def start(
             store=store,
             checkpoints=[checkpoint],
             requested_by=requested_by,
-            command=f"POST /api/v1/{'actions' if data else 'checkpoints'}/{checkpoint}",
+            command=command or f"POST /api/v1/checkpoints/{checkpoint}",
             interactive=False,
+            data=dict(data or {}),
             separation_of_duties=separation_of_duties,
-            data=data or {},
             fail_percent=fail_percent,
             echo=lambda _line: recorded.set(),
         )
         try:
-            runner.deploy(options, lock=lock)
+            run_with(options, lock)
         except runner.RunStopped:
             pass  # recorded in the run and the audit trail; the log and GET /runs/{id} say why
         except Exception as error:  # recorded as failed by runner.deploy; never lost

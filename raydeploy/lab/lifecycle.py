@@ -187,15 +187,23 @@ class Lab:
         found = self.engine.inspect("network", self.network)
         if found is not None:
             return found["IPAM"]["Config"][0]["Subnet"]
-        subnet = self._free_subnet()
-        self.progress(f"creating network {self.network} ({subnet})")
-        self.engine.run(
-            ["network", "create", "--driver", "bridge", "--subnet", subnet, "--label", self.label, self.network]
-        )
-        return subnet
+        tried: list[str] = []
+        while True:
+            subnet = self._free_subnet(tried)
+            self.progress(f"creating network {self.network} ({subnet})")
+            try:
+                self.engine.run(
+                    ["network", "create", "--driver", "bridge", "--subnet", subnet, "--label", self.label, self.network]
+                )
+                return subnet
+            except EngineError as error:
+                # Another lab coming up at the same moment took the same free /24: take the next one.
+                if "overlaps" not in str(error):
+                    raise
+                tried.append(subnet)
 
-    def _free_subnet(self) -> str:
-        taken = []
+    def _free_subnet(self, tried: list[str] | None = None) -> str:
+        taken = [ipaddress.ip_network(subnet) for subnet in tried or []]
         for network_id in self.engine.run(["network", "ls", "--quiet"]).stdout.split():
             found = self.engine.inspect("network", network_id) or {}
             for config in (found.get("IPAM") or {}).get("Config") or []:

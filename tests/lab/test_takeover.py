@@ -66,15 +66,16 @@ def test_a_port_held_by_a_container_cleanup_leaves_alone_is_a_conflict_naming_it
 
 def test_an_earlier_deployment_is_taken_over_stopping_only_for_the_approval(earlier):
     lab, wrapper = earlier
+    wait_listening(lab.host("head"), [6379, 8265, 9090])  # the earlier deployment still holds its ports
     first = wrapper("deploy")
     assert first.returncode == 3, first.output  # awaiting an approval, nothing failed
-    assert "prerequisites-check failed" not in first.output
+    assert "prerequisites-check failed" not in first.output, first.output
     assert (
         "port 6379 (ray_gcs_port) is held by container ray_head from an older deployment "
         f"(image {RAY_IMAGE}): cleanup-existing will remove it after approval" in first.output
-    )
+    ), first.output
     assert "port 9090 (prometheus_port) is held by container prometheus from an older deployment" in first.output
-    assert "cleanup-existing needs an approval" in first.output
+    assert "cleanup-existing needs an approval" in first.output, first.output
     names = lab.host("head").check_output("docker ps --format '{{.Names}}'").split()
     assert {"ray_head", "prometheus"} <= set(names), "nothing is removed before the approval"
 

@@ -7,13 +7,17 @@ import os
 import socket
 import subprocess
 import time
+from types import SimpleNamespace
 
 import pytest
 import requests
 from fastapi.testclient import TestClient
 
+from raydeploy.api import views
 from raydeploy.api.app import create_app
+from raydeploy.api.context import Service
 from raydeploy.api.tokens import TokenError, TokenStore
+from raydeploy.checkpoints import NAMES
 from tests.conftest import BIN, REPO
 
 
@@ -105,6 +109,31 @@ def test_checkpoint_status_follows_the_seeds_shape_from_the_recorded_runs(api):
     assert_error_shape(api.get("/api/v1/runs/nope", headers=auth(api.issued["viewer"])), 404, "NOT_FOUND")
 
 
+def test_deployment_status_follows_the_checkpoints_last_results(api):
+    def deployment() -> tuple[str, list[str]]:
+        status = api.get("/api/v1/cluster/status", headers=auth(api.issued["viewer"])).json()
+        return status["deployment_status"], status["completed_checkpoints"]
+
+    def ran(run_id: str, name: str, status: str) -> None:
+        api.store.start_checkpoint(run_id, name)
+        if status != "running":
+            api.store.finish_checkpoint(run_id, name, status)
+
+    # No run yet: the seed's enum has no "not started"; nothing completed, nothing failed reads IN_PROGRESS.
+    assert deployment() == ("IN_PROGRESS", [])
+    api.store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", list(NAMES))
+    ran("run-1", NAMES[0], "succeeded")
+    ran("run-1", NAMES[1], "failed")
+    assert deployment() == ("FAILED", list(NAMES[:1]))
+    api.store.start_run("run-2", "alice", "POST /api/v1/checkpoints (force)", "inv.py", "fp", list(NAMES[1:]))
+    ran("run-2", NAMES[2], "running")  # a running checkpoint outranks an earlier failure
+    assert deployment() == ("IN_PROGRESS", list(NAMES[:1]))
+    api.store.finish_checkpoint("run-2", NAMES[2], "succeeded")
+    for name in (NAMES[1], *NAMES[3:]):
+        ran("run-2", name, "succeeded")
+    assert deployment() == ("COMPLETED", list(NAMES))
+
+
 def test_a_cluster_wide_validation_result_is_no_node_of_the_checkpoint(api):
     store = api.store
     store.start_run("run-2", "alice", "raydeploy deploy", "inv.py", "fp", ["final-validation"])
@@ -121,6 +150,20 @@ def test_a_cluster_wide_validation_result_is_no_node_of_the_checkpoint(api):
     assert checked["status"] == "FAILED" and "ray smoke job" in checked["message"]
     assert checked["nodes"]["head"]["approval_required"] is False
     assert checked["nodes"]["head"]["destructive_operation"] is False
+
+
+def test_cluster_health_is_answered_from_its_cache_until_the_checks_are_five_seconds_old(tmp_path, monkeypatch):
+    now, checks = [1000.0], []
+    monkeypatch.setattr(views, "time", SimpleNamespace(time=lambda: now[0]))
+    monkeypatch.setattr(views, "compute_health", lambda inventory, store: checks.append(now[0]) or {"run": len(checks)})
+    served = Service("inventories/lab.py", tmp_path)
+    first = views.cluster_health(served)
+    now[0] = 1004.5
+    cached = views.cluster_health(served)
+    now[0] = 1005.0
+    fresh = views.cluster_health(served)
+    assert (first, cached, fresh) == ({"run": 1, "age_s": 0.0}, {"run": 1, "age_s": 4.5}, {"run": 2, "age_s": 0.0})
+    assert checks == [1000.0, 1005.0]
 
 
 def test_bodies_are_capped_and_bad_requests_get_the_error_shape(api):
@@ -502,6 +545,7 @@ def test_a_run_that_lost_its_process_ends_its_stream_as_interrupted(api):
 
 
 NEEDS = {("GET", "/api/v1/audit"): "admin", ("POST", "/api/v1/checkpoints/{checkpoint_name}"): "operator"}
+NEEDS[("POST", "/api/v1/actions/destroy")] = "operator"
 NEEDS |= {
     ("POST", path): "approver"
     for path in ("/api/v1/approvals/{checkpoint_name}", "/api/v1/approvals/{checkpoint_name}/reject")
@@ -530,9 +574,10 @@ def operations(client) -> list[tuple[str, str, str]]:
 def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at_it(loopback):
     from raydeploy.api.tokens import ROLES
 
-    client = loopback()
+    client = loopback(failed_auth_limit=100)  # 22 operations asked without a token: not a brute force
     served = operations(client)
-    assert len(served) == 20
+    assert len(served) == 22
+    held = client.store.acquire("20261130T000000Z-cli", "alice")  # so destroy answers 409 and starts nothing
     for method, template, role in served:
         path = template.format(**VALUES)
         body = BODIES.get(template)
@@ -544,4 +589,16 @@ def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at
         allowed = client.request(method, path, json=body, headers=auth(client.issued[role]))
         assert allowed.status_code not in (401, 403), (method, path, allowed.text)
         assert "Traceback" not in allowed.text and (allowed.status_code < 500 or allowed.status_code == 503)
-    assert client.store.runs() == []  # ray-deployment's predecessors never passed: nothing started
+    client.store.release(held)
+    assert (
+        client.store.runs() == []
+    )  # ray-deployment's predecessors never passed, destroy met the lock: nothing started
+
+
+def test_diagnose_answers_a_finding_per_ray_node_and_names_a_host_that_does_not_answer(loopback):
+    client = loopback()
+    answer = client.get("/api/v1/cluster/diagnose", headers=auth(client.issued["viewer"]))
+    assert answer.status_code == 200, answer.text
+    findings = answer.json()
+    assert [finding["host"] for finding in findings] == ["head"]
+    assert findings[0]["joined"] is False and findings[0]["cause"] == "its host did not answer (SSH)"

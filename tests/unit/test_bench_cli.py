@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -12,12 +13,15 @@ from bench.measure import checkpoint_times, figure
 from bench.peer import cluster_yaml
 from bench.report import meets
 from bench.scenarios import growth
+from tests.conftest import REPO
 
 
 def test_bench_parses_a_scenario_and_its_options():
     args = parse(["lab-up", "--cold", "--runs", "5", "--workers", "1"])
     assert (args.scenario, args.cold, args.runs, args.workers) == ("lab-up", True, 5, 1)
-    assert {"lab-up", "deploy", "validate", "peer", "scale", "api", "ssh-latency"} == set(SCENARIOS)
+    assert {"lab-up", "deploy", "validate", "peer", "scale", "api", "ssh-latency", "grow", "reboot", "destroy"} == set(
+        SCENARIOS
+    )
 
 
 def test_bench_offers_all_and_the_peer_and_scale_options():
@@ -86,3 +90,25 @@ def test_the_launcher_config_uses_the_lab_addresses_and_raises_no_ulimit():
     assert config["min_workers"] == config["max_workers"] == 1
     commands = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
     assert "ulimit -n" not in commands and "nofile" not in " ".join(config["docker"]["run_options"])
+
+
+README = " ".join((REPO / "README.md").read_text().split())
+AFTER_ISSUE_13 = "bench/results/deploy-20261130T081118.json"
+
+
+def test_every_bench_result_the_readme_cites_is_in_the_repository():
+    cited = set(re.findall(r"bench/results/[\w.-]+\.json", README))
+    assert AFTER_ISSUE_13 in cited
+    assert [path for path in sorted(cited) if not (REPO / path).is_file()] == []
+
+
+def test_the_readme_quotes_the_figures_of_the_deploy_result_it_cites():
+    figures = json.loads((REPO / AFTER_ISSUE_13).read_text())["scenarios"]["deploy"]["figures"]
+    median = {name: figure["median"] for name, figure in figures.items()}
+    quoted = [
+        f"full deploy 110.2 s before / {median['full_deploy']:.1f} s after",
+        f"dry run 2.73 / {median['dry_run']:.2f} s",
+        f"no-op re-run 2.48 / {median['noop_rerun']:.2f} s",
+        f"final validation included) 20.0 / {median['wrapper_noop_rerun']:.1f} s",
+    ]
+    assert [phrase for phrase in quoted if phrase not in README] == []

@@ -5,12 +5,31 @@ from __future__ import annotations
 import copy
 import hashlib
 from io import BytesIO, StringIO
+from pathlib import Path
 
 import click
 import pytest
 from pyinfra.api.command import FileUploadCommand, StringCommand
 
-from raydeploy.plans import PLAN_FORMAT, Execution, Plan, difference, digest_of
+from raydeploy.checkpoints import Checkpoint
+from raydeploy.plans import (
+    PLAN_FORMAT,
+    REPO,
+    Execution,
+    Plan,
+    PlanError,
+    _host_error,
+    _last_line,
+    _stopped_while_preparing,
+    _tail,
+    difference,
+    digest_of,
+    execute,
+    fingerprint,
+    hint,
+    make_plan,
+    shown,
+)
 from raydeploy.pyinfra_session import REDACTED, command_record
 from raydeploy.runner import RunStopped
 
@@ -150,3 +169,251 @@ def test_a_failed_execution_tells_each_hosts_reason_once():
 def test_a_stopped_run_leaves_the_cli_as_a_click_exception_with_its_exit_code():
     stopped = RunStopped("needs an approval", 3)
     assert isinstance(stopped, click.ClickException) and stopped.exit_code == 3
+
+
+def test_a_plans_digest_is_the_same_in_every_raydeploy_version():
+    """Approvals in the state database hold digests: the same plan must keep its digest, or they all lapse."""
+    assert digest_of(document()) == "ccb07d302c2714a3"
+    assert digest_of({}) == "9f893282f0074bf3"
+
+
+def test_a_plan_made_from_a_partial_document_fills_in_format_checkpoint_and_hosts():
+    assert Plan("docker-installation", "fp").document == {
+        "format": PLAN_FORMAT,
+        "checkpoint": "docker-installation",
+        "hosts": {},
+    }
+    assert Plan("docker-installation", "fp", {"hosts": {"h": {"status": "planned"}}}).hosts == {
+        "h": {"status": "planned"}
+    }
+    assert digest_of({"format": 1, "hosts": {"h": {"status": "planned"}}}) != digest_of({"format": 1})
+
+
+def test_a_plan_tells_people_per_host_what_changes_and_what_failed():
+    plan = Plan("docker-installation", "fp", document())
+    assert plan.describe() == "\n".join(
+        [
+            "plan for docker-installation (digest ccb07d302c2714a3, inventory fp):",
+            "  worker-1: UNREACHABLE, not planned",
+            "  head: 1 change(s)",
+            "    ~ Render /etc/docker/daemon.json",
+            "    ! daemon.json changes",
+        ]
+    )
+    failed = changed(
+        lambda d: d["hosts"].update(
+            w2={"status": "failed", "error": "no sudo"}, w3={"status": "planned", "notes": ["only a note"]}
+        )
+    )
+    failed["hosts"]["head"].pop("notes")
+    assert Plan("docker-installation", "fp", failed).describe().splitlines()[1:] == [
+        "  worker-1: UNREACHABLE, not planned",
+        "  w2: FAILED: no sudo",
+        "  head: 1 change(s)",
+        "    ~ Render /etc/docker/daemon.json",
+        "  w3: 0 change(s)",
+        "    ! only a note",
+    ]
+    quiet = Plan("docker-installation", "fp", {"hosts": {"head": {"status": "planned", "operations": [], "notes": []}}})
+    assert quiet.describe().splitlines()[1:] == ["  no changes"]
+    only_failed = Plan("docker-installation", "fp", {"hosts": {"head": {"status": "failed", "error": "x"}}})
+    assert only_failed.describe().splitlines()[1:] == ["  head: FAILED: x"]
+
+
+def test_a_plans_summary_and_dict_are_what_the_api_and_console_show():
+    plan = Plan("docker-installation", "fp", document())
+    noted = changed(lambda d: d["hosts"].update(w3={"status": "planned", "notes": ["only a note"]}))
+    noted["hosts"]["w4"] = {"status": "planned", "operations": [{"name": "Only a change", "commands": []}]}
+    assert Plan("docker-installation", "fp", noted).summary() == {
+        "head": {"changes": 1, "operations": ["Render /etc/docker/daemon.json"], "notes": ["daemon.json changes"]},
+        "w3": {"changes": 0, "operations": [], "notes": ["only a note"]},
+        "w4": {"changes": 1, "operations": ["Only a change"], "notes": []},
+    }
+    assert plan.as_dict() == {
+        "checkpoint": "docker-installation",
+        "digest": plan.digest,
+        "fingerprint": "fp",
+        "has_changes": True,
+        "unreachable": ["worker-1"],
+        "hosts": plan.summary(),
+        "plan": plan.document,
+    }
+
+
+def test_each_kind_of_planned_command_is_shown_in_a_line():
+    assert shown(SHELL) == "$ systemctl restart docker.service"
+    assert shown(UPLOAD) == "upload /etc/docker/daemon.json (sha256 aaaaaaaaaaaa)"
+    assert shown({"type": "download", "src": "/etc/x", "dest": "/tmp/x"}) == "download /etc/x -> /tmp/x"
+    assert (
+        shown({"type": "function", "function": "wait_for_ray", "sha256": "c" * 64})
+        == "function wait_for_ray (sha256 cccccccccccc)"
+    )
+    assert shown({"type": "rsync", "sha256": "d" * 64}) == "rsync (sha256 dddddddddddd)"
+
+
+def test_difference_names_hosts_added_removed_or_failing_anew():
+    assert difference({}, document()) == ["head: absent -> planned", "worker-1: absent -> unreachable"]
+    assert difference(document(), {"format": 1}) == ["head: planned -> absent", "worker-1: unreachable -> absent"]
+    failing = changed(lambda d: d["hosts"]["head"].update(error="disk full"))
+    assert difference(document(), failing) == ["head: error now: disk full"]
+    assert difference(failing, copy.deepcopy(failing)) == [], "the same error is no difference"
+    both = changed(lambda d: d["hosts"]["head"].update(error="x", operations=[]))
+    assert difference(document(), both) == [
+        "head: -Render /etc/docker/daemon.json (upload /etc/docker/daemon.json (sha256 aaaaaaaaaaaa)), error now: x"
+    ]
+    bare = {"hosts": {"head": {"status": "planned"}}}
+    assert difference(bare, changed(lambda d: d["hosts"].pop("worker-1"))) == [
+        "head: +Render /etc/docker/daemon.json (upload /etc/docker/daemon.json (sha256 aaaaaaaaaaaa))"
+    ]
+    no_commands = changed(lambda d: d["hosts"]["head"]["operations"].append({"name": "Noop", "commands": []}))
+    assert difference(document(), no_commands) == ["head: +Noop"]
+
+
+def test_an_operation_repeated_three_times_is_three_operations():
+    operation = {"name": "Restart", "commands": [SHELL]}
+    three = {"hosts": {"head": {"status": "planned", "operations": [operation] * 3}}}
+    two = {"hosts": {"head": {"status": "planned", "operations": [operation] * 2}}}
+    assert difference(two, three) == ["head: +Restart ($ systemctl restart docker.service)"]
+    long_command = {"name": "Long", "commands": [{"type": "shell", "command": "x" * 200, "sha256": "e"}]}
+    added = difference(two, {"hosts": {"head": {"status": "planned", "operations": [operation] * 2 + [long_command]}}})
+    assert added == [f"head: +Long ($ {'x' * 98})"], "a command is cut at 100 characters"
+
+
+def test_a_fingerprint_covers_the_inventorys_hosts_groups_and_data(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('head = [("h1", {"ssh_port": 22})]\n')
+    first = fingerprint(str(inventory))
+    assert len(first) == 16 and fingerprint(str(inventory)) == first
+    for text in (
+        'head = [("h1", {"ssh_port": 23})]\n',
+        'head = [("h2", {"ssh_port": 22})]\n',
+        'workers = [("h1", {"ssh_port": 22})]\n',
+    ):
+        inventory.write_text(text)
+        assert fingerprint(str(inventory)) != first, text
+    inventory.write_text("head = [\n")
+    with pytest.raises(PlanError, match=rf"^inventory {inventory} cannot be read: SyntaxError: "):
+        fingerprint(str(inventory))
+    inventory.write_text("raise SystemExit('no such lab')\n")
+    with pytest.raises(PlanError, match=rf"^inventory {inventory}: no such lab$"):
+        fingerprint(str(inventory))
+
+
+class LocalCheckpoint(Checkpoint):
+    """docker-installation's flags, with a deploy that touches only the state directory of this machine."""
+
+    @property
+    def deploy_file(self) -> str:
+        return str(Path(__file__).parent / "fixtures" / "local_deploy.py")
+
+
+LOCAL = LocalCheckpoint("docker-installation", "a test deploy", True, False)
+
+
+@pytest.fixture
+def local_inventory(tmp_path) -> str:
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('local = ["@local"]\n')
+    return str(inventory)
+
+
+def test_planning_asks_pyinfra_in_a_child_of_its_own_session_and_changes_nothing(local_inventory, tmp_path):
+    state = tmp_path / "state"
+    plan = make_plan(local_inventory, LOCAL, state)
+    assert plan.changes == {"@local": ["Make the marker", "Say where and how"]}
+    assert plan.fingerprint == fingerprint(local_inventory) and plan.checkpoint == "docker-installation"
+    assert f"$ echo {state.resolve()} own-session=True" in plan.describe(commands=True)
+    assert not (state / "marker").exists()
+
+
+def test_running_an_approved_plan_reports_each_operation(local_inventory, tmp_path):
+    state = tmp_path / "state"
+    plan = make_plan(local_inventory, LOCAL, state)
+    said: list[str] = []
+    execution = execute(local_inventory, LOCAL, said.append, state_dir=state, approved=plan)
+    assert (execution.ok, execution.changed, execution.failed_hosts, execution.error) == (True, 2, [], "")
+    assert [row[:3] for row in execution.rows] == [
+        ("@local", "Make the marker", "changed"),
+        ("@local", "Say where and how", "changed"),
+    ]
+    assert (state / "marker").exists() and "--> Beginning operation run..." in said
+
+
+def test_a_plan_that_changed_since_its_approval_is_refused_and_nothing_runs(local_inventory, tmp_path):
+    state = tmp_path / "state"
+    plan = make_plan(local_inventory, LOCAL, state)
+    state.mkdir(exist_ok=True)
+    (state / "fail").write_text("")
+    execution = execute(local_inventory, LOCAL, lambda line: None, state_dir=state, approved=plan)
+    assert not execution.ok and execution.rows == [] and not (state / "marker").exists()
+    assert execution.refused.changes == {"@local": ["Make the marker", "Say where and how", "Fail on purpose"]}
+    assert execution.refused.fingerprint == plan.fingerprint
+
+
+def test_a_failing_operation_is_its_hosts_one_reason(local_inventory, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "fail").write_text("")
+    execution = execute(local_inventory, LOCAL, lambda line: None, state_dir=state, limit=["@local"], fail_percent=0)
+    assert (execution.ok, execution.changed, execution.failed_hosts) == (False, 2, ["@local"])
+    assert execution.reasons == {"@local": "Fail on purpose: disk is full"}
+    assert execution.rows[-1][:3] == ("@local", "Fail on purpose", "failed")
+
+
+def test_planning_on_an_inventory_pyinfra_cannot_load_says_what_it_printed(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = [("unreachable", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    with pytest.raises(PlanError) as failed:
+        make_plan(str(inventory), LOCAL, tmp_path / "state")
+    message = str(failed.value)
+    assert message.startswith("planning docker-installation failed:\n")
+    assert f"{REPO}/" not in message
+
+
+def test_a_deploy_that_breaks_while_preparing_fails_its_host_with_its_own_words(local_inventory, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "raise").write_text("")
+    execution = execute(local_inventory, LOCAL, lambda line: None, state_dir=state)
+    reason = f"the deploy broke in {state.resolve()}"
+    assert (execution.ok, execution.changed, execution.failed_hosts, execution.error) == (False, 0, ["@local"], "")
+    assert execution.reasons == {"@local": reason}
+    assert execution.rows == [("@local", "prepare", "failed", reason)]
+
+
+def test_a_host_that_cannot_be_reached_fails_with_what_ssh_said_and_a_fix(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = ["@local", ("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    execution = execute(str(inventory), LOCAL, lambda line: None, state_dir=tmp_path / "state")
+    reason = (
+        "Could not connect ([Errno None] Unable to connect to port 1 on 127.0.0.1) (fix: SSH failed: check the "
+        "host's ssh_hostname, ssh_port, ssh_user and ssh_key in the inventory, and that it is up)"
+    )
+    assert (execution.ok, execution.changed, execution.failed_hosts) == (False, 2, ["down"])
+    assert execution.reasons == {"down": reason} and execution.rows[-1] == ("down", "connect", "failed", reason)
+    assert execution.summary == f"down: {reason}"
+
+
+def test_a_failure_nobody_explained_is_still_named_and_never_blank():
+    assert (
+        _last_line("\n  \n") == "failed" and _last_line(f"first\n {REPO}/deploys/x.py: last \n") == "deploys/x.py: last"
+    )
+    assert _host_error("down", []) == "failed"
+    assert _host_error("down", ["    [other] Error: not mine", "    [down] Ready"]) == "failed"
+    assert _host_error("down", ["    [down] Error: disk full", "    [down] fine"]) == "Error: disk full"
+    assert hint("something nobody knows") == ""
+
+
+def test_pyinfra_stopping_before_any_host_is_the_runs_error():
+    stopped = _stopped_while_preparing({"hosts": {}, "message": f"{REPO}/deploys/x.py: no such deploy"})
+    assert (stopped.ok, stopped.rows, stopped.failed_hosts, stopped.error) == (
+        False,
+        [],
+        [],
+        "deploys/x.py: no such deploy",
+    )
+
+
+def test_the_tail_of_what_pyinfra_printed_is_its_last_fifteen_lines():
+    text = "\n".join(f"line {number}" for number in range(1, 21)) + "\n\n"
+    assert _tail(text) == "\n".join(f"line {number}" for number in range(6, 21))

@@ -241,3 +241,34 @@ def test_a_removal_records_its_hosts_as_removed_and_a_failed_one_says_to_run_the
     deploy(options(inventory, store, session, ["remove-node"], data=data, auto_approve=True))
     assert [(row["name"], row["status"]) for row in store.hosts()] == [("worker-1", "removed")]
     assert "hosts removed" in events(store)
+
+
+@pytest.mark.parametrize(("typed", "approved"), [("prod-ray", True), ("destroy", False), ("", False)])
+def test_destroy_at_a_terminal_is_approved_only_by_the_clusters_name_typed_back(
+    inventory, store, session, monkeypatch, typed, approved
+):
+    session.changes["destroy"] = {"head": ["Remove raydeploy's containers"]}
+    monkeypatch.setattr("click.prompt", lambda *_args, **_kwargs: typed)
+    run = options(inventory, store, session, ["destroy"], interactive=True, typed_confirmation="prod-ray")
+    if approved:
+        deploy(run)
+        assert [name for name, _ in session.executed] == ["destroy"]
+        return
+    with pytest.raises(RunStopped):
+        deploy(run)
+    assert session.executed == []
+    assert "plan rejected" in events(store)
+
+
+def test_an_action_that_failed_on_some_hosts_says_to_run_it_again_not_to_resume_a_deploy(inventory, store, session):
+    session.changes["destroy"] = {"head": ["Remove raydeploy's containers"]}
+    session.failing["destroy"] = {"worker-1": "could not connect"}
+    run = options(
+        inventory, store, session, ["destroy"], auto_approve=True, rerun_command="raydeploy destroy -i inv --purge-data"
+    )
+    with pytest.raises(RunStopped) as stopped:
+        deploy(run)
+    assert stopped.value.exit_code == EXIT_FAILED
+    assert "destroy failed on worker-1" in stopped.value.message
+    assert "resume: raydeploy destroy -i inv --purge-data" in stopped.value.message
+    assert "--start-from" not in stopped.value.message

@@ -1,16 +1,13 @@
-"""Day-2 actions: remove-node's plan, its approval and its run, with its arguments in the body.
-
-The arguments become the same host data as `raydeploy remove-node` gives (raydeploy/node_actions.py),
-so the plan, its digest and the approval bound to it are the CLI's too. An operator requests the run,
-an approver approves (acknowledging the risks: it is destructive), and with separation of duties
-not the one who requested it; the run is followed at /api/v1/runs/{id}/log like any other.
-"""
+"""Day-2 actions over HTTP: destroy and remove-node. Requested by an operator, approved by an approver
+(POST /api/v1/approvals/destroy with the same data and acknowledge_risks), run in the background
+through the same runner, lock, approvals and audit trail as `raydeploy destroy`."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
 from raydeploy.api import models, runs
@@ -20,12 +17,62 @@ from raydeploy.api.routes.approvals import check_approver
 from raydeploy.api.routes.checkpoints import take_lock
 from raydeploy.api.views import approval_info
 from raydeploy.approvals import ApprovalError, Approvals
+from raydeploy.destroy import ACTION, destroy_data, run_destroy
 from raydeploy.node_actions import removal_data
 from raydeploy.plans import Plan
 from raydeploy.runner import new_run_id
 
-router = APIRouter(prefix="/api/v1/actions/remove-node", tags=["Actions"])
-ACTION = "remove-node"
+router = APIRouter(prefix="/api/v1/actions", tags=["Actions"])
+
+
+@router.post(
+    "/destroy",
+    status_code=202,
+    response_model=models.CheckpointExecution,
+    responses={409: {"model": models.Error, "description": "A run is in progress"}},
+)
+def request_destroy(
+    served: Served, identity: Operator, body: Annotated[models.DestroyRequest | None, Body()] = None
+) -> dict:
+    """Destroy the cluster: 202 with the run's id at once (follow /api/v1/runs/{id}/log). The run plans
+    the teardown from the hosts; without an approval of that plan it ends awaiting-approval (nothing
+    removed) and an approver grants it with POST /api/v1/approvals/destroy, sending the same data
+    (`{"purge_data": "true"}` ...) and acknowledge_risks: true; with separation of duties, not the
+    requester. Then request it again. A host that cannot be reached fails the run, the others are torn
+    down; requesting it again finishes the job."""
+    body = body or models.DestroyRequest()
+    data = destroy_data(body.purge_data, body.forget_secrets)
+    store, run_id = served.db(), new_run_id()
+    lock = take_lock(store, run_id, identity.name)
+    command = "POST /api/v1/actions/destroy" + "".join(f" {key}=true" for key in sorted(data))
+    try:
+        runs.start(
+            served.inventory,
+            served.state_dir,
+            lock,
+            ACTION,
+            identity.name,
+            served.separation_of_duties,
+            data=data,
+            run_with=run_destroy,
+            command=command,
+        )
+    except BaseException:
+        store.release(lock)
+        raise
+    return {
+        "checkpoint": ACTION,
+        "execution_id": run_id,
+        "status": "STARTED",
+        "started_at": now(),
+        "message": f"run {run_id} started {ACTION}; follow its log at /api/v1/runs/{run_id}/log; if it ends "
+        f"awaiting-approval, an approver sends POST /api/v1/approvals/{ACTION} with data {data}",
+        "run_url": f"/api/v1/runs/{run_id}",
+        "log_url": f"/api/v1/runs/{run_id}/log",
+    }
+
+
+REMOVE_NODE = "remove-node"
 
 
 def arguments(body: models.RemoveNodeRequest) -> dict[str, str]:
@@ -38,27 +85,27 @@ def arguments(body: models.RemoveNodeRequest) -> dict[str, str]:
 
 def planned(served: Service, data: dict[str, str]) -> Plan:
     """The plan for DATA; 400 INVALID_REQUEST with the deploy's words when it refuses (head, unknown hosts)."""
-    plan = served.plan(ACTION, data)
+    plan = served.plan(REMOVE_NODE, data)
     if plan.failed:
         reasons = sorted(set(plan.failed.values())) or [plan.document.get("error", "")]
-        raise ApiError(400, "INVALID_REQUEST", "; ".join(reasons)[:4000], {"action": ACTION})
+        raise ApiError(400, "INVALID_REQUEST", "; ".join(reasons)[:4000], {"action": REMOVE_NODE})
     return plan
 
 
-@router.post("/plan", response_model=models.PlanView)
+@router.post("/remove-node/plan", response_model=models.PlanView)
 def plan_removal(served: Served, _: Viewer, body: models.RemoveNodeRequest) -> dict:
     """What removing these workers would do, per host, and the digest an approval binds to (nothing changes)."""
     plan = planned(served, arguments(body))
     return {**plan.as_dict(), "text": plan.describe()}
 
 
-@router.post("/approvals", response_model=models.ApprovalResponse)
+@router.post("/remove-node/approvals", response_model=models.ApprovalResponse)
 def approve_removal(
     request: Request, served: Served, identity: Approver, body: models.RemoveNodeApprovalRequest
 ) -> dict:
     """Approve removing these workers (acknowledge_risks required; with separation of duties, not by
     whoever requested the run)."""
-    check_approver(served, identity, request.url.path, ACTION, None)
+    check_approver(served, identity, request.url.path, REMOVE_NODE, None)
     plan = planned(served, arguments(body))
     try:
         approval = Approvals(served.db(), served.separation_of_duties).grant(
@@ -71,9 +118,9 @@ def approve_removal(
             actor=identity.name,
         )
     except ApprovalError as error:
-        raise ApiError(400, "APPROVAL_REFUSED", str(error), {"checkpoint": ACTION}) from None
+        raise ApiError(400, "APPROVAL_REFUSED", str(error), {"checkpoint": REMOVE_NODE}) from None
     return {
-        "checkpoint": ACTION,
+        "checkpoint": REMOVE_NODE,
         "approved": True,
         "approved_by": approval["approved_by"],
         "approved_at": approval["created_at"],
@@ -84,7 +131,7 @@ def approve_removal(
 
 
 @router.post(
-    "",
+    "/remove-node",
     status_code=202,
     response_model=models.CheckpointExecution,
     responses={
@@ -103,25 +150,27 @@ def remove_nodes(served: Served, identity: Operator, body: models.RemoveNodeRequ
         plan = planned(served, data)
         decision = Approvals(store, served.separation_of_duties).find(plan, requested_by=identity.name)
         if plan.has_changes and decision.approval is None:
-            info = approval_info(served, ACTION, plan)
-            store.audit.append(identity.name, "approval requested", ACTION, plan_digest=plan.digest, via="api")
+            info = approval_info(served, REMOVE_NODE, plan)
+            store.audit.append(identity.name, "approval requested", REMOVE_NODE, plan_digest=plan.digest, via="api")
             why = f" ({decision.reason})" if decision.reason else ""
-            message = f"{ACTION} needs an approval for plan {plan.digest}{why}; nothing was changed. {info['message']}"
-            body_out = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": ACTION, "approval_info": info}
+            message = (
+                f"{REMOVE_NODE} needs an approval for plan {plan.digest}{why}; nothing was changed. {info['message']}"
+            )
+            body_out = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": REMOVE_NODE, "approval_info": info}
             return JSONResponse(body_out, status_code=400)
         runs.start(
-            served.inventory, served.state_dir, lock, ACTION, identity.name, served.separation_of_duties, data, 0
+            served.inventory, served.state_dir, lock, REMOVE_NODE, identity.name, served.separation_of_duties, data, 0
         )
         started = True
     finally:
         if not started:
             store.release(lock)
     return {
-        "checkpoint": ACTION,
+        "checkpoint": REMOVE_NODE,
         "execution_id": run_id,
         "status": "STARTED",
         "started_at": now(),
-        "message": f"run {run_id} started {ACTION}; follow its log at /api/v1/runs/{run_id}/log",
+        "message": f"run {run_id} started {REMOVE_NODE}; follow its log at /api/v1/runs/{run_id}/log",
         "run_url": f"/api/v1/runs/{run_id}",
         "log_url": f"/api/v1/runs/{run_id}/log",
     }

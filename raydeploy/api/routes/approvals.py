@@ -7,7 +7,15 @@ from datetime import timedelta
 from fastapi import APIRouter, Request
 
 from raydeploy.api import models
-from raydeploy.api.context import Approver, CheckpointName, Served, Service, Viewer, known_checkpoint, refuse
+from raydeploy.api.context import (
+    Approver,
+    CheckpointName,
+    Served,
+    Service,
+    Viewer,
+    known_checkpoint_or_action,
+    refuse,
+)
 from raydeploy.api.errors import ApiError, now
 from raydeploy.api.tokens import Identity
 from raydeploy.api.views import approval_info
@@ -20,7 +28,7 @@ router = APIRouter(prefix="/api/v1/approvals", tags=["Approvals"])
 @router.get("/{checkpoint_name}", response_model=models.ApprovalInfo)
 def get_approval(checkpoint_name: CheckpointName, served: Served, _: Viewer) -> dict:
     """Whether the checkpoint needs an approval, its current plan's impact per host, and the valid approvals."""
-    name = known_checkpoint(checkpoint_name)
+    name = known_checkpoint_or_action(checkpoint_name)
     return approval_info(served, name, served.plan(name) if get(name).approval_required else None)
 
 
@@ -60,11 +68,11 @@ def grant_approval(
 ) -> dict:
     """Approve the checkpoint's current plan as this token's identity (approved_by, if sent, must be it).
     The approval is bound to the plan's digest, used once, and expires (ttl_minutes)."""
-    name = known_checkpoint(checkpoint_name)
+    name = known_checkpoint_or_action(checkpoint_name)
     check_approver(served, identity, request.url.path, name, body.approved_by)
     if not get(name).approval_required:
         raise ApiError(400, "APPROVAL_NOT_NEEDED", f"{name} needs no approval; it runs without one")
-    plan = served.plan(name)
+    plan = served.plan(name, body.data)
     try:
         approval = Approvals(served.db(), served.separation_of_duties).grant(
             plan,
@@ -93,10 +101,10 @@ def reject_approval(
     checkpoint_name: CheckpointName, served: Served, identity: Approver, body: models.RejectionRequest
 ) -> dict:
     """Reject the checkpoint's current plan: every valid approval of it is closed; audited."""
-    name = known_checkpoint(checkpoint_name)
+    name = known_checkpoint_or_action(checkpoint_name)
     if not get(name).approval_required:
         raise ApiError(400, "APPROVAL_NOT_NEEDED", f"{name} needs no approval; there is nothing to reject")
-    plan = served.plan(name)
+    plan = served.plan(name, body.data)
     try:
         Approvals(served.db(), served.separation_of_duties).reject(plan, identity.name, body.reason)
     except ApprovalError as error:

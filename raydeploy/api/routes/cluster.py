@@ -43,3 +43,13 @@ def get_cluster_status(served: Served, _: Viewer) -> dict:
         # A string, as the seed says: with no run yet, the newest thing this answer knows is the health.
         "last_updated": last.get("finished_at") or last.get("started_at") or health["checked_at"],
     }
+
+
+@router.get("/diagnose", response_model=list[models.NodeFinding])
+def diagnose_nodes(served: Served, _: Viewer) -> list[dict]:
+    """Why each Ray node is or is not in the cluster: the likely cause and the fix, from each node's own
+    host (its container, raylet, versions, the head's GCS port from there, the address it advertises),
+    as `raydeploy diagnose` says it. A host that cannot be reached is a finding of its own."""
+    from raydeploy.diagnose import diagnose
+
+    return [finding.as_dict() for finding in diagnose(served.loaded())]

@@ -1,0 +1,96 @@
+"""destroy on a lab of its own: approval, what goes and what stays, unreachable hosts, deploy brings it back."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.lab.conftest import TestLab, deploy, grand_total
+from tests.lab.test_wrapper import RAY_IMAGE, raydeploy_runner
+
+HOSTS = ("head", "worker-1", "worker-2")
+
+
+@pytest.fixture(scope="module")
+def doomed(make_lab) -> TestLab:
+    """A deployed 1+2 lab that these tests tear down (never the shared `deployed` one)."""
+    lab = make_lab("destroy")
+    lab.up("--workers", "2")
+    result = deploy(lab)
+    assert grand_total(result.output)[1] == 0, result.output
+    return lab
+
+
+def containers(lab: TestLab, host: str) -> set[str]:
+    return set(lab.host(host).check_output("docker ps -a --format '{{.Names}}'").split())
+
+
+def volumes(lab: TestLab, host: str) -> set[str]:
+    return set(lab.host(host).check_output("docker volume ls --format '{{.Name}}'").split())
+
+
+def test_destroy_removes_only_what_raydeploy_made_after_approval_and_deploy_brings_it_back(doomed, tmp_path):
+    wrapper = raydeploy_runner({**doomed.env, "RAYDEPLOY_STATE_DIR": str(tmp_path / "state")})
+    doomed.host("worker-1").check_output(f"docker run -d --name not-ours --entrypoint sleep {RAY_IMAGE} infinity")
+    doomed.host("head").check_output("touch /etc/raydeploy/operator-notes")
+
+    stopped = wrapper("destroy")
+    assert stopped.returncode == 3, stopped.output
+    assert "raydeploy approve destroy -i inventories/lab.py" in stopped.output
+    assert {"ray-head", "redis"} <= containers(doomed, "head"), "destroy changed a host unapproved"
+    wrapper("approve", "destroy", "--by", "bob", "--reason", "EOL", "--acknowledge-risks", check=True)
+    done = wrapper("destroy")
+    assert done.returncode == 0, done.output
+
+    for host in HOSTS:
+        assert not any(
+            name.startswith(("ray-", "redis", "node-exporter", "prometheus")) for name in containers(doomed, host)
+        )
+        assert doomed.host(host).service("docker").is_running  # Docker stays
+    assert "not-ours" in containers(doomed, "worker-1")
+    head = doomed.host("head")
+    assert {"raydeploy-redis-data", "raydeploy-prometheus-data"} <= volumes(doomed, "head")  # data kept
+    assert not head.file("/etc/raydeploy/redis.conf").exists and not head.file("/etc/raydeploy/prometheus").exists
+    assert head.file("/etc/raydeploy/operator-notes").exists  # not raydeploy's: kept, and its directory
+
+    wrapper(
+        "approve",
+        "destroy",
+        "--by",
+        "bob",
+        "--reason",
+        "EOL",
+        "--acknowledge-risks",
+        "--with",
+        "purge_data=true",
+        check=True,
+    )
+    purged = wrapper("destroy", "--purge-data")
+    assert purged.returncode == 0, purged.output
+    assert not {"raydeploy-redis-data", "raydeploy-prometheus-data"} & volumes(doomed, "head")
+    again = wrapper("plan", "destroy", "--with", "purge_data=true")
+    assert again.returncode == 0, again.output  # exit 0: no changes, nothing of raydeploy's is left
+
+    back = wrapper("deploy", "--auto-approve")
+    assert back.returncode == 0, back.output
+    assert {"ray-head", "redis"} <= containers(doomed, "head") and "ray-worker" in containers(doomed, "worker-2")
+
+
+def test_an_unreachable_host_is_named_the_others_are_torn_down_and_a_rerun_finishes(doomed, tmp_path):
+    wrapper = raydeploy_runner({**doomed.env, "RAYDEPLOY_STATE_DIR": str(tmp_path / "state")})
+    assert "ray-worker" in containers(doomed, "worker-2")
+    worker_2 = doomed.state().host("worker-2").container
+
+    subprocess.run(["docker", "stop", worker_2], check=True, capture_output=True)
+    try:
+        partial = wrapper("destroy", "--auto-approve")
+        assert partial.returncode == 1, partial.output
+        assert "worker-2" in partial.output and "resume: raydeploy destroy -i inventories/lab.py" in partial.output
+        assert "ray-head" not in containers(doomed, "head") and "ray-worker" not in containers(doomed, "worker-1")
+    finally:
+        subprocess.run(["docker", "start", worker_2], check=True, capture_output=True)
+        doomed.up("--workers", "2")  # the restarted host's new SSH port
+    finished = wrapper("destroy", "--auto-approve")
+    assert finished.returncode == 0, finished.output
+    assert "ray-worker" not in containers(doomed, "worker-2")

@@ -1,0 +1,103 @@
+"""A worker that does not join is explained, not just timed out: broken three ways on the lab (the
+head's GCS port blocked on the worker, a wrong cluster_address, another Ray version), each gets its
+own cause, from `raydeploy diagnose` and from the deploy whose wait gave up."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.conftest import REPO
+from tests.lab.test_wrapper import RAY_IMAGE, raydeploy_runner
+
+SHORT_WAIT = """
+import runpy
+
+_lab = runpy.run_path({lab!r})
+_changes = {changes!r}
+
+
+def _short(hosts):
+    return [(name, {{**data, "ray_join_timeout_s": 20, **_changes.get(name, {{}})}}) for name, data in hosts]
+
+
+head = _short(_lab["head"])
+workers = _short(_lab["workers"])
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(make_lab, tmp_path_factory):
+    """A deployed 1+1 lab, and a function running raydeploy with an inventory whose join wait is 20 s."""
+    lab = make_lab("diagnose")
+    lab.up("--workers", "1")
+    state_dir = tmp_path_factory.mktemp("diagnose-state")
+    wrapper = raydeploy_runner({**lab.env, "RAYDEPLOY_STATE_DIR": str(state_dir)})
+    wrapper("deploy", "--auto-approve", check=True)
+    scratch = tmp_path_factory.mktemp("inventories")
+
+    def with_inventory(*args: str, changes: dict | None = None):
+        inventory = scratch / f"short-{time.monotonic_ns()}.py"
+        inventory.write_text(SHORT_WAIT.format(lab=str(REPO / "inventories" / "lab.py"), changes=changes or {}))
+        return wrapper(*args, "-i", str(inventory))
+
+    return lab, wrapper, with_inventory
+
+
+def back_in(lab, wrapper) -> None:
+    """Redeploy Ray with the lab's own inventory and wait until both nodes are alive again."""
+    wrapper("deploy", "--only", "ray-deployment", "--auto-approve", check=True)
+    assert wrapper("diagnose").returncode == 0
+
+
+def test_a_blocked_gcs_port_is_diagnosed(cluster):
+    lab, wrapper, _ = cluster
+    worker, head_address = lab.host("worker-1"), lab.state().head.cluster_address
+    rule = f"OUTPUT -p tcp -d {head_address} --dport 6379 -j REJECT"
+    worker.check_output(f"iptables -I {rule}")
+    try:
+        worker.check_output("docker restart ray-worker")
+        time.sleep(5)
+        found = wrapper("diagnose", "worker-1")
+        assert found.returncode == 1, found.output
+        assert f"worker-1: this host cannot reach the head's GCS at {head_address}:6379" in found.output
+        assert "fix: open TCP 6379 from worker-1 to the head" in found.output
+    finally:
+        worker.run(f"iptables -D {rule}")
+    back_in(lab, wrapper)
+
+
+def test_a_wrong_cluster_address_is_diagnosed_when_the_deploys_wait_gives_up(cluster):
+    lab, wrapper, with_inventory = cluster
+    wrong = lab.state().head.cluster_address.rsplit(".", 1)[0] + ".99"
+    waited = with_inventory(
+        "deploy", "--only", "ray-deployment", "--auto-approve", changes={"worker-1": {"cluster_address": wrong}}
+    )
+    assert waited.returncode == 1, waited.output
+    assert "asking each Ray node why it is not in the cluster" in waited.output
+    assert f"worker-1: it advertises {wrong}, which is not an address of this host" in waited.output
+    assert "fix: set cluster_address of worker-1" in waited.output
+    back_in(lab, wrapper)
+
+
+def test_another_ray_version_is_diagnosed(cluster):
+    lab, wrapper, with_inventory = cluster
+    worker = lab.host("worker-1")
+    version_file = "/opt/ray/lib/python3.11/site-packages/ray/_version.py"
+    worker.check_output(
+        f"docker run --name rd-other-version --entrypoint sed {RAY_IMAGE} "
+        f"-i 's/^version = .*/version = \"2.59.0\"/' {version_file}"
+    )
+    # The worker's image now says Ray 2.59.0 under the same tag: its container is made from it again.
+    worker.check_output(f"docker commit rd-other-version {RAY_IMAGE} && docker rm rd-other-version")
+    worker.check_output("docker rm -f ray-worker")
+    try:
+        waited = with_inventory("deploy", "--only", "ray-deployment", "--auto-approve")
+        assert waited.returncode == 1, waited.output
+        assert "worker-1: it runs Ray 2.59.0 on Python" in waited.output, waited.output
+        assert "the head Ray 2.60.0" in waited.output, waited.output
+        assert "Ray refuses a node of another version" in waited.output, waited.output
+    finally:
+        worker.check_output(f"docker rm -f ray-worker; docker rmi {RAY_IMAGE}")
+    back_in(lab, wrapper)

@@ -1,0 +1,297 @@
+"""The state directory: what each record keeps, what reset forgets, the run lock's file and its words."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from raydeploy.state import Lock, LockHeld, StateError, StateStore, default_state_dir
+from tests.unit.test_wrapper_logic import lock_in_child
+
+
+@pytest.fixture
+def store(tmp_path) -> StateStore:
+    return StateStore(tmp_path / "deep" / "state")
+
+
+def test_a_state_directory_is_made_with_its_parents_and_private_folders(store):
+    for folder in (store.directory, store.directory / "logs", store.directory / "approvals"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder
+    assert store.log_path("run-1") == store.directory / "logs" / "run-1.log"
+
+
+def test_a_broken_database_is_refused_with_how_to_start_anew(tmp_path):
+    (tmp_path / "state.db").write_text("this is not sqlite " * 100)
+    with pytest.raises(StateError) as refused:
+        StateStore(tmp_path)
+    path = tmp_path / "state.db"
+    assert str(refused.value).startswith(f"the state database {path} cannot be used (")
+    assert str(refused.value).endswith(
+        f"); nothing was changed. Move it aside (mv {path} {path}.broken) to start a new one, or point --state-dir elsewhere"
+    )
+
+
+def test_the_state_directory_is_the_configured_one_or_beside_the_inventory(tmp_path, monkeypatch):
+    monkeypatch.delenv("RAYDEPLOY_STATE_DIR", raising=False)
+    assert default_state_dir(str(tmp_path / "inventories" / "prod.py")) == tmp_path / "inventories" / ".raydeploy"
+    monkeypatch.setenv("RAYDEPLOY_STATE_DIR", str(tmp_path / "elsewhere"))
+    assert default_state_dir("inventories/prod.py") == tmp_path / "elsewhere"
+
+
+def test_a_run_records_who_what_and_how_it_ended(store):
+    store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", ["docker-installation", "ray-deployment"])
+    run = store.run("run-1")
+    assert {key: run[key] for key in ("status", "requested_by", "command", "inventory", "fingerprint", "pid")} == {
+        "status": "running",
+        "requested_by": "alice",
+        "command": "raydeploy deploy",
+        "inventory": "inv.py",
+        "fingerprint": "fp",
+        "pid": os.getpid(),
+    }
+    assert json.loads(run["checkpoints"]) == ["docker-installation", "ray-deployment"] and run["started_at"]
+    assert run["finished_at"] is None
+    store.finish_run("run-1", "failed", "ray-deployment", ["worker-1"], "worker-1: no Docker")
+    run = store.run("run-1")
+    assert (run["status"], run["failed_checkpoint"], json.loads(run["failed_hosts"]), run["error"]) == (
+        "failed",
+        "ray-deployment",
+        ["worker-1"],
+        "worker-1: no Docker",
+    )
+    assert run["finished_at"] >= run["started_at"]
+    store.start_run("run-2", "bob", "raydeploy deploy", "inv.py", "fp", [])
+    store.finish_run("run-2", "succeeded")
+    assert json.loads(store.run("run-2")["failed_hosts"]) == [] and store.run("nope") is None
+
+
+def test_runs_are_listed_newest_first_twenty_at_a_time(store):
+    assert store.last_run() is None
+    for number in range(22):
+        store.start_run(f"run-{number:02}", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    assert len(store.runs()) == 20 and store.runs()[0]["id"] == "run-21"
+    assert [run["id"] for run in store.runs(2)] == ["run-21", "run-20"]
+    assert store.last_run()["id"] == "run-21"
+
+
+def test_a_checkpoint_run_records_its_plan_changes_and_failures(store):
+    assert store.last_result("ray-deployment") is None
+    store.start_checkpoint("run-1", "docker-installation", "digest-1")
+    store.start_checkpoint("run-1", "ray-deployment")
+    store.finish_checkpoint("run-1", "ray-deployment", "failed", 3, ["worker-1"], "no Docker")
+    first, second = store.checkpoint_runs("run-1")
+    assert (first["checkpoint"], first["status"], first["plan_digest"]) == (
+        "docker-installation",
+        "running",
+        "digest-1",
+    )
+    assert (second["status"], second["changed"], json.loads(second["failed_hosts"]), second["error"]) == (
+        "failed",
+        3,
+        ["worker-1"],
+        "no Docker",
+    )
+    assert second["finished_at"] >= second["started_at"]
+    store.start_checkpoint("run-2", "ray-deployment")
+    store.finish_checkpoint("run-2", "ray-deployment", "succeeded")
+    last = store.last_result("ray-deployment")
+    assert (last["run_id"], last["status"], last["changed"], json.loads(last["failed_hosts"])) == (
+        "run-2",
+        "succeeded",
+        0,
+        [],
+    )
+    assert store.checkpoint_runs("run-3") == []
+
+
+def test_operation_and_validation_results_are_kept_per_run_in_order(store):
+    store.record_operations(
+        "run-1", "docker-installation", [("head", "Install", "changed", "ok"), ("w", "Install", "failed", "E")]
+    )
+    store.record_operations("run-2", "docker-installation", [("head", "Install", "unchanged", "")])
+    assert [
+        (row["checkpoint"], row["host"], row["operation"], row["result"], row["stderr"])
+        for row in store.operations("run-1")
+    ] == [
+        ("docker-installation", "head", "Install", "changed", "ok"),
+        ("docker-installation", "w", "Install", "failed", "E"),
+    ]
+    store.record_validation(
+        "run-1", "final-validation", [("cluster", "ray job", "pass", "3 nodes"), ("w", "docker", "fail", "x")]
+    )
+    store.record_validation("run-2", "final-validation", [("cluster", "ray job", "fail", "")])
+    assert [
+        (row["checkpoint"], row["host"], row["check_name"], row["status"], row["detail"])
+        for row in store.validations("run-1")
+    ] == [
+        ("final-validation", "cluster", "ray job", "pass", "3 nodes"),
+        ("final-validation", "w", "docker", "fail", "x"),
+    ]
+
+
+def test_reset_counts_what_it_forgot_and_removes_the_run_logs_only(store):
+    store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    store.start_checkpoint("run-1", "ray-deployment")
+    store.record_operations("run-1", "ray-deployment", [("head", "Start", "changed", "")] * 2)
+    store.record_validation("run-1", "ray-deployment", [("head", "ray", "pass", "")] * 3)
+    store.log_path("run-1").write_text("pyinfra said\n")
+    kept = store.directory / "logs" / "notes.txt"
+    kept.write_text("not a run log")
+    assert store.reset() == {"validation_results": 3, "operation_results": 2, "checkpoint_runs": 1, "runs": 1}
+    assert store.operations("run-1") == [] and store.validations("run-1") == [] and store.checkpoint_runs("run-1") == []
+    assert not store.log_path("run-1").exists() and kept.exists()
+
+
+def approval(approval_id: str, checkpoint: str, created_at: str, status: str = "valid") -> dict:
+    return {
+        "id": approval_id,
+        "checkpoint": checkpoint,
+        "fingerprint": "fp",
+        "plan_digest": "d",
+        "plan_summary": "{}",
+        "approved_by": "alice",
+        "reason": "CHG",
+        "acknowledge_risks": 0,
+        "created_at": created_at,
+        "expires_at": "2999-01-01T00:00:00Z",
+        "status": status,
+        "source": "cli",
+    }
+
+
+def test_approvals_are_listed_newest_first_by_checkpoint_and_status(store):
+    store.insert_approval(approval("a", "docker-installation", "2026-01-01"))
+    store.insert_approval(approval("b", "docker-installation", "2026-01-03", "used"))
+    store.insert_approval(approval("c", "cleanup-existing", "2026-01-02"))
+    assert [a["id"] for a in store.approvals()] == ["b", "c", "a"]
+    assert [a["id"] for a in store.approvals("docker-installation")] == ["b", "a"]
+    assert [a["id"] for a in store.approvals(status="valid")] == ["c", "a"]
+    assert [a["id"] for a in store.approvals("docker-installation", "valid")] == ["a"]
+    assert store.approval("c")["checkpoint"] == "cleanup-existing" and store.approval("nope") is None
+
+
+def test_only_a_valid_approval_can_be_closed_or_used(store):
+    store.insert_approval(approval("a", "docker-installation", "2026-01-01"))
+    store.insert_approval(approval("b", "docker-installation", "2026-01-01"))
+    assert store.close_approval("a", "revoked", "dave", "why") is True
+    assert store.close_approval("a", "rejected", "erin", "again") is False
+    assert (store.approval("a")["status"], store.approval("a")["closed_by"]) == ("revoked", "dave")
+    assert store.use_approval("a", "run-1") is False
+    assert store.use_approval("b", "run-1") is True and store.use_approval("b", "run-2") is False
+    assert (store.approval("b")["status"], store.approval("b")["used_by_run"]) == ("used", "run-1")
+
+
+def token(token_id: str, name: str, created_at: str) -> dict:
+    return {
+        "id": token_id,
+        "name": name,
+        "role": "viewer",
+        "hash": f"hash-{token_id}",
+        "created_at": created_at,
+        "created_by": "root",
+    }
+
+
+def test_tokens_are_found_by_name_or_id_until_revoked_and_their_hash_is_never_listed(store):
+    store.insert_token(token("t1", "ci", "2026-01-02"))
+    store.insert_token(token("t2", "ops", "2026-01-01"))
+    assert [t["id"] for t in store.active_tokens()] == ["t2", "t1"]
+    assert [t["id"] for t in store.active_tokens("ci")] == ["t1"] == [t["id"] for t in store.active_tokens("t1")]
+    assert all("hash" not in listed for listed in store.tokens())
+    assert [t["name"] for t in store.tokens()] == ["ops", "ci"]
+    store.revoke_token("t1")
+    assert store.active_tokens("ci") == [] and [t["id"] for t in store.active_tokens()] == ["t2"]
+    assert next(t for t in store.tokens() if t["id"] == "t1")["revoked_at"]
+    store.insert_token(token("t3", "ci", "2026-01-03"))  # a revoked token's name can be given again
+    assert [t["id"] for t in store.active_tokens("ci")] == ["t3"]
+    with pytest.raises(Exception, match="UNIQUE"):
+        store.insert_token(token("t4", "ops", "2026-01-04"))  # an active one's cannot
+
+
+def test_the_lock_file_names_its_holder_and_is_emptied_when_given_back(store):
+    lock = store.acquire("run-1", "alice")
+    assert store.lock_file.stat().st_mode & 0o777 == 0o600
+    held = json.loads(store.lock_file.read_text())
+    assert held == {
+        "lock_id": lock.lock_id,
+        "run_id": "run-1",
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),
+        "started_at": lock.started_at,
+    }
+    assert len(lock.lock_id) == 12 and lock.started_at.endswith("Z")
+    store.release(lock)
+    assert store.lock_file.read_text() == "" and store.current_lock() is None
+
+
+def test_a_held_lock_is_refused_in_words_that_name_the_holder(store):
+    child, lock_id = lock_in_child(store, hold=True)
+    try:
+        holder = store.current_lock()
+        with pytest.raises(LockHeld) as refused:
+            store.acquire("run-2", "bob")
+        assert str(refused.value) == (
+            f"run run-1 holds the lock of {store.directory} (lock {lock_id}, pid {child.pid} on {socket.gethostname()}, "
+            f"since {holder.started_at}); wait for it to finish, or stop that process"
+        )
+        store.lock_file.write_text("")  # a holder that has not written its name yet
+        with pytest.raises(LockHeld) as unnamed:
+            store.acquire("run-2", "bob")
+        assert (
+            str(unnamed.value)
+            == f"run ? holds the lock of {store.directory}; wait for it to finish, or stop that process"
+        )
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.parametrize("status", ["running", "awaiting-approval"])
+def test_a_dead_runs_lock_is_taken_over_and_the_takeover_audited(store, status):
+    store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    store.finish_run("run-1", status)
+    store.start_checkpoint("run-1", "docker-installation")
+    store.finish_checkpoint("run-1", "docker-installation", "succeeded")
+    store.start_checkpoint("run-1", "ray-deployment")
+    dead = Lock("dead0lock000", "run-1", 999999, "elsewhere", "2026-01-01T00:00:00Z")
+    store.lock_file.write_text(json.dumps(dead.__dict__))
+    store.acquire("run-2", "bob")
+    reason = "its process ended without finishing the run"
+    run = store.run("run-1")
+    assert (run["status"], run["error"]) == ("interrupted", f"lock released: {reason}")
+    assert [(row["checkpoint"], row["status"]) for row in store.checkpoint_runs("run-1")] == [
+        ("docker-installation", "succeeded"),
+        ("ray-deployment", "interrupted"),
+    ]
+    assert store.checkpoint_runs("run-1")[1]["finished_at"]
+    assert [(e.actor, e.event, e.target, e.details) for e in store.audit.events()] == [
+        ("bob", "run interrupted", "run-1", {"reason": reason}),
+        ("bob", "lock released", "run-1", {"lock_id": "dead0lock000", "pid": 999999, "reason": reason}),
+    ]
+
+
+def test_a_finished_runs_stale_lock_is_released_without_touching_the_run(store):
+    store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    store.finish_run("run-1", "succeeded")
+    store.lock_file.write_text(json.dumps(Lock("l1", "run-1", 1, "h", "t").__dict__))
+    store.acquire("run-2", "bob")
+    assert store.run("run-1")["status"] == "succeeded"
+    assert [e.event for e in store.audit.events()] == ["lock released"]
+
+
+def test_a_lock_file_that_names_no_one_is_simply_taken(store):
+    for text in ("", "{not json", '{"run_id": "x"}'):
+        Path(store.lock_file).write_text(text)
+        lock = store.acquire("run-2", "bob")
+        store.release(lock)
+    assert store.audit.events() == []
+
+
+def test_asking_who_holds_a_fresh_directorys_lock_makes_a_private_lock_file(store):
+    assert not store.lock_file.exists()
+    assert store.current_lock() is None
+    assert store.lock_file.stat().st_mode & 0o777 == 0o600
