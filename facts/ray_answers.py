@@ -17,8 +17,10 @@ NODES_PATH = "/api/v0/nodes?limit=1000&detail=1&filter_keys=state&filter_predica
 STATUS_PATH = "/api/cluster_status?format=1"
 
 
-def head_query(container: str, port: int, path: str) -> str:
-    """A shell command printing the dashboard's answer at PATH, asked inside the head CONTAINER ('{}' if none).
+def head_query(container: str, port: int, path: str, address: str = "127.0.0.1") -> str:
+    """A shell command printing the dashboard's answer at PATH, asked inside CONTAINER ('{}' if none).
+
+    The head's container asks 127.0.0.1; a worker's container asks the head at its cluster ADDRESS.
 
     The token comes from the file the container's RAY_AUTH_TOKEN_PATH names, and reaches curl as a
     config line on its stdin (printf is the shell's own), so it never appears on a command line.
@@ -26,7 +28,7 @@ def head_query(container: str, port: int, path: str) -> str:
     query = (
         '{ [ -z "$RAY_AUTH_TOKEN_PATH" ] || '
         'printf \'header = "Authorization: Bearer %s"\\n\' "$(cat "$RAY_AUTH_TOKEN_PATH")"; } | '
-        f"curl -sf --max-time 5 -K - {shlex.quote(f'http://127.0.0.1:{int(port)}{path}')}"
+        f"curl -sf --max-time 5 -K - {shlex.quote(f'http://{address}:{int(port)}{path}')}"
     )
     return f"docker exec {shlex.quote(container)} sh -c {shlex.quote(query)} 2>/dev/null || echo '{{}}'"
 
@@ -92,3 +94,27 @@ def status_total(answer: str, resource: str = "CPU") -> float | None:
             except ValueError:
                 return None
     return None
+
+
+def work_path(kind: str, node_id: str) -> str:
+    """The state API's query for the work still running on NODE_ID: KIND "tasks" (RUNNING) or "actors" (ALIVE)."""
+    state = {"tasks": "RUNNING", "actors": "ALIVE"}[kind]
+    return (
+        f"/api/v0/{kind}?limit=1000&filter_keys=node_id&filter_predicates=%3D&filter_values={node_id}"
+        f"&filter_keys=state&filter_predicates=%3D&filter_values={state}"
+    )
+
+
+def running_work(answer: str, kind: str) -> list[str] | None:
+    """What an answer to work_path(KIND, ...) lists, one line each ("task sleep_a_while 3f2a..."); None when
+    it is not one."""
+    try:
+        rows = list(json.loads(answer)["data"]["result"]["result"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    noun, name_key, id_key = ("task", "name", "task_id") if kind == "tasks" else ("actor", "class_name", "actor_id")
+    return [
+        f"{noun} {row.get(name_key) or '?'} {str(row.get(id_key, ''))[:16]}".rstrip()
+        for row in rows
+        if isinstance(row, dict)
+    ]

@@ -14,6 +14,8 @@ from raydeploy import runner
 from raydeploy.approvals import ApprovalError, Approvals, parse_ttl
 from raydeploy.audit import AuditKeyError, AuditTrail
 from raydeploy.checkpoints import ACTION_NAMES, CHECKPOINTS, NAMES, get
+from raydeploy.host_records import host_notices, inventory_hosts
+from raydeploy.node_actions import removal_data
 from raydeploy.plans import PlanError, make_plan
 from raydeploy.state import LockHeld, StateError, StateStore
 
@@ -77,7 +79,7 @@ def run_options(function):
     )(function)
 
 
-def _run(inventory, state_dir, checkpoints, auto_approve, limit, fail_percent, separation_of_duties) -> None:
+def _run(inventory, state_dir, checkpoints, auto_approve, limit, fail_percent, separation_of_duties, data=None) -> None:
     store = open_store(inventory, state_dir)
     options = runner.RunOptions(
         inventory=inventory,
@@ -90,6 +92,7 @@ def _run(inventory, state_dir, checkpoints, auto_approve, limit, fail_percent, s
         limit=list(limit),
         fail_percent=fail_percent,
         separation_of_duties=separation_of_duties,
+        data=data or {},
     )
     try:
         run_id = runner.deploy(options)  # a stopped run raises RunStopped, a ClickException with its exit code
@@ -140,6 +143,51 @@ def checkpoint(name, inventory, state_dir, limit, fail_percent, auto_approve, se
       raydeploy checkpoint docker-installation --auto-approve
     """
     _run(inventory, state_dir, [name], auto_approve, limit, fail_percent, separation_of_duties)
+
+
+@click.command("remove-node")
+@click.argument("hosts", nargs=-1, required=True)
+@inventory_option
+@click.option(
+    "--drain-timeout",
+    default="5m",
+    show_default=True,
+    help="How long running tasks and actors get to finish or move (30s, 5m, 1h).",
+)
+@click.option(
+    "--remove-on-drain-timeout",
+    is_flag=True,
+    help="Remove the node even if its drain times out (the work still running there is cut off and named).",
+)
+@click.option("--auto-approve", is_flag=True, help="Approve the plan yourself (recorded as such).")
+@click.option(
+    "--separation-of-duties/--no-separation-of-duties",
+    default=separation_default,
+    show_default="$RAYDEPLOY_SEPARATION_OF_DUTIES or off",
+    help="Whoever requests the removal cannot approve it.",
+)
+def remove_node(
+    inventory, state_dir, hosts, drain_timeout, remove_on_drain_timeout, auto_approve, separation_of_duties
+):
+    """Drain worker HOSTS through Ray, then remove raydeploy's containers there and stop Prometheus
+    scraping them (destructive: needs an approval with the risks acknowledged).
+
+    The hosts must still be in the inventory (raydeploy reaches them through it); delete them from it
+    afterwards. The head is refused: that is `raydeploy destroy`.
+
+    \b
+    Examples:
+      raydeploy remove-node worker-2
+      raydeploy remove-node worker-2 worker-3 --drain-timeout 10m
+
+    Exit status: 0 removed, 1 failed (a drain that timed out without --remove-on-drain-timeout removes
+    nothing), 2 bad arguments, 3 waiting for approval (the approve command is printed).
+    """
+    try:
+        data = removal_data(list(hosts), drain_timeout, remove_on_drain_timeout)
+    except ValueError as problem:
+        raise click.BadParameter(str(problem), param_hint="--drain-timeout") from None
+    _run(inventory, state_dir, ["remove-node"], auto_approve, (), 0, separation_of_duties, data)
 
 
 @click.command("list-checkpoints")
@@ -231,6 +279,10 @@ def plan(name, inventory, state_dir, limit, show_commands, with_data, as_json):
     else:
         for each in plans:
             click.echo(each.describe(commands=show_commands))
+        if (directory / "state.db").is_file():  # a plan never creates a state directory
+            store = open_store(inventory, state_dir)
+            for notice in host_notices(store.hosts(), inventory_hosts(inventory), inventory):
+                click.echo(f"host: {notice}")
     sys.exit(2 if any(p.has_changes for p in plans) else 0)
 
 
@@ -365,6 +417,8 @@ def status(inventory, state_dir, as_json):
         click.echo(f"locked by run {report['lock']['run_id']} (lock {report['lock']['lock_id']})")
     if report.get("resume"):
         click.echo(f"resume: {report['resume']}")
+    for notice in report.get("hosts", []):
+        click.echo(f"host: {notice}")
 
 
 @click.command()
@@ -622,6 +676,7 @@ COMMANDS = (
     deploy,
     destroy,
     checkpoint,
+    remove_node,
     list_checkpoints,
     plan,
     approve,

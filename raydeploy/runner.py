@@ -23,7 +23,8 @@ from typing import TextIO
 import click
 
 from raydeploy.approvals import ApprovalError, Approvals
-from raydeploy.checkpoints import NAMES, Checkpoint, get
+from raydeploy.checkpoints import ACTION_NAMES, NAMES, Checkpoint, get
+from raydeploy.host_records import host_notices, hosts_after, inventory_hosts
 from raydeploy.plans import Execution, Plan, PlanError, difference, execute, fingerprint, make_plan
 from raydeploy.state import Lock, StateStore
 
@@ -245,7 +246,18 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
     if not execution.ok:
         return failed(options, checkpoint, with_diagnosis(options, execution))
     options.echo(f"{checkpoint.name}: done, {execution.changed} change(s) in {time.monotonic() - started:.1f} s")
+    record_hosts(options, run, checkpoint, execution)
     return Outcome("succeeded", checkpoint.name, changed=execution.changed)
+
+
+def record_hosts(options: RunOptions, run: Run, checkpoint: Checkpoint, execution: Execution) -> None:
+    """Remember the hosts a ray-deployment deployed and a remove-node removed (status and plan read them)."""
+    found = hosts_after(checkpoint.name, sorted({row[0] for row in execution.rows}), options.data)
+    if not found or not found[0]:
+        return
+    names, status = found
+    options.store.record_hosts(names, status, run.id)
+    options.store.audit.append(options.requested_by, f"hosts {status}", ", ".join(names), run_id=run.id)
 
 
 def with_diagnosis(options: RunOptions, execution: Execution) -> Execution:
@@ -289,7 +301,9 @@ def failed(options: RunOptions, checkpoint: Checkpoint, execution: Execution) ->
     where = f" on {', '.join(hosts)}" if hosts else ""
     lines = [f"{checkpoint.name} failed{where}"]
     lines += [f"  {line}" for line in execution.summary.splitlines()]
-    if checkpoint.name == "prerequisites-check":
+    if checkpoint.name in ACTION_NAMES and not options.rerun_command:  # no deploy --start-from for an action
+        lines.append(f"fix what is named above, then run the same {checkpoint.name} command again: {options.command}")
+    elif checkpoint.name == "prerequisites-check":
         lines.append("nothing was changed on any host; fix what is named above, then run it again.")
         lines.append(f"resume: {resume_command(options, checkpoint.name, [])}")
     else:
@@ -488,12 +502,21 @@ def status_report(store: StateStore, inventory: str) -> dict:
     answer: dict = {"state_dir": str(store.directory), "last_run": run, "checkpoints": checkpoints}
     lock = store.current_lock()
     answer["lock"] = lock.__dict__ if lock else None
-    if run and run["status"] in ("failed", "awaiting-approval", "interrupted") and run["failed_checkpoint"]:
+    stopped_in = run and run["failed_checkpoint"]
+    if stopped_in in ACTION_NAMES:
+        answer["resume"] = run["command"]
+    elif run and run["status"] in ("failed", "awaiting-approval", "interrupted") and stopped_in:
         hosts = json.loads(run["failed_hosts"] or "[]")
         command = f"raydeploy deploy -i {inventory} --start-from {run['failed_checkpoint']}"
         answer["resume"] = command + "".join(f" --limit {host}" for host in hosts)
     elif run and run["status"] == "interrupted":
         answer["resume"] = f"raydeploy deploy -i {inventory}"
+    try:
+        known = inventory_hosts(inventory) if Path(inventory).is_file() else None
+    except PlanError as problem:
+        answer["hosts"] = [str(problem)]
+    else:
+        answer["hosts"] = host_notices(store.hosts(), known, inventory) if known is not None else []
     return answer
 
 

@@ -80,6 +80,14 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     created_by TEXT NOT NULL,
     revoked_at TEXT
 );
+-- Every host a run deployed Ray on, and whether remove-node has removed it since (reset keeps it: the
+-- hosts are still out there whatever the run history says).
+CREATE TABLE IF NOT EXISTS hosts (
+    name TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS approvals (
     id TEXT PRIMARY KEY,
     checkpoint TEXT NOT NULL,
@@ -267,6 +275,20 @@ class StateStore:
         for log in (self.directory / "logs").glob("*.log"):
             log.unlink()
         return counts
+
+    # Hosts: deployed or removed ------------------------------------------------------------------
+
+    def record_hosts(self, names: list[str], status: str, run_id: str) -> None:
+        """NAMES are now STATUS ("deployed" by a ray-deployment, "removed" by remove-node)."""
+        with self.db:
+            self.db.executemany(
+                "INSERT INTO hosts (name, status, run_id, at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET status=excluded.status, run_id=excluded.run_id, at=excluded.at",
+                [(name, status, run_id, now_utc()) for name in names],
+            )
+
+    def hosts(self) -> list[dict[str, Any]]:
+        return self._rows("SELECT * FROM hosts ORDER BY name")
 
     # Approvals (their rules live in raydeploy/approvals.py) ------------------------------------
 

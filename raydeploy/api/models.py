@@ -7,7 +7,7 @@ these models before they leave, so the served OpenAPI document is what clients g
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -201,6 +201,30 @@ class ApprovalRequired(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
     checkpoint: str
     approval_info: ApprovalInfo
+
+
+# An inventory host name as raydeploy accepts one (also raydeploy/node_actions.py).
+HOST_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+
+class RemoveNodeRequest(Request):
+    hosts: list[Annotated[str, Field(pattern=HOST_NAME, max_length=253)]] = Field(
+        min_length=1, max_length=100, description="Inventory names of the workers to drain and remove"
+    )
+    drain_timeout: str = Field(
+        "5m",
+        pattern=r"^[1-9][0-9]{0,5}[smhd]$",
+        description="How long running tasks and actors get to finish or move (30s, 5m, 1h)",
+    )
+    remove_on_drain_timeout: bool = Field(
+        False, description="Remove a node even if its drain times out (the work still running there is cut off)"
+    )
+
+
+class RemoveNodeApprovalRequest(RemoveNodeRequest):
+    reason: str = Field(min_length=1, max_length=1000)
+    acknowledge_risks: bool = Field(False, description="Required: remove-node is destructive")
+    ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="How long the approval lasts")
 
 
 class ApprovalRequest(Request):

@@ -39,6 +39,7 @@ def start(
     data: dict[str, str] | None = None,
     run_with: Callable[[runner.RunOptions, Lock], str] = runner.deploy,
     command: str | None = None,
+    fail_percent: int | None = None,
 ) -> None:
     """Run CHECKPOINT (an action: with DATA, its arguments, through RUN_WITH) in a thread under LOCK
     (taken by the caller); return once the run is recorded."""
@@ -55,6 +56,7 @@ def start(
             interactive=False,
             data=dict(data or {}),
             separation_of_duties=separation_of_duties,
+            fail_percent=fail_percent,
             echo=lambda _line: recorded.set(),
         )
         try:

@@ -13,7 +13,7 @@ from pathlib import Path
 from raydeploy.api.context import Service
 from raydeploy.api.errors import ApiError
 from raydeploy.approvals import Approvals
-from raydeploy.checkpoints import get
+from raydeploy.checkpoints import ACTION_NAMES, get
 from raydeploy.plans import Plan
 from raydeploy.state import StateStore
 
@@ -78,6 +78,11 @@ def checkpoint_status(store: StateStore, name: str) -> dict:
     }
 
 
+def approval_path(name: str) -> str:
+    """Where an approver grants NAME's approval (an action's carries its arguments in the body)."""
+    return f"/api/v1/actions/{name}/approvals" if name in ACTION_NAMES else f"/api/v1/approvals/{name}"
+
+
 def approval_info(served: Service, name: str, plan: Plan | None) -> dict:
     """The seed's ApprovalInfo of NAME: its flags, the impact of PLAN per host, the valid approvals."""
     checkpoint = get(name)
@@ -90,7 +95,7 @@ def approval_info(served: Service, name: str, plan: Plan | None) -> dict:
     else:
         message = (
             f"{name} needs an approval bound to plan {plan.digest if plan else '?'}: "
-            f"POST /api/v1/approvals/{name} with a reason"
+            f"POST {approval_path(name)} with a reason"
             + (" and acknowledge_risks: true (destructive)" if checkpoint.destructive else "")
             + (
                 "; with separation of duties, not by whoever starts the run"

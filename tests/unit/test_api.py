@@ -550,7 +550,13 @@ NEEDS |= {
     ("POST", path): "approver"
     for path in ("/api/v1/approvals/{checkpoint_name}", "/api/v1/approvals/{checkpoint_name}/reject")
 }
+NEEDS |= {
+    ("POST", "/api/v1/actions/remove-node"): "operator",
+    ("POST", "/api/v1/actions/remove-node/approvals"): "approver",
+}
 BODIES = {"/api/v1/approvals/{checkpoint_name}": {"reason": "r", "acknowledge_risks": True}}
+BODIES["/api/v1/actions/remove-node"] = BODIES["/api/v1/actions/remove-node/plan"] = {"hosts": ["worker-2"]}
+BODIES["/api/v1/actions/remove-node/approvals"] = {"hosts": ["worker-2"], "reason": "r", "acknowledge_risks": True}
 BODIES["/api/v1/approvals/{checkpoint_name}/reject"] = {"reason": "r"}
 VALUES = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
 
@@ -568,9 +574,9 @@ def operations(client) -> list[tuple[str, str, str]]:
 def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at_it(loopback):
     from raydeploy.api.tokens import ROLES
 
-    client = loopback()
+    client = loopback(failed_auth_limit=100)  # 22 operations asked without a token: not a brute force
     served = operations(client)
-    assert len(served) == 19
+    assert len(served) == 22
     held = client.store.acquire("20261130T000000Z-cli", "alice")  # so destroy answers 409 and starts nothing
     for method, template, role in served:
         path = template.format(**VALUES)

@@ -8,7 +8,7 @@ execution is what the session would have answered. The lab tests run the same ru
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from raydeploy.approvals import Approvals
 from raydeploy.checkpoints import Checkpoint
 from raydeploy.plans import Execution, Plan
-from raydeploy.runner import EXIT_AWAITING_APPROVAL, EXIT_FAILED, RunOptions, RunStopped, deploy
+from raydeploy.runner import EXIT_AWAITING_APPROVAL, EXIT_FAILED, RunOptions, RunStopped, deploy, status_report
 from raydeploy.state import LockHeld, StateStore
 from tests.conftest import plan_of
 
@@ -221,6 +221,26 @@ def test_an_action_that_waits_for_approval_prints_the_approve_command_with_its_a
         f"raydeploy approve destroy -i {inventory} --by YOUR_NAME --reason WHY --with purge_data=true "
         "--with 'reason=end of life' --acknowledge-risks" in stopped.value.message
     )
+
+
+def test_a_removal_records_its_hosts_as_removed_and_a_failed_one_says_to_run_the_same_command_again(
+    inventory, store, session
+):
+    data = {"remove_hosts": "worker-1", "drain_timeout": "60", "remove_on_drain_timeout": "no"}
+    session.changes["remove-node"] = {"worker-1": ["Drain the Ray node"]}
+    session.failing["remove-node"] = {"worker-1": "drain timed out after 60 s"}
+    command = "raydeploy remove-node worker-1 --drain-timeout 1m"
+    with pytest.raises(RunStopped) as stopped:
+        deploy(
+            replace(options(inventory, store, session, ["remove-node"], data=data, auto_approve=True), command=command)
+        )
+    assert f"run the same remove-node command again: {command}" in stopped.value.message
+    assert "--start-from" not in stopped.value.message and store.hosts() == []
+    assert status_report(store, inventory)["resume"] == command
+    session.failing.clear()
+    deploy(options(inventory, store, session, ["remove-node"], data=data, auto_approve=True))
+    assert [(row["name"], row["status"]) for row in store.hosts()] == [("worker-1", "removed")]
+    assert "hosts removed" in events(store)
 
 
 @pytest.mark.parametrize(("typed", "approved"), [("prod-ray", True), ("destroy", False), ("", False)])

@@ -1,18 +1,25 @@
-"""Day-2 actions over HTTP: destroy. Requested by an operator, approved by an approver
+"""Day-2 actions over HTTP: destroy and remove-node. Requested by an operator, approved by an approver
 (POST /api/v1/approvals/destroy with the same data and acknowledge_risks), run in the background
 through the same runner, lock, approvals and audit trail as `raydeploy destroy`."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse
 
 from raydeploy.api import models, runs
-from raydeploy.api.context import Operator, Served
-from raydeploy.api.errors import now
+from raydeploy.api.context import Approver, Operator, Served, Service, Viewer
+from raydeploy.api.errors import ApiError, error_body, now
+from raydeploy.api.routes.approvals import check_approver
 from raydeploy.api.routes.checkpoints import take_lock
+from raydeploy.api.views import approval_info
+from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.destroy import ACTION, destroy_data, run_destroy
+from raydeploy.node_actions import removal_data
+from raydeploy.plans import Plan
 from raydeploy.runner import new_run_id
 
 router = APIRouter(prefix="/api/v1/actions", tags=["Actions"])
@@ -60,6 +67,110 @@ def request_destroy(
         "started_at": now(),
         "message": f"run {run_id} started {ACTION}; follow its log at /api/v1/runs/{run_id}/log; if it ends "
         f"awaiting-approval, an approver sends POST /api/v1/approvals/{ACTION} with data {data}",
+        "run_url": f"/api/v1/runs/{run_id}",
+        "log_url": f"/api/v1/runs/{run_id}/log",
+    }
+
+
+REMOVE_NODE = "remove-node"
+
+
+def arguments(body: models.RemoveNodeRequest) -> dict[str, str]:
+    """BODY as the action's host data; 422 naming a bad argument."""
+    try:
+        return removal_data(body.hosts, body.drain_timeout, body.remove_on_drain_timeout)
+    except ValueError as problem:
+        raise ApiError(422, "INVALID_REQUEST", str(problem)) from None
+
+
+def planned(served: Service, data: dict[str, str]) -> Plan:
+    """The plan for DATA; 400 INVALID_REQUEST with the deploy's words when it refuses (head, unknown hosts)."""
+    plan = served.plan(REMOVE_NODE, data)
+    if plan.failed:
+        reasons = sorted(set(plan.failed.values())) or [plan.document.get("error", "")]
+        raise ApiError(400, "INVALID_REQUEST", "; ".join(reasons)[:4000], {"action": REMOVE_NODE})
+    return plan
+
+
+@router.post("/remove-node/plan", response_model=models.PlanView)
+def plan_removal(served: Served, _: Viewer, body: models.RemoveNodeRequest) -> dict:
+    """What removing these workers would do, per host, and the digest an approval binds to (nothing changes)."""
+    plan = planned(served, arguments(body))
+    return {**plan.as_dict(), "text": plan.describe()}
+
+
+@router.post("/remove-node/approvals", response_model=models.ApprovalResponse)
+def approve_removal(
+    request: Request, served: Served, identity: Approver, body: models.RemoveNodeApprovalRequest
+) -> dict:
+    """Approve removing these workers (acknowledge_risks required; with separation of duties, not by
+    whoever requested the run)."""
+    check_approver(served, identity, request.url.path, REMOVE_NODE, None)
+    plan = planned(served, arguments(body))
+    try:
+        approval = Approvals(served.db(), served.separation_of_duties).grant(
+            plan,
+            identity.name,
+            body.reason,
+            body.acknowledge_risks,
+            ttl=timedelta(minutes=body.ttl_minutes),
+            source="api",
+            actor=identity.name,
+        )
+    except ApprovalError as error:
+        raise ApiError(400, "APPROVAL_REFUSED", str(error), {"checkpoint": REMOVE_NODE}) from None
+    return {
+        "checkpoint": REMOVE_NODE,
+        "approved": True,
+        "approved_by": approval["approved_by"],
+        "approved_at": approval["created_at"],
+        "approval_token": approval["id"],
+        "plan_digest": approval["plan_digest"],
+        "expires_at": approval["expires_at"],
+    }
+
+
+@router.post(
+    "/remove-node",
+    status_code=202,
+    response_model=models.CheckpointExecution,
+    responses={
+        400: {"model": models.ApprovalRequired, "description": "Approval required, or hosts it refuses"},
+        409: {"model": models.Error, "description": "A run is in progress"},
+    },
+)
+def remove_nodes(served: Served, identity: Operator, body: models.RemoveNodeRequest) -> dict | JSONResponse:
+    """Drain and remove these workers: 202 with the run's id (follow /api/v1/runs/{id}/log), 400
+    APPROVAL_REQUIRED when no approval of exactly this plan exists, 409 when a run holds the lock."""
+    data = arguments(body)
+    store, run_id = served.db(), new_run_id()
+    lock = take_lock(store, run_id, identity.name)
+    started = False
+    try:
+        plan = planned(served, data)
+        decision = Approvals(store, served.separation_of_duties).find(plan, requested_by=identity.name)
+        if plan.has_changes and decision.approval is None:
+            info = approval_info(served, REMOVE_NODE, plan)
+            store.audit.append(identity.name, "approval requested", REMOVE_NODE, plan_digest=plan.digest, via="api")
+            why = f" ({decision.reason})" if decision.reason else ""
+            message = (
+                f"{REMOVE_NODE} needs an approval for plan {plan.digest}{why}; nothing was changed. {info['message']}"
+            )
+            body_out = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": REMOVE_NODE, "approval_info": info}
+            return JSONResponse(body_out, status_code=400)
+        runs.start(
+            served.inventory, served.state_dir, lock, REMOVE_NODE, identity.name, served.separation_of_duties, data, 0
+        )
+        started = True
+    finally:
+        if not started:
+            store.release(lock)
+    return {
+        "checkpoint": REMOVE_NODE,
+        "execution_id": run_id,
+        "status": "STARTED",
+        "started_at": now(),
+        "message": f"run {run_id} started {REMOVE_NODE}; follow its log at /api/v1/runs/{run_id}/log",
         "run_url": f"/api/v1/runs/{run_id}",
         "log_url": f"/api/v1/runs/{run_id}/log",
     }

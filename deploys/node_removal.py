@@ -1,0 +1,158 @@
+"""remove-node (destructive): drain worker nodes through Ray, remove raydeploy's containers there, and
+re-render and reload Prometheus without them.
+
+Its arguments arrive as host data (`--data KEY=VALUE`, from `raydeploy remove-node` and the API):
+`remove_hosts` (comma-separated inventory names), `drain_timeout` (seconds) and
+`remove_on_drain_timeout` (yes/no: whether a drain that times out still removes the node). They
+are part of the plan and its digest, so the approval binds them.
+
+Order, one operation after the other for every host (the action runs with --fail-percent 0, so a
+failed drain stops everything after it): drain each removed worker (on its host), remove its
+containers, then reload Prometheus on the monitoring host with the remaining cluster.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, replace
+
+from pyinfra import host, logger
+from pyinfra.api import deploy, operation
+from pyinfra.api.exceptions import DeployError
+
+from deploys.components import PROMETHEUS, RAY_WORKER, monitoring_components
+from deploys.containers import container_absent
+from deploys.host_facts import fact_since_last_change
+from deploys.host_scripts import python_script
+from deploys.monitoring import prometheus
+from deploys.topology import Cluster, Node
+from facts.containers import COMPONENT_LABEL, Containers
+
+REMOVE_HOSTS, DRAIN_TIMEOUT, REMOVE_ON_TIMEOUT = "remove_hosts", "drain_timeout", "remove_on_drain_timeout"
+DEFAULT_DRAIN_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class Removal:
+    hosts: tuple[str, ...]
+    drain_timeout_s: int = DEFAULT_DRAIN_TIMEOUT_S
+    remove_on_timeout: bool = False
+
+
+def removal_from_data(data: dict) -> Removal:
+    """The action's arguments from host data; ValueError naming a bad one."""
+    hosts = tuple(dict.fromkeys(name.strip() for name in str(data.get(REMOVE_HOSTS) or "").split(",") if name.strip()))
+    if not hosts:
+        raise ValueError(f"remove-node needs the hosts to remove: {REMOVE_HOSTS}=worker-2[,worker-3]")
+    timeout = str(data.get(DRAIN_TIMEOUT) or DEFAULT_DRAIN_TIMEOUT_S)
+    if not timeout.isdigit() or int(timeout) < 1:
+        raise ValueError(f"{DRAIN_TIMEOUT}={timeout!r}: a whole number of seconds, at least 1")
+    flag = str(data.get(REMOVE_ON_TIMEOUT) or "no").lower()
+    if flag not in ("yes", "no"):
+        raise ValueError(f"{REMOVE_ON_TIMEOUT}={flag!r}: yes or no")
+    return Removal(hosts, int(timeout), flag == "yes")
+
+
+def removal_problems(cluster: Cluster, hosts: tuple[str, ...]) -> list[str]:
+    """Why HOSTS cannot be removed from CLUSTER, one line each; [] when they can."""
+    known = {node.name: node for node in cluster.hosts}
+    problems = []
+    unknown = [name for name in hosts if name not in known]
+    if unknown:
+        problems.append(
+            f"unknown host(s) {', '.join(unknown)}; the inventory's hosts are: {', '.join(sorted(known))} "
+            "(a host is drained and removed through the inventory: put it back in group 'workers' to remove it)"
+        )
+    for name in hosts:
+        node = known.get(name)
+        if node is None:
+            continue
+        if node.role.startswith("head"):
+            problems.append(f"{name} is the Ray head: removing it ends the cluster; that is `raydeploy destroy`")
+        elif node.role != "worker":
+            problems.append(f"{name} is not a Ray worker (role {node.role}): remove-node removes workers only")
+        elif name == cluster.monitoring[0].name:
+            problems.append(f"{name} runs Prometheus and Grafana: move the monitoring group to another host first")
+    return problems
+
+
+def remaining_cluster(cluster: Cluster, hosts: tuple[str, ...]) -> Cluster:
+    """CLUSTER without the workers HOSTS: what Prometheus scrapes and alerts on afterwards."""
+    return replace(cluster, workers=tuple(node for node in cluster.workers if node.name not in hosts))
+
+
+def removal_warnings(cluster: Cluster, hosts: tuple[str, ...]) -> list[str]:
+    """What the operator should know before approving: removing the last worker."""
+    if cluster.workers and not remaining_cluster(cluster, hosts).workers:
+        return [
+            f"removing {', '.join(hosts)} leaves no Ray worker: jobs running now lose those nodes' CPUs; "
+            "new tasks run on the head only if it offers CPUs (ray_num_cpus), otherwise they wait until a "
+            "worker joins again (raydeploy deploy with a worker in the inventory)"
+        ]
+    return []
+
+
+@operation()
+def ray_node_drained(node: Node, head: Node, timeout_s: int, remove_on_timeout: bool):
+    """
+    Drain NODE's Ray node through the GCS and wait until no task or actor runs there.
+
+    + node: the worker being removed (this host)
+    + head: the Ray head (its GCS and dashboard are asked from this host's ray-worker container)
+    + timeout_s: the drain's deadline; after it the operation fails, unless REMOVE_ON_TIMEOUT
+    + remove_on_timeout: the approval allows removing the node although its drain timed out
+
+    Its container stops restarting first, so a raylet that leaves after the drain does not rejoin;
+    a drain that fails restores the policy.
+    """
+    if RAY_WORKER not in fact_since_last_change(Containers):
+        host.noop(f"no {RAY_WORKER} container: nothing to drain")
+        return
+    arguments = [node.settings.cluster_address, head.settings.cluster_address, str(head.settings.ray_gcs_port)]
+    arguments += [str(head.settings.ray_dashboard_port), str(timeout_s), "yes" if remove_on_timeout else "no"]
+    script = python_script(
+        "deploys/scripts/drain_ray_node.py",
+        ("facts/ray_answers.py", "deploys/scripts/polling.py"),
+        arguments,
+    )
+    worker = shlex.quote(RAY_WORKER)
+    yield f"docker update --restart=no {worker} >/dev/null"
+    yield f"( {script} ) || {{ docker update --restart=unless-stopped {worker} >/dev/null; exit 1; }}"
+
+
+def our_containers() -> list[str]:
+    """The containers raydeploy made on this host (they carry its component label)."""
+    return sorted(
+        name for name, info in fact_since_last_change(Containers).items() if COMPONENT_LABEL in info["labels"]
+    )
+
+
+@deploy("Remove nodes")
+def remove_nodes(node: Node, cluster: Cluster, removal: Removal) -> None:
+    """This host's part of removing REMOVAL's workers from CLUSTER.
+
+    + node: the host being prepared
+    + cluster: the whole cluster as the inventory has it
+    + removal: the workers to remove and how to drain them
+    """
+    problems = removal_problems(cluster, removal.hosts)
+    if problems:
+        raise DeployError("remove-node: nothing was changed:\n" + "\n".join(problems))
+    if node.name == cluster.head.name:
+        for warning in removal_warnings(cluster, removal.hosts):
+            host.log(f"remove-node: {warning}", logger.warning)
+    if node.name in removal.hosts:
+        host.log(f"remove-node will drain {node.name} (up to {removal.drain_timeout_s} s)", logger.warning)
+        ray_node_drained(
+            name="Drain the Ray node",
+            node=node,
+            head=cluster.head,
+            timeout_s=removal.drain_timeout_s,
+            remove_on_timeout=removal.remove_on_timeout,
+        )
+        for name in our_containers():
+            host.log(f"remove-node will remove container {name}", logger.warning)
+            container_absent(name="Remove raydeploy's containers", container_name=name)
+    remaining = remaining_cluster(cluster, removal.hosts)
+    if monitoring_components(node, cluster).get(PROMETHEUS):
+        prometheus(remaining.monitoring[0], remaining)

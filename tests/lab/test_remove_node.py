@@ -1,0 +1,158 @@
+"""remove-node on a real cluster: a worker is drained through Ray and removed while a job spread over
+the cluster runs; the job succeeds, the worker's containers are gone, Prometheus (reloaded, not
+restarted) no longer scrapes it, and the state remembers it as removed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+
+import pytest
+import requests
+
+from tests.lab.conftest import DeployedCluster
+from tests.lab.test_api import follow, serve
+from tests.lab.test_wrapper import raydeploy_runner
+
+# Tasks spread over every node, each long enough to be running on worker-2 when its drain begins.
+JOB = """python -c '
+import ray, time
+ray.init()
+@ray.remote(num_cpus=1, scheduling_strategy="SPREAD")
+def work(i):
+    time.sleep(25)
+    return ray.get_runtime_context().get_node_id()
+nodes = ray.get([work.remote(i) for i in range(9)])
+print("JOB DONE on", len(set(nodes)), "nodes")
+'"""
+
+
+@pytest.fixture(scope="module")
+def cluster(make_lab, tmp_path_factory):
+    lab = make_lab("remove")
+    lab.up("--workers", "2")
+    state_dir = tmp_path_factory.mktemp("remove-state")
+    wrapper = raydeploy_runner({**lab.env, "RAYDEPLOY_STATE_DIR": str(state_dir)})
+    if wrapper("deploy", "--auto-approve").returncode != 0:  # on a loaded machine Ray may join late: converge again
+        wrapper("deploy", "--auto-approve", check=True)
+    wrapper.state_dir = state_dir
+    return DeployedCluster(lab), wrapper
+
+
+def test_removing_the_head_or_an_unknown_host_is_refused_and_says_why(cluster):
+    deployed, wrapper = cluster
+    head = wrapper("remove-node", "head")
+    assert head.returncode == 1, head.output
+    assert "head is the Ray head: removing it ends the cluster; that is `raydeploy destroy`" in head.output
+    unknown = wrapper("remove-node", "worker-9")
+    assert unknown.returncode == 1, unknown.output
+    assert "unknown host(s) worker-9; the inventory's hosts are: head, worker-1, worker-2" in unknown.output
+    assert len(deployed.alive_nodes()) == 3
+
+
+def submit(deployed: DeployedCluster) -> str:
+    answer = requests.post(
+        f"{deployed.dashboard}/api/jobs/",
+        json={"entrypoint": JOB},
+        headers={"Authorization": f"Bearer {deployed.token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["submission_id"]
+
+
+def job_status(deployed: DeployedCluster, submission: str) -> dict:
+    return next(job for job in deployed.jobs() if job["submission_id"] == submission)
+
+
+def wait_job(deployed: DeployedCluster, submission: str, statuses: set[str], timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = job_status(deployed, submission)
+        if job["status"] in statuses:
+            return job
+        time.sleep(2)
+    raise AssertionError(f"job {submission} never reached {statuses}: {job}")
+
+
+def approve_command(output: str) -> list[str]:
+    """The approve command the stopped run printed, filled in as an approver would."""
+    match = re.search(r"approve it: (raydeploy approve remove-node .*?--acknowledge-risks)", output)
+    assert match, output
+    words = shlex.split(match.group(1))[1:]
+    return [{"YOUR_NAME": "approver", "WHY": "CHG-16"}.get(word, word) for word in words]
+
+
+def test_a_worker_is_drained_and_removed_while_a_job_runs_and_the_job_succeeds(cluster):
+    deployed, wrapper = cluster
+    prometheus_started = deployed.container("head", "prometheus")["State"]["StartedAt"]
+    stopped = wrapper("remove-node", "worker-2", "--drain-timeout", "3m")
+    assert stopped.returncode == 3, stopped.output
+    assert "--with remove_hosts=worker-2" in stopped.output and "--with drain_timeout=180" in stopped.output
+    approved = wrapper(*approve_command(stopped.output))
+    assert approved.returncode == 0, approved.output
+
+    submission = submit(deployed)
+    wait_job(deployed, submission, {"RUNNING"})
+    time.sleep(8)  # its tasks start on every node
+    removed = wrapper("remove-node", "worker-2", "--drain-timeout", "3m")
+    assert removed.returncode == 0, removed.output
+    assert "approved by approver (CHG-16)" in removed.output
+
+    job = wait_job(deployed, submission, {"SUCCEEDED", "FAILED", "STOPPED"})
+    logs = requests.get(
+        f"{deployed.dashboard}/api/jobs/{submission}/logs",
+        headers={"Authorization": f"Bearer {deployed.token}"},
+        timeout=30,
+    ).json()["logs"]
+    run_log = wrapper("logs", removed.stdout.split()[1].rstrip(":")).stdout
+    print(f"job {job['status']}: {job.get('message')}\n{logs[-3000:]}\nremoval run:\n{run_log[-4000:]}")
+    assert job["status"] == "SUCCEEDED", (job.get("message"), logs[-3000:], run_log[-3000:])
+    assert len(deployed.alive_nodes()) == 2
+    worker = deployed.lab.host("worker-2")
+    assert worker.check_output("docker ps -aq --filter label=raydeploy.component") == ""
+    scraped = {target["labels"].get("node") for target in deployed.targets()}
+    assert "worker-2" not in scraped and {"head", "worker-1"} <= scraped, scraped
+    assert deployed.container("head", "prometheus")["State"]["StartedAt"] == prometheus_started, "reloaded"
+
+    status = json.loads(wrapper("status", "--json", check=True).stdout)
+    assert any(line.startswith("worker-2 was removed by remove-node") for line in status["hosts"]), status
+    audit = wrapper("audit", "--json", check=True).stdout
+    assert any(e["event"] == "hosts removed" and e["target"] == "worker-2" for e in json.loads(audit)), audit
+
+
+def test_the_api_removes_the_last_worker_with_an_operators_request_and_another_persons_approval(cluster):
+    deployed, wrapper = cluster
+    roles = {"ops": "operator", "carol": "approver"}
+    with serve(deployed, wrapper.state_dir, roles, "--separation-of-duties") as (base, headers):
+
+        def post(who: str, path: str, body: dict) -> requests.Response:
+            return requests.post(
+                f"{base}/api/v1/actions/remove-node{path}", json=body, headers=headers[who], timeout=300
+            )
+
+        head = post("ops", "/plan", {"hosts": ["head"]})
+        assert head.status_code == 400 and "that is `raydeploy destroy`" in head.json()["message"], head.text
+        # worker-2, removed above, is still in the lab's inventory: naming it again removes nothing more.
+        body = {"hosts": ["worker-1", "worker-2"], "drain_timeout": "1m"}
+        plan = post("ops", "/plan", body).json()
+        assert "removing worker-1, worker-2 leaves no Ray worker" in plan["text"], plan["text"]
+        changes = {host: entry["changes"] for host, entry in plan["hosts"].items()}
+        assert changes["worker-1"] > 0 and changes.get("worker-2", 0) == 0, plan["hosts"]
+        needed = post("ops", "", body)
+        assert needed.status_code == 400 and needed.json()["error"] == "APPROVAL_REQUIRED", needed.text
+        assert "/api/v1/actions/remove-node/approvals" in needed.json()["approval_info"]["message"]
+        assert post("ops", "/approvals", {**body, "reason": "CHG-17", "acknowledge_risks": True}).status_code == 403
+        assert post("carol", "/approvals", {**body, "reason": "CHG-17"}).json()["error"] == "APPROVAL_REFUSED"
+        granted = post("carol", "/approvals", {**body, "reason": "CHG-17", "acknowledge_risks": True})
+        assert granted.json()["plan_digest"] == plan["digest"], granted.text
+        own = post("carol", "", body)
+        assert own.status_code == 400 and "separation of duties" in own.json()["message"], own.text
+        started = post("ops", "", body)
+        assert started.status_code == 202, started.text
+        lines, end = follow(base, headers["ops"], started.json()["execution_id"])
+        assert end["status"] == "succeeded", (end, lines[-30:])
+    assert len(deployed.alive_nodes()) == 1
+    assert deployed.lab.host("worker-1").check_output("docker ps -aq --filter label=raydeploy.component") == ""
