@@ -20,6 +20,7 @@ from pathlib import Path
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from raydeploy import runner
+from raydeploy.api.errors import ApiError
 from raydeploy.state import Lock, StateStore
 
 POLL_S = 0.5
@@ -42,8 +43,11 @@ def start(
     fail_percent: int | None = None,
 ) -> None:
     """Run CHECKPOINT (an action: with DATA, its arguments, through RUN_WITH) in a thread under LOCK
-    (taken by the caller); return once the run is recorded."""
+    (taken by the caller); return once the run is recorded. A run that ended before it was recorded
+    (an inventory that cannot be read, say) answers 503 RUN_NOT_STARTED with why: no 202 for a run that
+    never existed."""
     recorded = threading.Event()
+    crashed: list[str] = []
 
     def work() -> None:
         store = StateStore(state_dir)  # its own connection: SQLite connections are not shared across threads
@@ -61,11 +65,13 @@ def start(
         )
         try:
             run_with(options, lock)
-        except runner.RunStopped:
-            pass  # recorded in the run and the audit trail; the log and GET /runs/{id} say why
+        except runner.RunStopped as stopped:  # recorded in the run and the audit trail, once it began
+            crashed.append(stopped.message)
         except Exception as error:  # recorded as failed by runner.deploy; never lost
-            store.audit.append(requested_by, "api run crashed", lock.run_id, error=f"{type(error).__name__}: {error}")
+            crashed.append(f"{type(error).__name__}: {error}")
+            store.audit.append(requested_by, "api run crashed", lock.run_id, error=crashed[-1])
         finally:
+            store.release(lock)  # a no-op when the run gave it back; a run that never began must too
             recorded.set()
             store.close()
 
@@ -73,6 +79,8 @@ def start(
     # lives until the run ends, so they live exactly as long as the run.
     threading.Thread(target=work, name=f"run-{lock.run_id}", daemon=True).start()
     recorded.wait(timeout=30)
+    if crashed and StateStore(state_dir).run(lock.run_id) is None:
+        raise ApiError(503, "RUN_NOT_STARTED", f"the run did not start: {crashed[0]}"[:4000])
 
 
 def _lines(path: Path, offset: int) -> tuple[list[tuple[int, str]], int]:

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -275,7 +276,7 @@ def loopback(tmp_path):
         client.issued = {
             role: tokens.create(f"user-{role}", role, "test")[1] for role in ("viewer", "operator", "approver", "admin")
         }
-        client.store = app.state.store
+        client.store, client.inventory = app.state.store, inventory
         return client
 
     return make
@@ -602,3 +603,12 @@ def test_diagnose_answers_a_finding_per_ray_node_and_names_a_host_that_does_not_
     findings = answer.json()
     assert [finding["host"] for finding in findings] == ["head"]
     assert findings[0]["joined"] is False and findings[0]["cause"] == "its host did not answer (SSH)"
+
+
+def test_a_run_that_cannot_begin_is_a_503_naming_why_never_a_202_for_a_run_that_never_was(loopback):
+    client = loopback()
+    Path(client.inventory).write_text("head = [\n")  # the inventory breaks after the API started
+    answer = client.post("/api/v1/checkpoints/prerequisites-check", headers=auth(client.issued["operator"]))
+    body = assert_error_shape(answer, 503, "RUN_NOT_STARTED")
+    assert "inventory" in body["message"] and "cannot be read" in body["message"], body
+    assert client.store.runs() == [] and client.store.current_lock() is None

@@ -159,7 +159,14 @@ def remove_nodes(served: Served, identity: Operator, body: models.RemoveNodeRequ
             body_out = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": REMOVE_NODE, "approval_info": info}
             return JSONResponse(body_out, status_code=400)
         runs.start(
-            served.inventory, served.state_dir, lock, REMOVE_NODE, identity.name, served.separation_of_duties, data, 0
+            served.inventory,
+            served.state_dir,
+            lock,
+            REMOVE_NODE,
+            identity.name,
+            served.separation_of_duties,
+            data,
+            fail_percent=0,
         )
         started = True
     finally:
