@@ -35,10 +35,10 @@ def cluster(make_lab, tmp_path_factory):
     lab.up("--workers", "2")
     state_dir = tmp_path_factory.mktemp("remove-state")
     wrapper = raydeploy_runner({**lab.env, "RAYDEPLOY_STATE_DIR": str(state_dir)})
-    if wrapper("deploy", "--auto-approve").returncode != 0:  # on a loaded machine Ray may join late: converge again
-        wrapper("deploy", "--auto-approve", check=True)
+    wrapper("deploy", "--auto-approve", check=True)
     wrapper.state_dir = state_dir
-    return DeployedCluster(lab), wrapper
+    yield DeployedCluster(lab), wrapper
+    lab.down()  # its Ray nodes would load the machine for the rest of the session
 
 
 def test_removing_the_head_or_an_unknown_host_is_refused_and_says_why(cluster):
