@@ -13,10 +13,12 @@ import requests
 from raydeploy.state import StateStore
 from tests.lab.test_wrapper import raydeploy_runner
 
-# What may run on the head when a worker is added: Prometheus's target list and its reload, and the
-# waits that check (they change nothing) that the new node is alive and scraped.
+# What may run on the head when a worker is added: Prometheus's target list, its alert rules (they
+# count the inventory's Ray nodes) and its reload, and the waits that check (they change nothing)
+# that the new node is alive and scraped.
 TARGET_LIST = (
     "Prometheus | /etc/raydeploy/prometheus/prometheus.yml",
+    "Prometheus | /etc/raydeploy/prometheus/rules/raydeploy.yml",
     "Prometheus | Reload Prometheus (config changed)",
     "Prometheus | Prometheus scrapes every node and Ray node",
     "Ray cluster | Every Ray node alive and serving its metrics",
