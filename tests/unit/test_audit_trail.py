@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from raydeploy.audit import SEALED, AuditKeyError, AuditTrail, event_hash, legacy_event_hash
+from raydeploy.audit import SEALED, AuditKeyError, AuditTrail, event_hash, legacy_event_hash, sealed_evidence
 from raydeploy.audit_keys import key_directory
 from raydeploy.state import StateStore
 from tests.conftest import REPO
@@ -109,6 +109,7 @@ def test_a_missing_key_is_said_by_verify_and_refuses_appending(store):
     path.unlink()
     problems = store.audit.verify()
     assert str(path) in problems[0] and "restore that file from your backup" in problems[0], problems
+    assert problems[0].endswith("until then the trail can be neither checked nor added to"), problems
     with pytest.raises(AuditKeyError, match="restore that file from your backup") as refused:
         store.audit.append("mallory", "run started", "run-2")
     assert str(path) in str(refused.value)
@@ -295,3 +296,55 @@ def test_a_process_that_found_no_trail_id_just_before_another_sealed_the_trail_d
     late.head_file = first.audit.head_file
     late._seal()
     assert [e.event for e in first.audit.events()].count(SEALED) == 1 and first.audit.verify() == []
+
+
+def test_an_exported_event_is_one_ascii_line_with_sorted_keys_whatever_its_free_text_holds(store):
+    # U+2028 is a line break to str.splitlines and to many log readers: raw, it would start a forged line.
+    forged = 'CHG-9\u2028{"seq": 99, "event": "forged"}\r\nx'
+    event = store.audit.append("alice", "approval granted", "cleanup-existing", reason=forged)
+    line = event.as_json()
+    assert line.isascii() and len(line.splitlines()) == 1
+    assert list(json.loads(line)) == sorted(json.loads(line)) and json.loads(line)["details"] == {"reason": forged}
+
+
+def test_details_are_stored_as_canonical_json_and_values_json_cannot_hold_as_their_text(store):
+    event = store.audit.append("alice", "run started", zulu=1, alpha="é", path=Path("/srv/inventory.py"))
+    stored = store.db.execute("SELECT target, details FROM audit WHERE seq=?", (event.seq,)).fetchone()
+    assert tuple(stored) == ("", '{"alpha": "\\u00e9", "path": "/srv/inventory.py", "zulu": 1}')
+    assert event.target == "" and store.audit.verify() == []
+
+
+def test_each_event_names_the_hash_of_the_one_before_and_a_limit_gives_the_newest(store):
+    events = store.audit.events()
+    assert [event.prev_hash for event in events] == ["0" * 64] + [event.hash for event in events[:-1]]
+    assert [event.seq for event in store.audit.events(limit=2)] == [3, 4]
+    assert store.audit.head() == (4, events[-1].hash)
+
+
+def test_deleted_newest_events_are_found_by_the_state_directory_head_when_the_head_beside_the_key_is_fixed(store):
+    newest_kept = store.audit.events()[1]
+    with store.db:
+        store.db.execute("DELETE FROM audit WHERE seq > 2")
+    store.audit.key_of_trail().head_file.write_text(f"2 {newest_kept.hash}\n")
+    assert store.audit.verify() == [
+        "the trail ends at event 2 but event 4 was recorded (the head file in the state directory): newest events deleted"
+    ]
+
+
+def seal_row(seq: int, details: dict) -> tuple:
+    return (seq, "2026-01-01T00:00:00.000000Z", "root", SEALED, "/srv/state", json.dumps(details), "0" * 64, "f" * 64)
+
+
+def test_what_every_seal_found_wrong_is_reported_and_a_seal_without_old_problems_reads(store):
+    rows = [
+        seal_row(1, {"old_problems": ["event 2: edited"], "earlier_trails": []}),
+        (2, "2026-01-01T00:00:01.000000Z", "alice", "run started", "run-1", "{}", "f" * 64, "e" * 64),
+        seal_row(3, {"old_problems": ["event 5: deleted"], "earlier_trails": ["a" * 32, "b" * 32]}),
+        seal_row(4, {"events_sealed": 0}),
+    ]
+    assert sealed_evidence(rows) == [
+        "event 1: before the trail was sealed, event 2: edited",
+        "event 3: before the trail was sealed, event 5: deleted",
+        f"event 3: this state directory had a keyed trail before ({'a' * 32}, {'b' * 32}): its id was removed or the "
+        "directory replaced, and the trail sealed again",
+    ]

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import pathlib
 
-import pytest
-
 from deploys.credentials import read_secret, secret
-from deploys.secret_files import digest, env_file_text
+from deploys.secret_files import digest
 
 
 def test_a_secret_is_generated_once_and_the_same_value_returned_on_every_rerun(tmp_path):
@@ -52,16 +50,6 @@ def test_reading_a_secret_never_generates_it(tmp_path):
     assert not (tmp_path / "secrets").exists()
     made = secret(str(tmp_path), "redis-password")
     assert read_secret(str(tmp_path), "redis-password") == made
-
-
-def test_an_env_file_has_one_sorted_line_per_value():
-    assert env_file_text({"B": "2", "A": "x=1"}) == "A=x=1\nB=2\n"
-    assert env_file_text({}) == ""
-
-
-def test_an_env_file_refuses_a_value_that_would_add_a_line():
-    with pytest.raises(ValueError, match="environment value of RAY_AUTH_TOKEN holds a newline"):
-        env_file_text({"A": "ok", "RAY_AUTH_TOKEN": "token\nEVIL=1"})
 
 
 def test_a_digest_names_the_content_it_was_made_from():
