@@ -10,13 +10,23 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from raydeploy.audit import SEALED, AuditKeyError, AuditTrail, event_hash, legacy_event_hash, sealed_evidence
-from raydeploy.audit_keys import key_directory
+from raydeploy.audit import (
+    SEALED,
+    AuditKeyError,
+    AuditTrail,
+    event_hash,
+    legacy_event_hash,
+    now_utc,
+    sealed_evidence,
+)
+from raydeploy.audit_keys import key_directory, read_head, trails_made_for
 from raydeploy.state import StateStore
 from tests.conftest import REPO
 
@@ -317,6 +327,7 @@ def test_details_are_stored_as_canonical_json_and_values_json_cannot_hold_as_the
 def test_each_event_names_the_hash_of_the_one_before_and_a_limit_gives_the_newest(store):
     events = store.audit.events()
     assert [event.prev_hash for event in events] == ["0" * 64] + [event.hash for event in events[:-1]]
+    assert [event.seq for event in store.audit.events(limit=1)] == [4]
     assert [event.seq for event in store.audit.events(limit=2)] == [3, 4]
     assert store.audit.head() == (4, events[-1].hash)
 
@@ -348,3 +359,117 @@ def test_what_every_seal_found_wrong_is_reported_and_a_seal_without_old_problems
         f"event 3: this state directory had a keyed trail before ({'a' * 32}, {'b' * 32}): its id was removed or the "
         "directory replaced, and the trail sealed again",
     ]
+
+
+EVENT = (7, "2026-01-02T03:04:05.000006Z", "zoë", "run started", "run-1", '{"reason": "CHG-7"}', "a" * 64)
+
+
+def test_an_events_hash_is_the_same_in_every_raydeploy_version_so_old_trails_verify():
+    # HMAC-SHA256 of the JSON list of the seven fields, ASCII-escaped: changing that makes every trail look edited.
+    assert event_hash(bytes(range(32)), *EVENT) == "5dcffe41345d298fc4e680f9a0a183cfd58fbee5a443268153b6172424219a43"
+    assert legacy_event_hash(*EVENT) == "2ce46a646906c22e29a13cc2a8847c5de9dbf7acd9bd3eb11af86e0ec95aaaa9"
+
+
+@pytest.mark.parametrize("field", range(7))
+def test_an_events_hash_covers_each_of_its_fields(field):
+    changed = list(EVENT)
+    changed[field] = 8 if field == 0 else changed[field] + "x"
+    assert event_hash(b"k" * 32, *changed) != event_hash(b"k" * 32, *EVENT)
+
+
+def test_event_times_are_utc_whatever_the_machines_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30
+    time.tzset()
+    try:
+        recorded = datetime.strptime(now_utc(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert abs((datetime.now(UTC) - recorded).total_seconds()) < 60
+
+
+def test_the_event_append_returns_is_the_one_recorded(store):
+    event = store.audit.append("bob", "run started", "run-9", reason="CHG-9")
+    assert event == store.audit.events()[-1]
+
+
+def test_an_event_that_cannot_be_recorded_leaves_the_callers_transaction_to_the_caller(store):
+    store.db.execute("BEGIN")
+    store.db.execute("INSERT INTO audit_meta (name, value) VALUES ('caller', 'pending')")
+    store.audit.key_of_trail().path.unlink()
+    with pytest.raises(AuditKeyError):
+        store.audit.append("alice", "run started", "run-2")
+    assert store.db.in_transaction, "the caller's transaction was rolled back under it"
+    store.db.execute("ROLLBACK")
+
+
+def test_a_trail_whose_every_event_was_deleted_is_found_by_its_heads(store):
+    with store.db:
+        store.db.execute("DELETE FROM audit")
+    assert store.audit.verify()[0] == (
+        "the trail ends at event 0 but event 4 was recorded (the head file in the state directory): newest events deleted"
+    )
+
+
+def test_a_missing_state_directory_head_is_reported(store):
+    store.audit.head_file.unlink()
+    assert store.audit.verify() == [
+        f"the head file in the state directory ({store.audit.head_file}) is missing: the trail cannot be checked "
+        "for deleted newest events"
+    ]
+
+
+def test_sealing_an_old_trail_whose_newest_events_were_deleted_records_it(tmp_path):
+    old = legacy_trail(tmp_path / "state", 3)
+    database = sqlite3.connect(tmp_path / "state" / "state.db")
+    database.execute("DELETE FROM audit WHERE seq=3")
+    database.commit()
+    database.close()
+    store = StateStore(tmp_path / "state")
+    sealed = store.audit.events()[-1]
+    assert sealed.details["old_problems"] == [
+        "the trail ends at event 2 but event 3 was recorded (the head file in the state directory): newest events deleted"
+    ]
+    assert sealed.details["old_head"] == f"2 {old[1][7]}" and sealed.target == str((tmp_path / "state").resolve())
+
+
+def test_a_state_directory_holding_only_an_old_head_is_sealed_with_that_evidence(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "audit.head").write_text("5 " + "b" * 64 + "\n")
+    store = StateStore(tmp_path / "state")
+    [sealed] = store.audit.events()
+    assert sealed.event == SEALED and sealed.details["old_head"] == "" and sealed.details["events_sealed"] == 0
+    stored = store.db.execute("SELECT details FROM audit WHERE seq=1").fetchone()[0]
+    assert stored == json.dumps(sealed.details, sort_keys=True, ensure_ascii=True)
+
+
+def test_a_key_directory_that_cannot_be_made_refuses_the_trail_and_says_where(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("RAYDEPLOY_AUDIT_KEY_DIR", str(tmp_path / "file" / "keys"))
+    with pytest.raises(AuditKeyError) as refused:
+        StateStore(tmp_path / "state")
+    assert str(refused.value).startswith(f"cannot make the audit trail's key in {tmp_path / 'file' / 'keys'} (")
+    assert str(refused.value).endswith(
+        "set RAYDEPLOY_AUDIT_KEY_DIR to a directory you can write, kept apart from the state directory"
+    )
+    database = sqlite3.connect(tmp_path / "state" / "state.db")
+    assert database.execute("SELECT count(*) FROM audit_meta").fetchone() == (0,)
+
+
+def test_strange_files_in_the_key_directory_do_not_hide_an_earlier_trail(tmp_path, monkeypatch):
+    keys = tmp_path / "keys"
+    monkeypatch.setenv("RAYDEPLOY_AUDIT_KEY_DIR", str(keys))
+    state = StateStore(tmp_path / "state").directory.resolve()
+    (keys / "a.key").mkdir()  # unreadable: OSError
+    (keys / "b.key").write_text("not json")  # ValueError
+    (keys / "c.key").write_text("[1, 2]")  # no .get: AttributeError
+    assert trails_made_for(state) == [json.loads(next(keys.glob("*[0-9a-f].key")).read_text())["trail"]]
+
+
+def test_a_head_reads_as_its_number_and_hash_and_anything_else_as_number_minus_one(tmp_path):
+    head = tmp_path / "head"
+    assert read_head(head) is None
+    head.write_text("12 abc def\n")
+    assert read_head(head) == (12, "abc def")
+    head.write_text("twelve abc\n")
+    assert read_head(head) == (-1, "abc")
