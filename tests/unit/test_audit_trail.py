@@ -22,6 +22,7 @@ from raydeploy.audit import (
     AuditKeyError,
     AuditTrail,
     event_hash,
+    head_problems,
     legacy_event_hash,
     now_utc,
     sealed_evidence,
@@ -473,3 +474,27 @@ def test_a_head_reads_as_its_number_and_hash_and_anything_else_as_number_minus_o
     assert read_head(head) == (12, "abc def")
     head.write_text("twelve abc\n")
     assert read_head(head) == (-1, "abc")
+
+
+def test_a_newest_event_replaced_with_both_heads_kept_is_found(store):
+    # Event 4 rewritten with a new hash (any key), the heads left as they were: they still name the old hash.
+    rewrite(store, 4, '{"reason": "forged"}', lambda row: legacy_event_hash(*row), [])
+    assert "event 4: differs from the one recorded as newest (the head file in the state directory)" in (
+        store.audit.verify()
+    )
+
+
+@pytest.mark.parametrize(
+    ("head", "problems"),
+    [
+        pytest.param("0 " + "0" * 64, [], id="event 0 is an empty trail's head"),
+        pytest.param("1 " + "c" * 64, [], id="a head behind the table is not itself a break"),
+        pytest.param("2 " + "c" * 64, ["event 2: differs from the one recorded as newest (head)"], id="same event"),
+        pytest.param("x " + "c" * 64, ["head (H) is not a head (SEQ HASH)"], id="not a head"),
+    ],
+)
+def test_a_head_is_compared_with_the_newest_event(tmp_path, head, problems):
+    (tmp_path / "H").write_text(head)
+    rows = [(1, "", "", "", "", "{}", "0" * 64, "a" * 64), (2, "", "", "", "", "{}", "a" * 64, "b" * 64)]
+    expected = [problem.replace("(H)", f"({tmp_path / 'H'})") for problem in problems]
+    assert head_problems(tmp_path / "H", "head", rows if head[0] != "0" else []) == expected
