@@ -460,11 +460,11 @@ def test_a_key_directory_that_cannot_be_made_refuses_the_trail_and_says_where(tm
 def test_strange_files_in_the_key_directory_do_not_hide_an_earlier_trail(tmp_path, monkeypatch):
     keys = tmp_path / "keys"
     monkeypatch.setenv("RAYDEPLOY_AUDIT_KEY_DIR", str(keys))
-    state = StateStore(tmp_path / "state").directory.resolve()
+    store = StateStore(tmp_path / "state")
     (keys / "a.key").mkdir()  # unreadable: OSError
     (keys / "b.key").write_text("not json")  # ValueError
     (keys / "c.key").write_text("[1, 2]")  # no .get: AttributeError
-    assert trails_made_for(state) == [json.loads(next(keys.glob("*[0-9a-f].key")).read_text())["trail"]]
+    assert trails_made_for(store.directory.resolve()) == [store.audit.key_of_trail().trail_id]
 
 
 def test_a_head_reads_as_its_number_and_hash_and_anything_else_as_number_minus_one(tmp_path):
