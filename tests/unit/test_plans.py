@@ -93,8 +93,8 @@ def test_an_actions_arguments_reach_the_session_as_host_data_and_are_shown_with_
     command = session_command("inventory.py", get("destroy"), run=False, data={"purge_data": "true", "x": "a=b"})
     assert command[-4:] == ["--data", "purge_data=true", "--data", "x=a=b"]
     assert arguments(command[3:]).data == {"purge_data": "true", "x": "a=b"}
-    plan = Plan("destroy", "fp", {**document(), "checkpoint": "destroy", "data": {"purge_data": "true"}})
-    assert "  with purge_data=true" in plan.describe().splitlines()
+    plan = Plan("destroy", "fp", {**document(), "checkpoint": "destroy", "data": {"purge_data": "true", "x": "a=b"}})
+    assert "  with purge_data=true, x=a=b" in plan.describe().splitlines()
 
 
 def test_the_digest_leaves_out_the_notes_people_read():
