@@ -20,6 +20,7 @@ from raydeploy.plans import (
     PlanError,
     _host_error,
     _last_line,
+    _results,
     _stopped_while_preparing,
     _tail,
     difference,
@@ -417,3 +418,12 @@ def test_pyinfra_stopping_before_any_host_is_the_runs_error():
 def test_the_tail_of_what_pyinfra_printed_is_its_last_fifteen_lines():
     text = "\n".join(f"line {number}" for number in range(1, 21)) + "\n\n"
     assert _tail(text) == "\n".join(f"line {number}" for number in range(6, 21))
+
+
+def test_pyinfra_stopping_the_run_is_its_error_unless_it_stopped_because_every_host_failed():
+    row = {"host": "@local", "operation": "Touch", "result": "failed", "output": "no space left"}
+    stopped = _results({"operations": [row], "failed_hosts": [], "stopped": "Deploy error: KeyError 'x'"}, [])
+    assert (stopped.ok, stopped.error) == (False, "Deploy error: KeyError 'x'")
+    every = {"operations": [row], "failed_hosts": ["@local"], "stopped": "No hosts remaining! (1 failed)"}
+    assert (_results(every, []).ok, _results(every, []).error) == (False, "")
+    assert _results({"operations": [], "failed_hosts": []}, []).ok
