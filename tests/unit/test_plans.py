@@ -427,3 +427,46 @@ def test_pyinfra_stopping_the_run_is_its_error_unless_it_stopped_because_every_h
     every = {"operations": [row], "failed_hosts": ["@local"], "stopped": "No hosts remaining! (1 failed)"}
     assert (_results(every, []).ok, _results(every, []).error) == (False, "")
     assert _results({"operations": [], "failed_hosts": []}, []).ok
+
+
+def test_a_plan_is_made_for_the_limited_hosts_with_the_actions_arguments(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = ["@local", ("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    plan = make_plan(str(inventory), LOCAL, tmp_path / "state", limit=["@local"], data={"purge_data": "true"})
+    assert list(plan.hosts) == ["@local"] and plan.unreachable == []
+    assert plan.document["data"] == {"purge_data": "true"}
+
+
+class DyingCheckpoint(Checkpoint):
+    """A deploy that kills pyinfra's process outright: no answer, nothing printed."""
+
+    @property
+    def deploy_file(self) -> str:
+        return str(Path(self.description) / "dying_deploy.py")
+
+
+def test_planning_that_fails_for_an_unknown_reason_offers_no_fix_and_a_known_one_offers_its_fix(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('local = ["@local"]\n')
+    (tmp_path / "dying_deploy.py").write_text("import os\nos._exit(3)\n")
+    with pytest.raises(PlanError) as failed:
+        make_plan(
+            str(inventory), DyingCheckpoint("docker-installation", str(tmp_path), True, False), tmp_path / "state"
+        )
+    assert "fix:" not in str(failed.value) and not str(failed.value).endswith("XXXX")
+    inventory.write_text('hosts = [("unreachable", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    with pytest.raises(PlanError) as failed:
+        make_plan(str(inventory), LOCAL, tmp_path / "state")
+    assert str(failed.value).endswith("\nfix: " + hint("SSH error"))
+
+
+def test_an_inventorys_fingerprint_is_the_same_in_every_raydeploy_version(tmp_path):
+    """Approvals hold the fingerprint of the inventory they were granted for: it must not change with an upgrade."""
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        "from pathlib import Path\n"
+        'head = [("h1", {"ssh_user": "ops", "ssh_port": 22, "key": Path("/k")})]\n'
+        'workers = [("w1", {}), ("w2", {"ssh_port": 2222})]\n'
+    )
+    assert fingerprint(str(inventory)) == "56ae2090b7e54a33"
+    assert digest_of({**document(), "data": {"purge_data": "true"}}) == "70fa6adf10c04388"
