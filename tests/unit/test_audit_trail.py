@@ -436,7 +436,7 @@ def test_sealing_an_old_trail_whose_newest_events_were_deleted_records_it(tmp_pa
 
 def test_a_state_directory_holding_only_an_old_head_is_sealed_with_that_evidence(tmp_path):
     (tmp_path / "stäte").mkdir()  # its path is in the evidence: stored ASCII-escaped like every event's details
-    (tmp_path / "stäte" / "audit.head").write_text("5 " + "b" * 64 + "\n")
+    (tmp_path / "stäte" / "audit.head").write_text("five\n")  # the evidence names the head file's path
     store = StateStore(tmp_path / "stäte")
     [sealed] = store.audit.events()
     assert sealed.event == SEALED and sealed.details["old_head"] == "" and sealed.details["events_sealed"] == 0

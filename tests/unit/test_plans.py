@@ -470,3 +470,10 @@ def test_an_inventorys_fingerprint_is_the_same_in_every_raydeploy_version(tmp_pa
     )
     assert fingerprint(str(inventory)) == "56ae2090b7e54a33"
     assert digest_of({**document(), "data": {"purge_data": "true"}}) == "70fa6adf10c04388"
+
+
+def test_running_for_limited_hosts_runs_only_on_them(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = ["@local", ("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    execution = execute(str(inventory), LOCAL, lambda line: None, limit=["@local"], state_dir=tmp_path / "state")
+    assert execution.ok and execution.failed_hosts == [] and {row[0] for row in execution.rows} == {"@local"}
