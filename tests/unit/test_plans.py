@@ -19,6 +19,7 @@ from raydeploy.plans import (
     Plan,
     PlanError,
     _host_error,
+    _answer,
     _last_line,
     _results,
     _stopped_while_preparing,
@@ -477,3 +478,8 @@ def test_running_for_limited_hosts_runs_only_on_them(tmp_path):
     inventory.write_text('hosts = ["@local", ("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
     execution = execute(str(inventory), LOCAL, lambda line: None, limit=["@local"], state_dir=tmp_path / "state")
     assert execution.ok and execution.failed_hosts == [] and {row[0] for row in execution.rows} == {"@local"}
+
+
+def test_the_sessions_answer_is_its_last_line_when_that_is_a_json_object():
+    assert _answer('deploy code printed this\n{"plan": {"hosts": {}}}\n') == {"plan": {"hosts": {}}}
+    assert _answer('{"plan": {}}\n[1, 2]\n') is None and _answer("not json") is None and _answer("") is None
