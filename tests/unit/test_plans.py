@@ -483,3 +483,22 @@ def test_running_for_limited_hosts_runs_only_on_them(tmp_path):
 def test_the_sessions_answer_is_its_last_line_when_that_is_a_json_object():
     assert _answer('deploy code printed this\n{"plan": {"hosts": {}}}\n') == {"plan": {"hosts": {}}}
     assert _answer('{"plan": {}}\n[1, 2]\n') is None and _answer("not json") is None and _answer("") is None
+
+
+def test_a_run_whose_session_dies_without_an_answer_fails_with_what_it_printed_or_its_exit_code(
+    local_inventory, tmp_path
+):
+    (tmp_path / "dying_deploy.py").write_text("import os\nos._exit(3)\n")
+    dying = DyingCheckpoint("docker-installation", str(tmp_path), True, False)
+    silent = execute(local_inventory, dying, lambda line: None, state_dir=tmp_path / "state")
+    assert (silent.ok, silent.changed, silent.rows, silent.failed_hosts) == (False, 0, [], [])
+    assert silent.ok is False and silent.error.endswith("--> Preparing operation files...")  # pyinfra's last words
+    (tmp_path / "dying_deploy.py").write_text(
+        "import os, sys\nsys.stderr.write('first  \\nCould not connect to the moon\\n')\nsys.stderr.flush()\nos._exit(3)\n"
+    )
+    logged = []
+    said = execute(local_inventory, dying, logged.append, state_dir=tmp_path / "state")
+    assert said.ok is False and said.error.endswith(
+        f"first  \nCould not connect to the moon (fix: {hint('SSH error')})"
+    )
+    assert logged[-2:] == ["first  ", "Could not connect to the moon"]
