@@ -10,13 +10,24 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from raydeploy.audit import SEALED, AuditKeyError, AuditTrail, event_hash, legacy_event_hash
-from raydeploy.audit_keys import key_directory
+from raydeploy.audit import (
+    SEALED,
+    AuditKeyError,
+    AuditTrail,
+    event_hash,
+    head_problems,
+    legacy_event_hash,
+    now_utc,
+    sealed_evidence,
+)
+from raydeploy.audit_keys import key_directory, read_head, trails_made_for
 from raydeploy.state import StateStore
 from tests.conftest import REPO
 
@@ -109,6 +120,7 @@ def test_a_missing_key_is_said_by_verify_and_refuses_appending(store):
     path.unlink()
     problems = store.audit.verify()
     assert str(path) in problems[0] and "restore that file from your backup" in problems[0], problems
+    assert problems[0].endswith("until then the trail can be neither checked nor added to"), problems
     with pytest.raises(AuditKeyError, match="restore that file from your backup") as refused:
         store.audit.append("mallory", "run started", "run-2")
     assert str(path) in str(refused.value)
@@ -295,3 +307,194 @@ def test_a_process_that_found_no_trail_id_just_before_another_sealed_the_trail_d
     late.head_file = first.audit.head_file
     late._seal()
     assert [e.event for e in first.audit.events()].count(SEALED) == 1 and first.audit.verify() == []
+
+
+def test_an_exported_event_is_one_ascii_line_with_sorted_keys_whatever_its_free_text_holds(store):
+    # U+2028 is a line break to str.splitlines and to many log readers: raw, it would start a forged line.
+    forged = 'CHG-9\u2028{"seq": 99, "event": "forged"}\r\nx'
+    event = store.audit.append("alice", "approval granted", "cleanup-existing", reason=forged)
+    line = event.as_json()
+    assert line.isascii() and len(line.splitlines()) == 1
+    assert list(json.loads(line)) == sorted(json.loads(line)) and json.loads(line)["details"] == {"reason": forged}
+
+
+def test_details_are_stored_as_canonical_json_and_values_json_cannot_hold_as_their_text(store):
+    event = store.audit.append("alice", "run started", zulu=1, alpha="é", path=Path("/srv/inventory.py"))
+    stored = store.db.execute("SELECT target, details FROM audit WHERE seq=?", (event.seq,)).fetchone()
+    assert tuple(stored) == ("", '{"alpha": "\\u00e9", "path": "/srv/inventory.py", "zulu": 1}')
+    assert event.target == "" and store.audit.verify() == []
+
+
+def test_each_event_names_the_hash_of_the_one_before_and_a_limit_gives_the_newest(store):
+    events = store.audit.events()
+    assert [event.prev_hash for event in events] == ["0" * 64] + [event.hash for event in events[:-1]]
+    assert [event.seq for event in store.audit.events(limit=1)] == [4]
+    assert [event.seq for event in store.audit.events(limit=2)] == [3, 4]
+    assert store.audit.head() == (4, events[-1].hash)
+
+
+def test_deleted_newest_events_are_found_by_the_state_directory_head_when_the_head_beside_the_key_is_fixed(store):
+    newest_kept = store.audit.events()[1]
+    with store.db:
+        store.db.execute("DELETE FROM audit WHERE seq > 2")
+    store.audit.key_of_trail().head_file.write_text(f"2 {newest_kept.hash}\n")
+    assert store.audit.verify() == [
+        "the trail ends at event 2 but event 4 was recorded (the head file in the state directory): newest events deleted"
+    ]
+
+
+def seal_row(seq: int, details: dict) -> tuple:
+    return (seq, "2026-01-01T00:00:00.000000Z", "root", SEALED, "/srv/state", json.dumps(details), "0" * 64, "f" * 64)
+
+
+def test_what_every_seal_found_wrong_is_reported_and_a_seal_without_old_problems_reads(store):
+    rows = [
+        seal_row(1, {"old_problems": ["event 2: edited"], "earlier_trails": []}),
+        (2, "2026-01-01T00:00:01.000000Z", "alice", "run started", "run-1", "{}", "f" * 64, "e" * 64),
+        seal_row(3, {"old_problems": ["event 5: deleted"], "earlier_trails": ["a" * 32, "b" * 32]}),
+        seal_row(4, {"events_sealed": 0}),
+    ]
+    assert sealed_evidence(rows) == [
+        "event 1: before the trail was sealed, event 2: edited",
+        "event 3: before the trail was sealed, event 5: deleted",
+        f"event 3: this state directory had a keyed trail before ({'a' * 32}, {'b' * 32}): its id was removed or the "
+        "directory replaced, and the trail sealed again",
+    ]
+
+
+EVENT = (7, "2026-01-02T03:04:05.000006Z", "zoë", "run started", "run-1", '{"reason": "CHG-7"}', "a" * 64)
+
+
+def test_an_events_hash_is_the_same_in_every_raydeploy_version_so_old_trails_verify():
+    # HMAC-SHA256 of the JSON list of the seven fields, ASCII-escaped: changing that makes every trail look edited.
+    assert event_hash(bytes(range(32)), *EVENT) == "5dcffe41345d298fc4e680f9a0a183cfd58fbee5a443268153b6172424219a43"
+    assert legacy_event_hash(*EVENT) == "2ce46a646906c22e29a13cc2a8847c5de9dbf7acd9bd3eb11af86e0ec95aaaa9"
+
+
+@pytest.mark.parametrize("field", range(7))
+def test_an_events_hash_covers_each_of_its_fields(field):
+    changed = list(EVENT)
+    changed[field] = 8 if field == 0 else changed[field] + "x"
+    assert event_hash(b"k" * 32, *changed) != event_hash(b"k" * 32, *EVENT)
+
+
+def test_event_times_are_utc_whatever_the_machines_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30
+    time.tzset()
+    try:
+        recorded = datetime.strptime(now_utc(), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert abs((datetime.now(UTC) - recorded).total_seconds()) < 60
+
+
+def test_the_event_append_returns_is_the_one_recorded(store):
+    event = store.audit.append("bob", "run started", "run-9", reason="CHG-9")
+    assert event == store.audit.events()[-1]
+
+
+def test_an_event_that_cannot_be_recorded_leaves_the_callers_transaction_to_the_caller(store):
+    store.db.execute("BEGIN")
+    store.db.execute("INSERT INTO audit_meta (name, value) VALUES ('caller', 'pending')")
+    store.audit.key_of_trail().path.unlink()
+    with pytest.raises(AuditKeyError):
+        store.audit.append("alice", "run started", "run-2")
+    assert store.db.in_transaction, "the caller's transaction was rolled back under it"
+    store.db.execute("ROLLBACK")
+
+
+def test_a_trail_whose_every_event_was_deleted_is_found_by_its_heads(store):
+    with store.db:
+        store.db.execute("DELETE FROM audit")
+    assert store.audit.verify()[0] == (
+        "the trail ends at event 0 but event 4 was recorded (the head file in the state directory): newest events deleted"
+    )
+
+
+def test_a_missing_state_directory_head_is_reported(store):
+    store.audit.head_file.unlink()
+    assert store.audit.verify() == [
+        f"the head file in the state directory ({store.audit.head_file}) is missing: the trail cannot be checked "
+        "for deleted newest events"
+    ]
+
+
+def test_sealing_an_old_trail_whose_newest_events_were_deleted_records_it(tmp_path):
+    old = legacy_trail(tmp_path / "state", 3)
+    database = sqlite3.connect(tmp_path / "state" / "state.db")
+    database.execute("DELETE FROM audit WHERE seq=3")
+    database.commit()
+    database.close()
+    store = StateStore(tmp_path / "state")
+    sealed = store.audit.events()[-1]
+    assert sealed.details["old_problems"] == [
+        "the trail ends at event 2 but event 3 was recorded (the head file in the state directory): newest events deleted"
+    ]
+    assert sealed.details["old_head"] == f"2 {old[1][7]}" and sealed.target == str((tmp_path / "state").resolve())
+
+
+def test_a_state_directory_holding_only_an_old_head_is_sealed_with_that_evidence(tmp_path):
+    (tmp_path / "stäte").mkdir()  # its path is in the evidence: stored ASCII-escaped like every event's details
+    (tmp_path / "stäte" / "audit.head").write_text("five\n")  # the evidence names the head file's path
+    store = StateStore(tmp_path / "stäte")
+    [sealed] = store.audit.events()
+    assert sealed.event == SEALED and sealed.details["old_head"] == "" and sealed.details["events_sealed"] == 0
+    stored = store.db.execute("SELECT details FROM audit WHERE seq=1").fetchone()[0]
+    assert stored == json.dumps(sealed.details, sort_keys=True, ensure_ascii=True)
+
+
+def test_a_key_directory_that_cannot_be_made_refuses_the_trail_and_says_where(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("RAYDEPLOY_AUDIT_KEY_DIR", str(tmp_path / "file" / "keys"))
+    with pytest.raises(AuditKeyError) as refused:
+        StateStore(tmp_path / "state")
+    assert str(refused.value).startswith(f"cannot make the audit trail's key in {tmp_path / 'file' / 'keys'} (")
+    assert str(refused.value).endswith(
+        "set RAYDEPLOY_AUDIT_KEY_DIR to a directory you can write, kept apart from the state directory"
+    )
+    database = sqlite3.connect(tmp_path / "state" / "state.db")
+    assert database.execute("SELECT count(*) FROM audit_meta").fetchone() == (0,)
+
+
+def test_strange_files_in_the_key_directory_do_not_hide_an_earlier_trail(tmp_path, monkeypatch):
+    keys = tmp_path / "keys"
+    monkeypatch.setenv("RAYDEPLOY_AUDIT_KEY_DIR", str(keys))
+    store = StateStore(tmp_path / "state")
+    (keys / "a.key").mkdir()  # unreadable: OSError
+    (keys / "b.key").write_text("not json")  # ValueError
+    (keys / "c.key").write_text("[1, 2]")  # no .get: AttributeError
+    assert trails_made_for(store.directory.resolve()) == [store.audit.key_of_trail().trail_id]
+
+
+def test_a_head_reads_as_its_number_and_hash_and_anything_else_as_number_minus_one(tmp_path):
+    head = tmp_path / "head"
+    assert read_head(head) is None
+    head.write_text("12 abc def\n")
+    assert read_head(head) == (12, "abc def")
+    head.write_text("twelve abc\n")
+    assert read_head(head) == (-1, "abc")
+
+
+def test_a_newest_event_replaced_with_both_heads_kept_is_found(store):
+    # Event 4 rewritten with a new hash (any key), the heads left as they were: they still name the old hash.
+    rewrite(store, 4, '{"reason": "forged"}', lambda row: legacy_event_hash(*row), [])
+    assert "event 4: differs from the one recorded as newest (the head file in the state directory)" in (
+        store.audit.verify()
+    )
+
+
+@pytest.mark.parametrize(
+    ("head", "problems"),
+    [
+        pytest.param("0 " + "0" * 64, [], id="event 0 is an empty trail's head"),
+        pytest.param("1 " + "c" * 64, [], id="a head behind the table is not itself a break"),
+        pytest.param("2 " + "c" * 64, ["event 2: differs from the one recorded as newest (head)"], id="same event"),
+        pytest.param("x " + "c" * 64, ["head (H) is not a head (SEQ HASH)"], id="not a head"),
+    ],
+)
+def test_a_head_is_compared_with_the_newest_event(tmp_path, head, problems):
+    (tmp_path / "H").write_text(head)
+    rows = [(1, "", "", "", "", "{}", "0" * 64, "a" * 64), (2, "", "", "", "", "{}", "a" * 64, "b" * 64)]
+    expected = [problem.replace("(H)", f"({tmp_path / 'H'})") for problem in problems]
+    assert head_problems(tmp_path / "H", "head", rows if head[0] != "0" else []) == expected

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from deploys.components import GRAFANA, PROMETHEUS, RAY_HEAD, RAY_REDIS, RAY_WORKER
-from deploys.host_secrets import SecretFile, grafana_password_file, prometheus_token_file
+from deploys.host_secrets import SecretFile, grafana_password_file, prometheus_token_file, redis_conf_text
 from deploys.ray_cluster import WITH_REDIS_PASSWORD, ray_secret_files
 from deploys.secret_files import secret_file_changes, sha256
 from deploys.specs import container_specs
@@ -151,3 +151,29 @@ def test_the_secret_file_fact_reads_stat_and_sha256sum():
         "sha256": digest,
     }
     assert file_state([]) is None
+
+
+def test_each_secret_files_operation_is_named_by_the_reader_it_is_for():
+    names = {file.path: file.name for file in every_secret_file(make_cluster(workers=1))}
+    assert names == {
+        "/etc/raydeploy/ray-auth-token": "/etc/raydeploy/ray-auth-token (read by Ray)",
+        "/etc/raydeploy/redis-password": "/etc/raydeploy/redis-password (read by the Ray head)",
+        "/etc/raydeploy/redis.conf": "/etc/raydeploy/redis.conf (read by Redis)",
+        "/etc/raydeploy/prometheus/ray-auth-token": "/etc/raydeploy/prometheus/ray-auth-token (read by Prometheus)",
+        "/etc/raydeploy/grafana-admin-password": "/etc/raydeploy/grafana-admin-password (read by Grafana)",
+    }
+
+
+def test_redis_listens_on_loopback_only_behind_its_password_and_keeps_an_append_only_file():
+    settings = make_cluster(workers=1, redis_port=6390).head.settings
+    assert redis_conf_text(settings, "pw") == (
+        "port 6390\nbind 127.0.0.1\nprotected-mode yes\nrequirepass pw\nappendonly yes\nappendfsync everysec\ndir /data\n"
+    )
+
+
+def test_prometheus_gets_the_token_when_the_head_asks_for_one_whatever_the_monitors_own_setting():
+    cluster = make_cluster(workers=1)
+    head, monitor = cluster.head.settings, cluster.monitoring[0].settings
+    off = monitor.model_copy(update={"ray_auth_mode": "disabled"})
+    assert prometheus_token_file(head, off, secret_of).content == CANARIES["ray-auth-token"]
+    assert prometheus_token_file(head.model_copy(update={"ray_auth_mode": "disabled"}), monitor, secret_of) is None

@@ -18,8 +18,10 @@ from raydeploy.plans import (
     Execution,
     Plan,
     PlanError,
+    _answer,
     _host_error,
     _last_line,
+    _results,
     _stopped_while_preparing,
     _tail,
     difference,
@@ -93,8 +95,8 @@ def test_an_actions_arguments_reach_the_session_as_host_data_and_are_shown_with_
     command = session_command("inventory.py", get("destroy"), run=False, data={"purge_data": "true", "x": "a=b"})
     assert command[-4:] == ["--data", "purge_data=true", "--data", "x=a=b"]
     assert arguments(command[3:]).data == {"purge_data": "true", "x": "a=b"}
-    plan = Plan("destroy", "fp", {**document(), "checkpoint": "destroy", "data": {"purge_data": "true"}})
-    assert "  with purge_data=true" in plan.describe().splitlines()
+    plan = Plan("destroy", "fp", {**document(), "checkpoint": "destroy", "data": {"purge_data": "true", "x": "a=b"}})
+    assert "  with purge_data=true, x=a=b" in plan.describe().splitlines()
 
 
 def test_the_digest_leaves_out_the_notes_people_read():
@@ -417,3 +419,86 @@ def test_pyinfra_stopping_before_any_host_is_the_runs_error():
 def test_the_tail_of_what_pyinfra_printed_is_its_last_fifteen_lines():
     text = "\n".join(f"line {number}" for number in range(1, 21)) + "\n\n"
     assert _tail(text) == "\n".join(f"line {number}" for number in range(6, 21))
+
+
+def test_pyinfra_stopping_the_run_is_its_error_unless_it_stopped_because_every_host_failed():
+    row = {"host": "@local", "operation": "Touch", "result": "failed", "output": "no space left"}
+    stopped = _results({"operations": [row], "failed_hosts": [], "stopped": "Deploy error: KeyError 'x'"}, [])
+    assert (stopped.ok, stopped.error) == (False, "Deploy error: KeyError 'x'")
+    every = {"operations": [row], "failed_hosts": ["@local"], "stopped": "No hosts remaining! (1 failed)"}
+    assert (_results(every, []).ok, _results(every, []).error) == (False, "")
+    assert _results({"operations": [], "failed_hosts": []}, []).ok
+
+
+def test_a_plan_is_made_for_the_limited_hosts_with_the_actions_arguments(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = ["@local", ("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    plan = make_plan(str(inventory), LOCAL, tmp_path / "state", limit=["@local"], data={"purge_data": "true"})
+    assert list(plan.hosts) == ["@local"] and plan.unreachable == []
+    assert plan.document["data"] == {"purge_data": "true"}
+
+
+class DyingCheckpoint(Checkpoint):
+    """A deploy that kills pyinfra's process outright: no answer, nothing printed."""
+
+    @property
+    def deploy_file(self) -> str:
+        return str(Path(self.description) / "dying_deploy.py")
+
+
+def test_planning_that_fails_for_an_unknown_reason_offers_no_fix_and_a_known_one_offers_its_fix(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('local = ["@local"]\n')
+    (tmp_path / "dying_deploy.py").write_text("import os\nos._exit(3)\n")
+    with pytest.raises(PlanError) as failed:
+        make_plan(
+            str(inventory), DyingCheckpoint("docker-installation", str(tmp_path), True, False), tmp_path / "state"
+        )
+    assert "fix:" not in str(failed.value) and not str(failed.value).endswith("XXXX")
+    inventory.write_text('hosts = [("unreachable", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    with pytest.raises(PlanError) as failed:
+        make_plan(str(inventory), LOCAL, tmp_path / "state")
+    assert str(failed.value).endswith("\nfix: " + hint("SSH error"))
+
+
+def test_an_inventorys_fingerprint_is_the_same_in_every_raydeploy_version(tmp_path):
+    """Approvals hold the fingerprint of the inventory they were granted for: it must not change with an upgrade."""
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(
+        "from pathlib import Path\n"
+        'head = [("h1", {"ssh_user": "ops", "ssh_port": 22, "key": Path("/k")})]\n'
+        'workers = [("w1", {}), ("w2", {"ssh_port": 2222})]\n'
+    )
+    assert fingerprint(str(inventory)) == "56ae2090b7e54a33"
+    assert digest_of({**document(), "data": {"purge_data": "true"}}) == "70fa6adf10c04388"
+
+
+def test_running_for_limited_hosts_runs_only_on_them(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = ["@local", ("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    execution = execute(str(inventory), LOCAL, lambda line: None, limit=["@local"], state_dir=tmp_path / "state")
+    assert execution.ok and execution.failed_hosts == [] and {row[0] for row in execution.rows} == {"@local"}
+
+
+def test_the_sessions_answer_is_its_last_line_when_that_is_a_json_object():
+    assert _answer('deploy code printed this\n{"plan": {"hosts": {}}}\n') == {"plan": {"hosts": {}}}
+    assert _answer('{"plan": {}}\n[1, 2]\n') is None and _answer("not json") is None and _answer("") is None
+
+
+def test_a_run_whose_session_dies_without_an_answer_fails_with_what_it_printed_or_its_exit_code(
+    local_inventory, tmp_path
+):
+    (tmp_path / "dying_deploy.py").write_text("import os\nos._exit(3)\n")
+    dying = DyingCheckpoint("docker-installation", str(tmp_path), True, False)
+    silent = execute(local_inventory, dying, lambda line: None, state_dir=tmp_path / "state")
+    assert (silent.ok, silent.changed, silent.rows, silent.failed_hosts) == (False, 0, [], [])
+    assert silent.ok is False and silent.error.endswith("--> Preparing operation files...")  # pyinfra's last words
+    (tmp_path / "dying_deploy.py").write_text(
+        "import os, sys\nsys.stderr.write('first  \\nCould not connect to the moon\\n')\nsys.stderr.flush()\nos._exit(3)\n"
+    )
+    logged = []
+    said = execute(local_inventory, dying, logged.append, state_dir=tmp_path / "state")
+    assert said.ok is False and said.error.endswith(
+        f"first  \nCould not connect to the moon (fix: {hint('SSH error')})"
+    )
+    assert logged[-2:] == ["first  ", "Could not connect to the moon"]

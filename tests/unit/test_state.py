@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -295,3 +296,13 @@ def test_asking_who_holds_a_fresh_directorys_lock_makes_a_private_lock_file(stor
     assert not store.lock_file.exists()
     assert store.current_lock() is None
     assert store.lock_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_state_store_opened_in_one_thread_serves_another(store):
+    # The API opens a run's store in the request's thread and finishes the run in the run's own thread.
+    store.start_run("run-1", "alice", "deploy", "inventory.py", "fp", ["cleanup-existing"])
+    found = []
+    worker = threading.Thread(target=lambda: found.append(store.run("run-1")["status"]))
+    worker.start()
+    worker.join()
+    assert found == ["running"]
