@@ -40,7 +40,7 @@ def test_destroy_removes_only_what_raydeploy_made_after_approval_and_deploy_brin
     stopped = wrapper("destroy")
     assert stopped.returncode == 3, stopped.output
     assert "raydeploy approve destroy -i inventories/lab.py" in stopped.output
-    assert {"ray-head", "redis"} <= containers(doomed, "head"), "destroy changed a host unapproved"
+    assert {"ray-head", "ray-redis"} <= containers(doomed, "head"), "destroy changed a host unapproved"
     wrapper("approve", "destroy", "--by", "bob", "--reason", "EOL", "--acknowledge-risks", check=True)
     done = wrapper("destroy")
     assert done.returncode == 0, done.output
@@ -76,7 +76,7 @@ def test_destroy_removes_only_what_raydeploy_made_after_approval_and_deploy_brin
 
     back = wrapper("deploy", "--auto-approve")
     assert back.returncode == 0, back.output
-    assert {"ray-head", "redis"} <= containers(doomed, "head") and "ray-worker" in containers(doomed, "worker-2")
+    assert {"ray-head", "ray-redis"} <= containers(doomed, "head") and "ray-worker" in containers(doomed, "worker-2")
 
 
 def test_an_unreachable_host_is_named_the_others_are_torn_down_and_a_rerun_finishes(doomed, tmp_path):

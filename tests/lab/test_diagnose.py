@@ -87,9 +87,10 @@ def test_another_ray_version_is_diagnosed(cluster):
     lab, wrapper, with_inventory = cluster
     worker = lab.host("worker-1")
     version_file = "/opt/ray/lib/python3.11/site-packages/ray/_version.py"
+    # `sh -c` as the command, not `--entrypoint sed`: the committed image keeps the image's entrypoint.
     worker.check_output(
-        f"docker run --name rd-other-version --entrypoint sed {RAY_IMAGE} "
-        f"-i 's/^version = .*/version = \"2.59.0\"/' {version_file}"
+        f"docker run --name rd-other-version {RAY_IMAGE} sh -c "
+        f'"sed -i \'s/^version = .*/version = \\"2.59.0\\"/\' {version_file}"'
     )
     # The worker's image now says Ray 2.59.0 under the same tag: its container is made from it again.
     worker.check_output(f"docker commit rd-other-version {RAY_IMAGE} && docker rm rd-other-version")
