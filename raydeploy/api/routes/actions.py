@@ -4,7 +4,6 @@ through the same runner, lock, approvals and audit trail as `raydeploy destroy`.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
@@ -13,10 +12,10 @@ from fastapi.responses import JSONResponse
 from raydeploy.api import models, runs
 from raydeploy.api.context import Approver, Operator, Served, Service, Viewer
 from raydeploy.api.errors import ApiError, error_body, now
-from raydeploy.api.routes.approvals import check_approver
+from raydeploy.api.routes.approvals import check_approver, granted
 from raydeploy.api.routes.checkpoints import take_lock
 from raydeploy.api.views import approval_info
-from raydeploy.approvals import ApprovalError, Approvals
+from raydeploy.approvals import Approvals
 from raydeploy.destroy import ACTION, destroy_data, run_destroy
 from raydeploy.node_actions import removal_data
 from raydeploy.plans import Plan
@@ -106,28 +105,7 @@ def approve_removal(
     """Approve removing these workers (acknowledge_risks required; with separation of duties, not by
     whoever requested the run)."""
     check_approver(served, identity, request.url.path, REMOVE_NODE, None)
-    plan = planned(served, arguments(body))
-    try:
-        approval = Approvals(served.db(), served.separation_of_duties).grant(
-            plan,
-            identity.name,
-            body.reason,
-            body.acknowledge_risks,
-            ttl=timedelta(minutes=body.ttl_minutes),
-            source="api",
-            actor=identity.name,
-        )
-    except ApprovalError as error:
-        raise ApiError(400, "APPROVAL_REFUSED", str(error), {"checkpoint": REMOVE_NODE}) from None
-    return {
-        "checkpoint": REMOVE_NODE,
-        "approved": True,
-        "approved_by": approval["approved_by"],
-        "approved_at": approval["created_at"],
-        "approval_token": approval["id"],
-        "plan_digest": approval["plan_digest"],
-        "expires_at": approval["expires_at"],
-    }
+    return granted(served, identity, REMOVE_NODE, planned(served, arguments(body)), body)
 
 
 @router.post(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -21,6 +22,7 @@ from raydeploy.api.tokens import Identity
 from raydeploy.api.views import approval_info
 from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.checkpoints import get
+from raydeploy.plans import Plan
 
 router = APIRouter(prefix="/api/v1/approvals", tags=["Approvals"])
 
@@ -72,7 +74,12 @@ def grant_approval(
     check_approver(served, identity, request.url.path, name, body.approved_by)
     if not get(name).approval_required:
         raise ApiError(400, "APPROVAL_NOT_NEEDED", f"{name} needs no approval; it runs without one")
-    plan = served.plan(name, body.data)
+    return granted(served, identity, name, served.plan(name, body.data), body)
+
+
+def granted(served: Service, identity: Identity, name: str, plan: Plan, body: Any) -> dict:
+    """Grant NAME's PLAN as IDENTITY with BODY's reason, risks and ttl_minutes; the seed's answer
+    (400 APPROVAL_REFUSED with why). The one grant every approval endpoint makes."""
     try:
         approval = Approvals(served.db(), served.separation_of_duties).grant(
             plan,
