@@ -1,6 +1,7 @@
 """remove-node on a real cluster: a worker is drained through Ray and removed while a job spread over
 the cluster runs; the job succeeds, the worker's containers are gone, Prometheus (reloaded, not
-restarted) no longer scrapes it, and the state remembers it as removed."""
+restarted) no longer scrapes it, and the state remembers it as removed. A drain that times out removes
+nothing and names the actor still running there, unless the approval allowed cutting it off."""
 
 from __future__ import annotations
 
@@ -52,10 +53,10 @@ def test_removing_the_head_or_an_unknown_host_is_refused_and_says_why(cluster):
     assert len(deployed.alive_nodes()) == 3
 
 
-def submit(deployed: DeployedCluster) -> str:
+def submit(deployed: DeployedCluster, entrypoint: str = JOB) -> str:
     answer = requests.post(
         f"{deployed.dashboard}/api/jobs/",
-        json={"entrypoint": JOB},
+        json={"entrypoint": entrypoint},
         headers={"Authorization": f"Bearer {deployed.token}"},
         timeout=30,
     )
@@ -123,6 +124,45 @@ def test_a_worker_is_drained_and_removed_while_a_job_runs_and_the_job_succeeds(c
     assert any(e["event"] == "hosts removed" and e["target"] == "worker-2" for e in json.loads(audit)), audit
 
 
+# A detached actor pinned to one node: it lives until killed, so a drain of that node never finishes.
+KEEPER = """python -c '
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+node = next(n["NodeID"] for n in ray.nodes() if n["Alive"] and n["NodeManagerAddress"] == "{address}")
+@ray.remote(num_cpus=0)
+class Keeper:
+    def ping(self):
+        return "alive"
+keeper = Keeper.options(
+    name="keeper", lifetime="detached", scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)
+).remote()
+print("KEEPER", ray.get(keeper.ping.remote()))
+'"""
+
+
+def test_a_drain_that_times_out_removes_nothing_and_names_the_work_still_running(cluster):
+    deployed, wrapper = cluster
+    address = deployed.lab.state().host("worker-1").cluster_address
+    submission = submit(deployed, KEEPER.format(address=address))
+    assert wait_job(deployed, submission, {"SUCCEEDED", "FAILED", "STOPPED"})["status"] == "SUCCEEDED"
+    stopped = wrapper("remove-node", "worker-1", "--drain-timeout", "15s")
+    assert stopped.returncode == 3 and "--with remove_on_drain_timeout=no" in stopped.output, stopped.output
+    assert wrapper(*approve_command(stopped.output)).returncode == 0
+
+    failed = wrapper("remove-node", "worker-1", "--drain-timeout", "15s")
+    run_log = wrapper("logs", failed.stdout.split()[1].rstrip(":")).stdout
+    assert failed.returncode != 0, failed.output
+    said = failed.output + run_log
+    assert "drain timed out after 15 s and the approval did not allow removing it anyway" in said, said[-3000:]
+    assert "actor Keeper" in said, said[-3000:]
+    worker = deployed.lab.host("worker-1")
+    assert "ray-worker" in worker.check_output("docker ps --format '{{.Names}}'"), "nothing was removed"
+    policy = worker.check_output("docker inspect --format '{{.HostConfig.RestartPolicy.Name}}' ray-worker")
+    assert policy == "unless-stopped", "a failed drain restores the restart policy"
+    assert address in deployed.alive_nodes(), "the node stays in the cluster (DRAINING)"
+
+
 def test_the_api_removes_the_last_worker_with_an_operators_request_and_another_persons_approval(cluster):
     deployed, wrapper = cluster
     roles = {"ops": "operator", "carol": "approver"}
@@ -136,7 +176,8 @@ def test_the_api_removes_the_last_worker_with_an_operators_request_and_another_p
         head = post("ops", "/plan", {"hosts": ["head"]})
         assert head.status_code == 400 and "that is `raydeploy destroy`" in head.json()["message"], head.text
         # worker-2, removed above, is still in the lab's inventory: naming it again removes nothing more.
-        body = {"hosts": ["worker-1", "worker-2"], "drain_timeout": "1m"}
+        # worker-1 still holds the Keeper actor: this approval allows cutting it off when the drain times out.
+        body = {"hosts": ["worker-1", "worker-2"], "drain_timeout": "10s", "remove_on_drain_timeout": True}
         plan = post("ops", "/plan", body).json()
         assert "removing worker-1, worker-2 leaves no Ray worker" in plan["text"], plan["text"]
         changes = {host: entry["changes"] for host, entry in plan["hosts"].items()}
@@ -154,5 +195,7 @@ def test_the_api_removes_the_last_worker_with_an_operators_request_and_another_p
         assert started.status_code == 202, started.text
         lines, end = follow(base, headers["ops"], started.json()["execution_id"])
         assert end["status"] == "succeeded", (end, lines[-30:])
+        cut_off = [line for line in lines if "removing anyway (approved), cut off:" in line]
+        assert cut_off and "actor Keeper" in cut_off[0], lines[-30:]
     assert len(deployed.alive_nodes()) == 1
     assert deployed.lab.host("worker-1").check_output("docker ps -aq --filter label=raydeploy.component") == ""
