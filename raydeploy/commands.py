@@ -61,6 +61,24 @@ def separation_default() -> bool:
     return os.environ.get("RAYDEPLOY_SEPARATION_OF_DUTIES", "").lower() in ("1", "true", "yes", "on")
 
 
+def approval_options(requested: str, approved: str = "it"):
+    """--auto-approve and --separation-of-duties, worded for what a command asks approval of: whoever
+    requests REQUESTED cannot approve APPROVED."""
+
+    def add(function):
+        function = click.option("--auto-approve", is_flag=True, help="Approve the plan yourself (recorded as such).")(
+            function
+        )
+        return click.option(
+            "--separation-of-duties/--no-separation-of-duties",
+            default=separation_default,
+            show_default="$RAYDEPLOY_SEPARATION_OF_DUTIES or off",
+            help=f"Whoever requests {requested} cannot approve {approved}.",
+        )(function)
+
+    return add
+
+
 def run_options(function):
     function = click.option("--limit", multiple=True, metavar="HOST", help="Only these hosts (repeatable).")(function)
     function = click.option(
@@ -68,15 +86,7 @@ def run_options(function):
         type=click.IntRange(0, 100),
         help="Stop a checkpoint early once more than this % of hosts failed.",
     )(function)
-    function = click.option("--auto-approve", is_flag=True, help="Approve every plan yourself (recorded as such).")(
-        function
-    )
-    return click.option(
-        "--separation-of-duties/--no-separation-of-duties",
-        default=separation_default,
-        show_default="$RAYDEPLOY_SEPARATION_OF_DUTIES or off",
-        help="Whoever requests a run cannot approve its destructive checkpoint.",
-    )(function)
+    return approval_options("a run", "its destructive checkpoint")(function)
 
 
 def _run(inventory, state_dir, checkpoints, auto_approve, limit, fail_percent, separation_of_duties, data=None) -> None:
@@ -159,13 +169,7 @@ def checkpoint(name, inventory, state_dir, limit, fail_percent, auto_approve, se
     is_flag=True,
     help="Remove the node even if its drain times out (the work still running there is cut off and named).",
 )
-@click.option("--auto-approve", is_flag=True, help="Approve the plan yourself (recorded as such).")
-@click.option(
-    "--separation-of-duties/--no-separation-of-duties",
-    default=separation_default,
-    show_default="$RAYDEPLOY_SEPARATION_OF_DUTIES or off",
-    help="Whoever requests the removal cannot approve it.",
-)
+@approval_options("the removal")
 def remove_node(
     inventory, state_dir, hosts, drain_timeout, remove_on_drain_timeout, auto_approve, separation_of_duties
 ):
@@ -631,13 +635,7 @@ def diagnose(hosts, inventory, state_dir, as_json):
 @click.option(
     "--forget-secrets", is_flag=True, help="After a successful destroy, remove this cluster's secrets on this machine."
 )
-@click.option("--auto-approve", is_flag=True, help="Approve the plan yourself (recorded as such).")
-@click.option(
-    "--separation-of-duties/--no-separation-of-duties",
-    default=separation_default,
-    show_default="$RAYDEPLOY_SEPARATION_OF_DUTIES or off",
-    help="Whoever requests the destroy cannot approve it.",
-)
+@approval_options("the destroy")
 def destroy(inventory, state_dir, purge_data, forget_secrets, auto_approve, separation_of_duties):
     """Tear the cluster down: raydeploy's containers and files on every host (found on the hosts),
     with --purge-data its data volumes too. Docker, and containers raydeploy did not make, stay.
