@@ -15,6 +15,7 @@ class Checkpoint:
     description: str
     approval_required: bool
     destructive: bool
+    arguments: tuple[str, ...] = ()  # a day-2 action's --with KEY=VALUE keys (host data)
 
     @property
     def deploy_file(self) -> str:
@@ -43,16 +44,36 @@ ACTIONS = (
         "Drain the named nodes through Ray, then remove raydeploy's containers there and stop scraping them",
         True,
         True,
+        ("remove_hosts", "drain_timeout", "remove_on_drain_timeout"),
     ),
     Checkpoint(
         "destroy",
         "Remove raydeploy's containers, and with --purge-data its data, from every host; Docker stays",
         True,
         True,
+        ("purge_data", "forget_secrets"),
     ),
 )
 ACTION_NAMES = tuple(action.name for action in ACTIONS)
 BY_NAME = {checkpoint.name: checkpoint for checkpoint in CHECKPOINTS + ACTIONS}
+
+
+def check_arguments(name: str, data: dict[str, str]) -> None:
+    """ValueError naming the keys of DATA that NAME does not take, and the ones it does.
+
+    >>> check_arguments("destroy", {"purge_data": "true"})
+    >>> check_arguments("destroy", {"purge": "true"})
+    Traceback (most recent call last):
+    ValueError: destroy takes no argument purge; its arguments are purge_data, forget_secrets
+    """
+    unknown = sorted(set(data) - set(BY_NAME[name].arguments))
+    if not unknown:
+        return
+    if not BY_NAME[name].arguments:
+        raise ValueError(f"{name} takes no arguments (those are for the day-2 actions: {', '.join(ACTION_NAMES)})")
+    raise ValueError(
+        f"{name} takes no argument {', '.join(unknown)}; its arguments are {', '.join(BY_NAME[name].arguments)}"
+    )
 
 
 class UnknownCheckpoint(KeyError):

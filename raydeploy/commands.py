@@ -13,7 +13,7 @@ import click
 from raydeploy import runner
 from raydeploy.approvals import ApprovalError, Approvals, parse_ttl
 from raydeploy.audit import AuditKeyError, AuditTrail
-from raydeploy.checkpoints import ACTION_NAMES, CHECKPOINTS, NAMES, get
+from raydeploy.checkpoints import ACTION_NAMES, CHECKPOINTS, NAMES, check_arguments, get
 from raydeploy.host_records import host_notices, inventory_hosts
 from raydeploy.node_actions import removal_data
 from raydeploy.plans import PlanError, make_plan
@@ -229,14 +229,20 @@ def list_checkpoints(inventory, state_dir, as_json):
         )
 
 
-def action_data(items: tuple[str, ...]) -> dict[str, str]:
-    """--with KEY=VALUE items as host data; a bad item is a usage error naming it."""
+def action_data(items: tuple[str, ...], name: str | None) -> dict[str, str]:
+    """--with KEY=VALUE items as host data for NAME; a bad item, or a key NAME does not take, is a
+    usage error naming it."""
     data = {}
     for item in items:
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--with")
         data[key.strip()] = value
+    for each in [name] if name else NAMES:
+        try:
+            check_arguments(each, data)
+        except ValueError as problem:
+            raise click.BadParameter(str(problem), param_hint="--with") from None
     return data
 
 
@@ -274,7 +280,7 @@ def plan(name, inventory, state_dir, limit, show_commands, with_data, as_json):
         raise click.UsageError(f"inventory {inventory}: no such file (give one with -i)")
     directory = runner.state_dir_for(inventory, state_dir)
     try:
-        data = action_data(with_data)
+        data = action_data(with_data, name)
         plans = [make_plan(inventory, get(each), directory, list(limit), data) for each in ([name] if name else NAMES)]
     except PlanError as error:
         raise click.ClickException(str(error)) from None
@@ -309,7 +315,7 @@ def approve(name, inventory, state_dir, approved_by, reason, acknowledge_risks, 
     store = open_store(inventory, state_dir)
     try:
         duration = parse_ttl(ttl)
-        current = make_plan(inventory, get(name), store.directory, data=action_data(with_data))
+        current = make_plan(inventory, get(name), store.directory, data=action_data(with_data, name))
         click.echo(current.describe(), err=as_json)
         approval = Approvals(store).grant(
             current, approved_by, reason, acknowledge_risks, duration, source="cli", actor=who_am_i()
@@ -340,7 +346,7 @@ def reject(name, inventory, state_dir, rejected_by, reason, with_data):
     """
     store = open_store(inventory, state_dir)
     try:
-        current = make_plan(inventory, get(name), store.directory, data=action_data(with_data))
+        current = make_plan(inventory, get(name), store.directory, data=action_data(with_data, name))
         Approvals(store).reject(current, rejected_by, reason)
     except (ApprovalError, PlanError) as error:
         raise click.ClickException(str(error)) from None

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
 from fastapi import Path as PathParameter
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from limits import RateLimitItemPerSecond
@@ -30,7 +30,7 @@ from limits.strategies import MovingWindowRateLimiter
 from raydeploy.api.errors import ApiError
 from raydeploy.api.failed_auth import DEFAULT_LIMIT, MAX_PATH_CHARS, FailedAuth, request_text
 from raydeploy.api.tokens import Identity, TokenStore
-from raydeploy.checkpoints import ACTION_NAMES, NAMES, get
+from raydeploy.checkpoints import ACTION_NAMES, NAMES, check_arguments, get
 from raydeploy.plans import Plan, PlanError, make_plan
 from raydeploy.state import StateStore
 
@@ -104,7 +104,11 @@ class Service:
 
     def plan(self, name: str, data: dict[str, str] | None = None) -> Plan:
         """CHECKPOINT's plan now (pyinfra's dry run; an action's with DATA, its arguments); 503 PLAN_FAILED
-        with pyinfra's words when it cannot plan."""
+        with pyinfra's words when it cannot plan; 400 INVALID_REQUEST for an argument NAME does not take."""
+        try:
+            check_arguments(name, data or {})
+        except ValueError as problem:
+            raise ApiError(400, "INVALID_REQUEST", str(problem), {"checkpoint": name}) from None
         try:
             return make_plan(self.inventory, get(name), self.state_dir, data=data or None)
         except PlanError as error:
@@ -118,6 +122,27 @@ class Service:
             return load(self.inventory)
         except InventoryError as error:
             raise ApiError(503, "INVENTORY_UNREADABLE", str(error)) from None
+
+
+def query_data(items: list[str] | None) -> dict[str, str]:
+    """`?with=KEY=VALUE` query items as a day-2 action's arguments; 400 INVALID_REQUEST naming a bad one."""
+    data = {}
+    for item in items or []:
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ApiError(400, "INVALID_REQUEST", f"with={item[:200]!r} is not KEY=VALUE (e.g. with=purge_data=true)")
+        data[key.strip()] = value
+    return data
+
+
+ActionData = Annotated[
+    list[str] | None,
+    Query(
+        alias="with",
+        description="A day-2 action's arguments, KEY=VALUE, repeatable (destroy: with=purge_data=true)",
+        examples=[["purge_data=true"]],
+    ),
+]
 
 
 CheckpointName = Annotated[str, PathParameter(description="A checkpoint's name", examples=["cleanup-existing"])]

@@ -612,3 +612,16 @@ def test_a_run_that_cannot_begin_is_a_503_naming_why_never_a_202_for_a_run_that_
     body = assert_error_shape(answer, 503, "RUN_NOT_STARTED")
     assert "inventory" in body["message"] and "cannot be read" in body["message"], body
     assert client.store.runs() == [] and client.store.current_lock() is None
+
+
+def test_an_actions_arguments_are_checked_before_anything_is_planned(api):
+    viewer, approver = auth(api.issued["viewer"]), auth(api.issued["approver"])
+    unknown = api.get("/api/v1/approvals/destroy", params={"with": "purge=true"}, headers=viewer)
+    body = assert_error_shape(unknown, 400, "INVALID_REQUEST")
+    assert body["message"] == "destroy takes no argument purge; its arguments are purge_data, forget_secrets"
+    malformed = api.get("/api/v1/approvals/destroy", params={"with": "purge_data"}, headers=viewer)
+    assert "is not KEY=VALUE" in assert_error_shape(malformed, 400, "INVALID_REQUEST")["message"]
+    grant = {"reason": "CHG-1", "acknowledge_risks": True, "data": {"purge_data": "true"}}
+    checkpoint = api.post("/api/v1/approvals/cleanup-existing", json=grant, headers=approver)
+    assert "cleanup-existing takes no arguments" in assert_error_shape(checkpoint, 400, "INVALID_REQUEST")["message"]
+    assert api.store.approvals() == []

@@ -332,3 +332,15 @@ def test_an_edited_event_rehashed_and_rechained_is_still_found(store):
         store.db.execute("UPDATE audit SET details=?, hash=? WHERE seq=2", (forged_details, forged))
         store.db.execute("UPDATE audit SET prev_hash=? WHERE seq=3", (forged,))
     assert store.audit.verify() == ["event 3: its content does not match its hash (edited)"]
+
+
+def test_with_takes_only_the_arguments_the_action_names(tmp_path):
+    from click.testing import CliRunner
+
+    from raydeploy.cli import main
+
+    unknown = CliRunner().invoke(main, ["plan", "destroy", "--with", "purge=true", "--state-dir", str(tmp_path)])
+    assert unknown.exit_code == 2
+    assert "destroy takes no argument purge; its arguments are purge_data, forget_secrets" in unknown.output
+    checkpoint = CliRunner().invoke(main, ["plan", "--with", "drain_timeout=5", "--state-dir", str(tmp_path)])
+    assert checkpoint.exit_code == 2 and "prerequisites-check takes no arguments" in checkpoint.output

@@ -9,12 +9,14 @@ from fastapi import APIRouter, Request
 
 from raydeploy.api import models
 from raydeploy.api.context import (
+    ActionData,
     Approver,
     CheckpointName,
     Served,
     Service,
     Viewer,
     known_checkpoint_or_action,
+    query_data,
     refuse,
 )
 from raydeploy.api.errors import ApiError, now
@@ -28,10 +30,12 @@ router = APIRouter(prefix="/api/v1/approvals", tags=["Approvals"])
 
 
 @router.get("/{checkpoint_name}", response_model=models.ApprovalInfo)
-def get_approval(checkpoint_name: CheckpointName, served: Served, _: Viewer) -> dict:
-    """Whether the checkpoint needs an approval, its current plan's impact per host, and the valid approvals."""
+def get_approval(checkpoint_name: CheckpointName, served: Served, _: Viewer, with_data: ActionData = None) -> dict:
+    """Whether the checkpoint needs an approval, its current plan's impact per host, and the valid approvals.
+    A day-2 action's plan is the one for its arguments (`?with=purge_data=true`)."""
     name = known_checkpoint_or_action(checkpoint_name)
-    return approval_info(served, name, served.plan(name) if get(name).approval_required else None)
+    data = query_data(with_data)
+    return approval_info(served, name, served.plan(name, data) if get(name).approval_required else None)
 
 
 def check_approver(served: Service, identity: Identity, path: str, name: str, claimed: str | None) -> None:
