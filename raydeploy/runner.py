@@ -301,14 +301,23 @@ def failed(options: RunOptions, checkpoint: Checkpoint, execution: Execution) ->
     where = f" on {', '.join(hosts)}" if hosts else ""
     lines = [f"{checkpoint.name} failed{where}"]
     lines += [f"  {line}" for line in execution.summary.splitlines()]
-    if checkpoint.name in ACTION_NAMES and not options.rerun_command:  # no deploy --start-from for an action
-        lines.append(f"fix what is named above, then run the same {checkpoint.name} command again: {options.command}")
+    if checkpoint.name in ACTION_NAMES:  # no deploy --start-from, and no next checkpoint, for an action
+        lines.append(action_next_step(options, checkpoint, execution))
     elif checkpoint.name == "prerequisites-check":
         lines.append("nothing was changed on any host; fix what is named above, then run it again.")
         lines.append(f"resume: {resume_command(options, checkpoint.name, [])}")
     else:
         lines.append(next_step(options, checkpoint, execution))
     return Outcome("failed", checkpoint.name, "\n".join(lines), hosts, execution.changed)
+
+
+def action_next_step(options: RunOptions, action: Checkpoint, execution: Execution) -> str:
+    """What the operator runs next after the day-2 ACTION failed on some hosts: the same command again
+    (a re-run finds on each host what is left to do)."""
+    succeeded = sorted({row[0] for row in execution.rows} - set(execution.failed_hosts))
+    others = f"the other hosts ({', '.join(succeeded)}) finished it; " if succeeded else ""
+    again = options.rerun_command or options.command
+    return f"{others}fix what is named above, then run the same {action.name} again to finish it.\nresume: {again}"
 
 
 def next_step(options: RunOptions, checkpoint: Checkpoint, execution: Execution) -> str:

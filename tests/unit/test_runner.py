@@ -234,7 +234,7 @@ def test_a_removal_records_its_hosts_as_removed_and_a_failed_one_says_to_run_the
         deploy(
             replace(options(inventory, store, session, ["remove-node"], data=data, auto_approve=True), command=command)
         )
-    assert f"run the same remove-node command again: {command}" in stopped.value.message
+    assert f"run the same remove-node again to finish it.\nresume: {command}" in stopped.value.message
     assert "--start-from" not in stopped.value.message and store.hosts() == []
     assert status_report(store, inventory)["resume"] == command
     session.failing.clear()
@@ -271,4 +271,5 @@ def test_an_action_that_failed_on_some_hosts_says_to_run_it_again_not_to_resume_
     assert stopped.value.exit_code == EXIT_FAILED
     assert "destroy failed on worker-1" in stopped.value.message
     assert "resume: raydeploy destroy -i inv --purge-data" in stopped.value.message
-    assert "--start-from" not in stopped.value.message
+    assert "the other hosts (head) finished it; fix what is named above" in stopped.value.message
+    assert "--start-from" not in stopped.value.message and "next checkpoint" not in stopped.value.message
