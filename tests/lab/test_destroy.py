@@ -1,4 +1,5 @@
-"""destroy on a lab of its own: approval, what goes and what stays, unreachable hosts, deploy brings it back."""
+"""destroy on a lab of its own: approval, what goes and what stays, unreachable hosts, deploy brings it back,
+and the same through the API (an operator requests, another person approves)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import subprocess
 from collections.abc import Iterator
 
 import pytest
+import requests
 
-from tests.lab.conftest import TestLab, deploy, grand_total
+from tests.lab.conftest import DeployedCluster, TestLab, deploy, grand_total
+from tests.lab.test_api import follow, serve
 from tests.lab.test_wrapper import RAY_IMAGE, raydeploy_runner
 
 HOSTS = ("head", "worker-1", "worker-2")
@@ -96,3 +99,37 @@ def test_an_unreachable_host_is_named_the_others_are_torn_down_and_a_rerun_finis
     finished = wrapper("destroy", "--auto-approve")
     assert finished.returncode == 0, finished.output
     assert "ray-worker" not in containers(doomed, "worker-2")
+
+
+def test_the_api_destroys_at_an_operators_request_with_another_persons_approval(doomed, tmp_path):
+    state = tmp_path / "state"
+    wrapper = raydeploy_runner({**doomed.env, "RAYDEPLOY_STATE_DIR": str(state)})
+    wrapper("deploy", "--auto-approve", check=True)
+    roles = {"ops": "operator", "carol": "approver"}
+    with serve(DeployedCluster(doomed), state, roles, "--separation-of-duties") as (base, headers):
+
+        def call(method: str, who: str, path: str, **kwargs) -> requests.Response:
+            return requests.request(method, f"{base}/api/v1{path}", headers=headers[who], timeout=300, **kwargs)
+
+        requested = call("POST", "ops", "/actions/destroy", json={"purge_data": True})
+        assert requested.status_code == 202, requested.text
+        lines, end = follow(base, headers["ops"], requested.json()["execution_id"])
+        assert end["status"] == "awaiting-approval", (end, lines[-20:])
+        assert {"ray-head", "ray-redis"} <= containers(doomed, "head"), "destroy changed a host unapproved"
+
+        shown = call("GET", "carol", "/approvals/destroy", params={"with": "purge_data=true"})
+        assert shown.status_code == 200 and shown.json()["approval_required"], shown.text
+        digest = shown.json()["plan_digest"]
+        grant = {"reason": "EOL", "acknowledge_risks": True, "data": {"purge_data": "true"}}
+        assert call("POST", "ops", "/approvals/destroy", json=grant).status_code == 403  # an operator cannot
+        granted = call("POST", "carol", "/approvals/destroy", json=grant)
+        assert granted.status_code == 200 and granted.json()["plan_digest"] == digest, granted.text
+
+        started = call("POST", "ops", "/actions/destroy", json={"purge_data": True})
+        assert started.status_code == 202, started.text
+        lines, end = follow(base, headers["ops"], started.json()["execution_id"])
+        assert end["status"] == "succeeded", (end, lines[-30:])
+        assert any("approved by carol (EOL)" in line for line in lines), lines[-30:]
+    for host in HOSTS:
+        assert not any(name.startswith(("ray-", "node-exporter", "prometheus")) for name in containers(doomed, host))
+    assert not {"raydeploy-redis-data", "raydeploy-prometheus-data"} & volumes(doomed, "head")
