@@ -1,7 +1,9 @@
-"""The day-2 actions' arguments as the host data their deploy files read (one form for the CLI and the API)."""
+"""The day-2 actions' arguments as the host data their deploy files read (one form for the CLI and the API),
+and what a remove-node's drains reported."""
 
 from __future__ import annotations
 
+import json
 import re
 
 from raydeploy.approvals import ApprovalError, parse_ttl
@@ -26,3 +28,27 @@ def removal_data(hosts: list[str], drain_timeout: str, remove_on_timeout: bool) 
         DRAIN_TIMEOUT: str(seconds),
         REMOVE_ON_TIMEOUT: "yes" if remove_on_timeout else "no",
     }
+
+
+DRAIN_OPERATION = "Drain the Ray node"  # deploys/node_removal.py's operation; its script reports in JSON
+
+
+def drain_reports(rows: list[tuple[str, str, str, str]]) -> dict[str, dict]:
+    """Per removed host, the report its drain printed last (deploys/scripts/drain_ray_node.py):
+    {"node", "drained", "cut_off"}; hosts whose drain did not run or did not report are left out.
+
+    >>> drain_reports([("worker-1", "Remove nodes | Drain the Ray node", "changed",
+    ...                 'draining\\n{"node": "10.0.0.3", "drained": false, "cut_off": ["actor Keeper 1f"]}')])
+    {'worker-1': {'node': '10.0.0.3', 'drained': False, 'cut_off': ['actor Keeper 1f']}}
+    """
+    reports = {}
+    for host, operation, result, output in rows:
+        if not operation.endswith(DRAIN_OPERATION) or result == "failed" or not output.strip():
+            continue
+        try:
+            found = json.loads(output.strip().splitlines()[-1])
+        except ValueError:
+            continue
+        if isinstance(found, dict) and {"node", "drained", "cut_off"} <= set(found):
+            reports[host] = found
+    return reports

@@ -58,6 +58,7 @@ from raydeploy.plans import PLAN_FORMAT, digest_of
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 4
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 REDACTED = "<secret>"
+SUCCESS_OUTPUT, FAILURE_OUTPUT = 1000, 4000  # characters of an operation's output kept in the results
 
 
 def arguments(argv: list[str]) -> argparse.Namespace:
@@ -123,9 +124,7 @@ def command_record(command: Any, secrets: list[str]) -> dict[str, str]:
         return hashlib.sha256(text.encode()).hexdigest()
 
     if isinstance(command, StringCommand):
-        shown = command.get_masked_value()
-        for value in secrets:
-            shown = shown.replace(value, REDACTED)
+        shown = redacted(command.get_masked_value(), secrets)
         return {"type": "shell", "command": shown, "sha256": sha256(command.get_raw_value())}
     if isinstance(command, FileUploadCommand):
         if hasattr(command.src, "seek"):
@@ -209,8 +208,10 @@ def failure_of(error: Exception, state: Any) -> dict[str, Any]:
 
 
 def results_document(state: Any) -> dict[str, Any]:
-    """What ran: per operation and host, changed/unchanged/failed and a failure's output."""
-    rows = []
+    """What ran: per operation and host, changed/unchanged/failed, and its output: a failure's (stderr,
+    or stdout when it wrote none), a success's last stdout lines (a report such as the drain's). The
+    deploys' secrets are redacted from both."""
+    rows, secrets = [], secret_values(state)
     for op_hash in state.get_op_order():
         name = operation_name(state, op_hash)
         for host in state.inventory.iter_activated_hosts():
@@ -219,12 +220,18 @@ def results_document(state: Any) -> dict[str, Any]:
             meta = state.ops[host][op_hash].operation_meta
             if not meta.is_complete():
                 continue
-            if meta.did_succeed(_raise_if_not_complete=False):
-                rows.append({"host": host.name, "operation": name, "result": _changed(meta), "output": ""})
-            else:
-                output = "\n".join(meta.stderr_lines or meta.stdout_lines)[-4000:]
-                rows.append({"host": host.name, "operation": name, "result": "failed", "output": output})
+            succeeded = meta.did_succeed(_raise_if_not_complete=False)
+            lines = meta.stdout_lines if succeeded else (meta.stderr_lines or meta.stdout_lines)
+            output = redacted("\n".join(lines)[-(SUCCESS_OUTPUT if succeeded else FAILURE_OUTPUT) :], secrets)
+            result = _changed(meta) if succeeded else "failed"
+            rows.append({"host": host.name, "operation": name, "result": result, "output": output})
     return {"operations": rows, "failed_hosts": sorted(host.name for host in state.failed_hosts)}
+
+
+def redacted(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, REDACTED)
+    return text
 
 
 def _changed(meta: Any) -> str:

@@ -210,8 +210,10 @@ def plan_for(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Plan | No
     if not (checkpoint.approval_required or interrupted):
         return None
     if interrupted:
-        options.echo(
-            f"{checkpoint.name} was in progress when run {run.interrupted_run} was interrupted: planning it again"
+        say(
+            options,
+            run,
+            f"{checkpoint.name} was in progress when run {run.interrupted_run} was interrupted: planning it again",
         )
     plan = options.plan_with(options.inventory, checkpoint, options.store.directory, options.limit, options.data)
     write_log(options, run, plan.describe(commands=True))
@@ -224,7 +226,7 @@ def planning_failure(plan: Plan) -> Execution:
 
 def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan | None) -> Outcome:
     """Run CHECKPOINT (bound to PLAN when it was approved), then validate final-validation's cluster."""
-    options.echo(f"{checkpoint.name}: running")
+    say(options, run, f"{checkpoint.name}: running")
     started = time.monotonic()
     bound = plan if checkpoint.approval_required else None
     execution = options.execute_with(
@@ -242,11 +244,12 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
     options.store.record_operations(run.id, checkpoint.name, execution.rows)
     if execution.ok and checkpoint.name == "final-validation":
         execution = validate_cluster(options, run, execution)
-    options.echo(host_table(execution.rows))
+    say(options, run, host_table(execution.rows))
     if not execution.ok:
         return failed(options, checkpoint, with_diagnosis(options, execution))
-    options.echo(f"{checkpoint.name}: done, {execution.changed} change(s) in {time.monotonic() - started:.1f} s")
+    say(options, run, f"{checkpoint.name}: done, {execution.changed} change(s) in {time.monotonic() - started:.1f} s")
     record_hosts(options, run, checkpoint, execution)
+    report_drains(options, run, execution)
     return Outcome("succeeded", checkpoint.name, changed=execution.changed)
 
 
@@ -258,6 +261,21 @@ def record_hosts(options: RunOptions, run: Run, checkpoint: Checkpoint, executio
     names, status = found
     options.store.record_hosts(names, status, run.id)
     options.store.audit.append(options.requested_by, f"hosts {status}", ", ".join(names), run_id=run.id)
+
+
+def report_drains(options: RunOptions, run: Run, execution: Execution) -> None:
+    """Say, and audit, what a remove-node's drains reported: drained, or timed out and cut off (approved)."""
+    from raydeploy.node_actions import drain_reports
+
+    for host, drained in sorted(drain_reports(execution.rows).items()):
+        if drained["drained"]:
+            say(options, run, f"{host}: Ray node {drained['node']} drained, no task or actor ran there at removal")
+            continue
+        work = "; ".join(drained["cut_off"])
+        say(options, run, f"{host}: drain timed out; removed anyway (the approval allowed it), cut off: {work}")
+        options.store.audit.append(
+            options.requested_by, "drain cut off work", host, run_id=run.id, cut_off=drained["cut_off"]
+        )
 
 
 def with_diagnosis(options: RunOptions, execution: Execution) -> Execution:
@@ -364,6 +382,14 @@ def finish(options: RunOptions, run: Run, outcome: Outcome) -> None:
         store.release(run.lock)
 
 
+def say(options: RunOptions, run: Run, text: str) -> None:
+    """What the runner tells the operator during RUN: echoed, and in the run's log (which the API's
+    followers read)."""
+    run.log_file.write(text + "\n")
+    run.log_file.flush()
+    options.echo(text)
+
+
 def write_log(options: RunOptions, run: Run, line: str) -> None:
     """A line for the run's log; the ones an operator follows are echoed too."""
     run.log_file.write(line + "\n")
@@ -376,18 +402,20 @@ def write_log(options: RunOptions, run: Run, line: str) -> None:
 def approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan) -> Outcome | None:
     """Find or obtain the approval PLAN needs and use it: None when approved, else why not."""
     if not plan.has_changes:
-        options.echo(f"{checkpoint.name}: the plan changes nothing, no approval needed")
+        say(options, run, f"{checkpoint.name}: the plan changes nothing, no approval needed")
         return None
     who = options.requested_by
     decision = run.approvals.find(plan, requested_by=who)
     if decision.approval is not None:
         run.approvals.use(decision.approval, run.id, who)
-        options.echo(
-            f"{checkpoint.name}: approved by {decision.approval['approved_by']} ({decision.approval['reason']})"
+        say(
+            options,
+            run,
+            f"{checkpoint.name}: approved by {decision.approval['approved_by']} ({decision.approval['reason']})",
         )
         return None
     if decision.reason and "no valid approval" not in decision.reason:
-        options.echo(f"{checkpoint.name}: an approval exists but does not count: {decision.reason}")
+        say(options, run, f"{checkpoint.name}: an approval exists but does not count: {decision.reason}")
     if options.auto_approve:
         return auto_approve(options, run, checkpoint, plan)
     if options.interactive:
@@ -417,7 +445,7 @@ def auto_approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Pl
         plan, approved_by=who, reason="--auto-approve", acknowledge_risks=True, source="auto-approve", actor=who
     )
     run.approvals.use(approval, run.id, who)
-    options.echo(f"{checkpoint.name}: approved with --auto-approve by {who} (recorded in the audit trail)")
+    say(options, run, f"{checkpoint.name}: approved with --auto-approve by {who} (recorded in the audit trail)")
     return None
 
 

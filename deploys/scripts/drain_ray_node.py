@@ -7,11 +7,14 @@ Ray's own drain (`ray drain-node`, the GCS DrainNode RPC, reason PREEMPTION: not
 deadline of TIMEOUT_S) marks the node DRAINING: no new work is scheduled there, running work gets
 until the deadline. Asked from inside this host's ray-worker container, which holds Ray, the
 cluster token and the head's address. Exit 0 when drained (or already gone from Ray), or timed out
-with REMOVE_ON_TIMEOUT "yes" (the work still running is named: it will be cut off); else 1.
+with REMOVE_ON_TIMEOUT "yes" (the work still running is named: it will be cut off); else 1. On exit 0
+the last line of stdout is the report as JSON, {"node", "drained", "cut_off"}, which the wrapper
+logs and audits (raydeploy/node_actions.py).
 """
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -45,6 +48,10 @@ def verdict(address: str, cut_off: list[str], remove_on_timeout: bool, timeout_s
     )
 
 
+def report(address: str, drained: bool, cut_off: list[str]) -> None:
+    print(json.dumps({"node": address, "drained": drained, "cut_off": cut_off}))
+
+
 def main(arguments: list[str]) -> int:
     address, head, gcs_port, dashboard_port = arguments[0], arguments[1], int(arguments[2]), int(arguments[3])
     timeout_s, remove_on_timeout = int(arguments[4]), arguments[5] == "yes"
@@ -55,6 +62,7 @@ def main(arguments: list[str]) -> int:
     node = (alive_nodes(ask(NODES_PATH)) or {}).get(address)
     if node is None:
         print(f"{address}: no alive Ray node there, nothing to drain")
+        report(address, True, [])
         return 0
     drain = subprocess.run(drain_command(node["node_id"], f"{head}:{gcs_port}", timeout_s), capture_output=True)
     if drain.returncode != 0:
@@ -76,9 +84,12 @@ def main(arguments: list[str]) -> int:
 
     if wait_until(still_running, timeout_s, f"{address}: drain not finished", interval_s=2.0) == 0:
         print(f"{address}: drained, no task or actor runs there")
+        report(address, True, [])
         return 0
     status, message = verdict(address, last, remove_on_timeout, timeout_s)
     print(message, file=sys.stderr if status else sys.stdout)
+    if status == 0:
+        report(address, False, last or ["(no answer from Ray's state API)"])
     return status
 
 

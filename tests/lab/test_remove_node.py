@@ -195,7 +195,9 @@ def test_the_api_removes_the_last_worker_with_an_operators_request_and_another_p
         assert started.status_code == 202, started.text
         lines, end = follow(base, headers["ops"], started.json()["execution_id"])
         assert end["status"] == "succeeded", (end, lines[-30:])
-        cut_off = [line for line in lines if "removing anyway (approved), cut off:" in line]
-        assert cut_off and "actor Keeper" in cut_off[0], lines[-30:]
+        cut_off = [line for line in lines if "drain timed out; removed anyway (the approval allowed it)" in line]
+        assert len(cut_off) == 1 and cut_off[0].startswith("worker-1:") and "actor Keeper" in cut_off[0], lines[-30:]
+        audit = json.loads(wrapper("audit", "--json", check=True).stdout)
+        assert any(e["event"] == "drain cut off work" and e["target"] == "worker-1" for e in audit), audit[-5:]
     assert len(deployed.alive_nodes()) == 1
     assert deployed.lab.host("worker-1").check_output("docker ps -aq --filter label=raydeploy.component") == ""

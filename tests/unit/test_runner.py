@@ -32,6 +32,7 @@ class Session:
     planned: list[str] = field(default_factory=list)
     executed: list[tuple[str, str | None]] = field(default_factory=list)  # checkpoint, digest bound
     locks_seen: list[str | None] = field(default_factory=list)
+    extra_rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # more of what running answers
 
     def plan(self, inventory: str, checkpoint: Checkpoint, state_dir: Path, limit=None, data=None) -> Plan:
         self.planned.append(checkpoint.name)
@@ -50,6 +51,7 @@ class Session:
         reasons = self.failing.get(checkpoint.name, {})
         rows = [("head", f"{checkpoint.name} op", "failed" if "head" in reasons else "changed", "")]
         rows += [("worker-1", f"{checkpoint.name} op", "failed" if "worker-1" in reasons else "changed", "")]
+        rows += self.extra_rows
         changed = sum(row[2] == "changed" for row in rows)
         return Execution(not reasons, changed, rows, sorted(reasons), dict(reasons))
 
@@ -273,3 +275,17 @@ def test_an_action_that_failed_on_some_hosts_says_to_run_it_again_not_to_resume_
     assert "resume: raydeploy destroy -i inv --purge-data" in stopped.value.message
     assert "the other hosts (head) finished it; fix what is named above" in stopped.value.message
     assert "--start-from" not in stopped.value.message and "next checkpoint" not in stopped.value.message
+
+
+def test_a_drain_that_cut_off_work_is_said_in_the_runs_log_and_audited(inventory, store, session):
+    data = {"remove_hosts": "worker-1", "drain_timeout": "10", "remove_on_drain_timeout": "yes"}
+    session.changes["remove-node"] = {"worker-1": ["Drain the Ray node"]}
+    report = '{"node": "10.1.0.3", "drained": false, "cut_off": ["actor Keeper 1f2e"]}'
+    session.extra_rows = [("worker-1", "Remove nodes | Drain the Ray node", "changed", f"timed out\n{report}")]
+    said: list[str] = []
+    run = replace(options(inventory, store, session, ["remove-node"], data=data, auto_approve=True), echo=said.append)
+    run_id = deploy(run)
+    told = "worker-1: drain timed out; removed anyway (the approval allowed it), cut off: actor Keeper 1f2e"
+    assert told in said and told in store.log_path(run_id).read_text()
+    cut = [event for event in store.audit.events() if event.event == "drain cut off work"]
+    assert len(cut) == 1 and cut[0].target == "worker-1" and cut[0].details["cut_off"] == ["actor Keeper 1f2e"]
