@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from raydeploy.audit import now_utc
-from raydeploy.checkpoints import get
+from raydeploy.checkpoints import get, needs_approval, needs_risk_acknowledgement, risky, what_to_approve
 from raydeploy.plans import Plan, difference
 from raydeploy.state import StateStore
 
@@ -85,9 +85,9 @@ class Approvals:
             raise ApprovalError("an approval needs who gives it (--by)")
         if not reason:
             raise ApprovalError("an approval needs a reason (--reason)")
-        if not checkpoint.approval_required:
+        if not needs_approval(checkpoint, plan):
             raise ApprovalError(f"{checkpoint.name} needs no approval; it runs without one")
-        if checkpoint.destructive and not acknowledge_risks:
+        if needs_risk_acknowledgement(checkpoint, plan) and not acknowledge_risks:
             self.store.audit.append(
                 actor or approved_by,
                 "approval refused",
@@ -96,7 +96,7 @@ class Approvals:
                 why="risks not acknowledged",
             )
             raise ApprovalError(
-                f"{checkpoint.name} is destructive: approve it with --acknowledge-risks after reading its plan"
+                f"{checkpoint.name} is {risky(checkpoint)}: approve it with --acknowledge-risks after reading its plan"
             )
         now = datetime.now(UTC)
         approval = {
@@ -183,18 +183,18 @@ class Approvals:
                     f"{plan.digest}: {changed_since(approval, plan)}"
                 )
                 continue
-            if checkpoint.destructive and not approval["acknowledge_risks"]:
+            if needs_risk_acknowledgement(checkpoint, plan) and not approval["acknowledge_risks"]:
                 reasons.append(f"approval {approval['id']} does not acknowledge the risks")
                 continue
             if (
-                checkpoint.destructive
+                needs_risk_acknowledgement(checkpoint, plan)
                 and self.separation_of_duties
                 and requested_by is not None
                 and approval["approved_by"] == requested_by
             ):
                 reasons.append(
                     f"approval {approval['id']} was given by {requested_by}, who requested this run; with separation "
-                    f"of duties another person must approve a destructive checkpoint"
+                    f"of duties another person must approve a {what_to_approve(checkpoint)}"
                 )
                 continue
             return Decision(approval, "")

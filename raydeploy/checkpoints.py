@@ -16,6 +16,9 @@ class Checkpoint:
     approval_required: bool
     destructive: bool
     arguments: tuple[str, ...] = ()  # a day-2 action's --with KEY=VALUE keys (host data)
+    # Its plan may disrupt the whole cluster (deploys/disruptions.py): it is always planned, and such a
+    # plan needs an approval with the risks acknowledged although the checkpoint otherwise needs none.
+    may_disrupt: bool = False
 
     @property
     def deploy_file(self) -> str:
@@ -30,7 +33,14 @@ CHECKPOINTS = (
     Checkpoint(
         "cleanup-existing", "Remove earlier Ray containers/processes and stale monitoring containers", True, True
     ),
-    Checkpoint("ray-deployment", "Redis, the Ray head and workers; waits until every node is alive", False, False),
+    Checkpoint(
+        "ray-deployment",
+        "Redis, the Ray head and workers; waits until every node is alive. A new Ray release restarts every "
+        "node together: that plan needs an approval",
+        False,
+        False,
+        may_disrupt=True,
+    ),
     Checkpoint("monitoring-deployment", "node-exporter, cAdvisor, Prometheus with alert rules, Grafana", False, False),
     Checkpoint("final-validation", "testinfra, HTTP and a Ray job that must run on every node", False, False),
 )
@@ -56,6 +66,26 @@ ACTIONS = (
 )
 ACTION_NAMES = tuple(action.name for action in ACTIONS)
 BY_NAME = {checkpoint.name: checkpoint for checkpoint in CHECKPOINTS + ACTIONS}
+
+
+def needs_approval(checkpoint: Checkpoint, plan) -> bool:
+    """Whether running PLAN of CHECKPOINT needs an approval: the checkpoint always does, or this plan
+    disrupts the cluster (a Plan, or None when none was made)."""
+    return checkpoint.approval_required or (checkpoint.may_disrupt and plan is not None and plan.disruptive)
+
+
+def needs_risk_acknowledgement(checkpoint: Checkpoint, plan) -> bool:
+    """Whether an approval of PLAN must acknowledge its risks: a destructive checkpoint, or a disruptive plan."""
+    return checkpoint.destructive or (plan is not None and plan.disruptive)
+
+
+def risky(checkpoint: Checkpoint) -> str:
+    """Why an approval must acknowledge risks, in a word: destructive, or disruptive (a plan that restarts the cluster)."""
+    return "destructive" if checkpoint.destructive else "disruptive"
+
+
+def what_to_approve(checkpoint: Checkpoint) -> str:
+    return "destructive checkpoint" if checkpoint.destructive else "disruptive plan"
 
 
 def check_arguments(name: str, data: dict[str, str]) -> None:

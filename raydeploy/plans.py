@@ -124,6 +124,20 @@ class Plan:
     def has_changes(self) -> bool:
         return any(self.changes.values())
 
+    @property
+    def disruptions(self) -> dict[str, list[str]]:
+        """Per host, what its changes disrupt cluster-wide (deploys/disruptions.py), in words."""
+        return {
+            name: [found["summary"] for found in entry["disruptions"]]
+            for name, entry in self.hosts.items()
+            if entry.get("disruptions")
+        }
+
+    @property
+    def disruptive(self) -> bool:
+        """Whether running this plan interrupts the whole cluster (it then needs an approval)."""
+        return bool(self.disruptions)
+
     def summary(self) -> dict[str, dict[str, object]]:
         """Per host: how many operations change, which, and the deploy's own notes."""
         return {
@@ -142,6 +156,7 @@ class Plan:
             lines.append("  with " + ", ".join(f"{key}={value}" for key, value in self.document["data"].items()))
         if not self.has_changes and not self.notes and not self.failed:
             lines.append("  no changes")
+        lines += [f"  DISRUPTIVE ({host}): {said}" for host, found in self.disruptions.items() for said in found]
         lines += [f"  {host}: UNREACHABLE, not planned" for host in self.unreachable]
         lines += [f"  {host}: FAILED: {error}" for host, error in sorted(self.failed.items())]
         for host, entry in sorted(self.hosts.items()):
@@ -160,6 +175,8 @@ class Plan:
             "digest": self.digest,
             "fingerprint": self.fingerprint,
             "has_changes": self.has_changes,
+            "disruptive": self.disruptive,
+            "disruptions": self.disruptions,
             "unreachable": self.unreachable,
             "hosts": self.summary(),
             "plan": self.document,

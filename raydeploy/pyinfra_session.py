@@ -82,7 +82,8 @@ class NoteRecorder(logging.Handler):
     """What a deploy says about a host while it is being planned (`host.log`), kept for people.
 
     pyinfra runs each host's deploy code with that host as `context.host`; a line it logs with the
-    host's prefix is that host's note. pyinfra's own lines (ready, noop) are not notes.
+    host's prefix is that host's note. pyinfra's own lines (ready, noop) are not notes, nor are the
+    warnings of deploys/disruptions.py, which the plan carries as data.
     """
 
     def __init__(self) -> None:
@@ -99,7 +100,7 @@ class NoteRecorder(logging.Handler):
         if not text.startswith(prefix):
             return
         note = text[len(prefix) :].strip()
-        if note and not note.startswith(("noop:", "Ready:")):
+        if note and not note.startswith(("noop:", "Ready:", "DISRUPTIVE:")):
             self.notes.setdefault(current.name, []).append(note)
 
 
@@ -167,8 +168,10 @@ def operation_name(state: Any, op_hash: str) -> str:
 def plan_document(
     state: Any, checkpoint: str, notes: NoteRecorder, failure: dict[str, Any] | None, data: dict[str, str]
 ) -> dict:
-    """The plan, per host: planned (its operations), unreachable, or failed (with pyinfra's error);
-    and the data the run was given (an action's arguments), which an approval binds too."""
+    """The plan, per host: planned (its operations, and what of them disrupts the cluster), unreachable,
+    or failed (with pyinfra's error); and the data the run was given (an action's arguments), which
+    an approval binds too."""
+    from deploys.disruptions import RECORDED
 
     notes.recording = False
     secrets = secret_values(state)
@@ -183,6 +186,8 @@ def plan_document(
             entry |= {"status": "failed", "error": failure["hosts"][host.name]}
         elif failure is None:
             entry["operations"] = host_operations(state, host, secrets)
+            if RECORDED.get(host.name) and entry["operations"]:  # absent when none: digests stay as before
+                entry["disruptions"] = RECORDED[host.name]
         hosts[host.name] = entry
     document = {"format": PLAN_FORMAT, "checkpoint": checkpoint, "hosts": hosts}
     if data:

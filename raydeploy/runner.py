@@ -23,7 +23,15 @@ from typing import TextIO
 import click
 
 from raydeploy.approvals import ApprovalError, Approvals
-from raydeploy.checkpoints import ACTION_NAMES, NAMES, Checkpoint, get
+from raydeploy.checkpoints import (
+    ACTION_NAMES,
+    NAMES,
+    Checkpoint,
+    get,
+    needs_approval,
+    needs_risk_acknowledgement,
+    risky,
+)
 from raydeploy.host_records import host_notices, hosts_after, inventory_hosts
 from raydeploy.plans import Execution, Plan, PlanError, difference, execute, fingerprint, make_plan
 from raydeploy.state import Lock, StateStore
@@ -111,10 +119,10 @@ def resume_command(options: RunOptions, checkpoint: str, hosts: list[str]) -> st
     )
 
 
-def approve_command(options: RunOptions, checkpoint: Checkpoint) -> str:
+def approve_command(options: RunOptions, checkpoint: Checkpoint, plan: Plan | None = None) -> str:
     command = f"raydeploy approve {checkpoint.name} -i {options.inventory} --by YOUR_NAME --reason WHY"
     command += "".join(f" --with {shlex.quote(f'{key}={value}')}" for key, value in sorted(options.data.items()))
-    return command + (" --acknowledge-risks" if checkpoint.destructive else "")
+    return command + (" --acknowledge-risks" if needs_risk_acknowledgement(checkpoint, plan) else "")
 
 
 def deploy(options: RunOptions, lock: Lock | None = None) -> str:
@@ -196,7 +204,7 @@ def checkpoint_step(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Ou
     if plan is not None and plan.failed:
         return record(options, run, checkpoint, failed(options, checkpoint, planning_failure(plan)))
     try:
-        refusal = approve(options, run, checkpoint, plan) if checkpoint.approval_required else None
+        refusal = approve(options, run, checkpoint, plan) if needs_approval(checkpoint, plan) else None
     except ApprovalError as problem:
         refusal = Outcome("failed", checkpoint.name, str(problem))
     if refusal is not None:
@@ -207,7 +215,7 @@ def checkpoint_step(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Ou
 def plan_for(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Plan | None:
     """CHECKPOINT's plan when it needs an approval or was left interrupted; otherwise None."""
     interrupted = checkpoint.name == run.interrupted_in
-    if not (checkpoint.approval_required or interrupted):
+    if not (checkpoint.approval_required or checkpoint.may_disrupt or interrupted):
         return None
     if interrupted:
         say(
@@ -228,7 +236,7 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
     """Run CHECKPOINT (bound to PLAN when it was approved), then validate final-validation's cluster."""
     say(options, run, f"{checkpoint.name}: running")
     started = time.monotonic()
-    bound = plan if checkpoint.approval_required else None
+    bound = plan if needs_approval(checkpoint, plan) else None
     execution = options.execute_with(
         options.inventory,
         checkpoint,
@@ -309,7 +317,7 @@ def plan_changed(options: RunOptions, checkpoint: Checkpoint, approved: Plan, fo
         f"{checkpoint.name}: the plan changed after it was approved (approved {approved.digest}, now {found.digest}); "
         f"nothing was run. What changed, per host:\n{lines}\n"
         f"See the plan: raydeploy plan {checkpoint.name} -i {options.inventory}; "
-        f"approve it: {approve_command(options, checkpoint)}; then run again.",
+        f"approve it: {approve_command(options, checkpoint, found)}; then run again.",
     )
 
 
@@ -427,19 +435,20 @@ def approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan) -
         f"{checkpoint.name} needs an approval for plan {plan.digest} and there is none"
         + (f" ({decision.reason})" if decision.reason else "")
         + f"; nothing was changed by it. See the plan: raydeploy plan {checkpoint.name} -i {options.inventory}; "
-        f"approve it: {approve_command(options, checkpoint)}; then run again.",
+        f"approve it: {approve_command(options, checkpoint, plan)}; then run again.",
     )
 
 
 def auto_approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan) -> Outcome | None:
-    """--auto-approve: the requester approves, recorded as such; never a destructive plan under separation of duties."""
+    """--auto-approve: the requester approves, recorded as such; never a destructive (or disruptive) plan
+    under separation of duties."""
     who = options.requested_by
-    if checkpoint.destructive and options.separation_of_duties:
+    if needs_risk_acknowledgement(checkpoint, plan) and options.separation_of_duties:
         return Outcome(
             "awaiting-approval",
             checkpoint.name,
-            f"{checkpoint.name} is destructive and separation of duties is on: --auto-approve cannot approve it; "
-            f"another person runs: {approve_command(options, checkpoint)}",
+            f"{checkpoint.name} is {risky(checkpoint)} and separation of duties is on: --auto-approve cannot "
+            f"approve it; another person runs: {approve_command(options, checkpoint, plan)}",
         )
     approval = run.approvals.grant(
         plan, approved_by=who, reason="--auto-approve", acknowledge_risks=True, source="auto-approve", actor=who
@@ -450,15 +459,15 @@ def auto_approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Pl
 
 
 def prompt_approval(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan) -> Outcome | None:
-    """Show the plan at the terminal; a destructive one is approved only by typing its checkpoint's name
-    (or OPTIONS.typed_confirmation, as destroy asks for the cluster's name)."""
+    """Show the plan at the terminal; a destructive (or disruptive) one is approved only by typing its
+    checkpoint's name (or OPTIONS.typed_confirmation, as destroy asks for the cluster's name)."""
     who = options.requested_by
     options.echo(plan.describe())
-    if checkpoint.destructive:
+    if needs_risk_acknowledgement(checkpoint, plan):
         word = options.typed_confirmation or checkpoint.name
         what = "its name" if word == checkpoint.name else f"the cluster's name ({word})"
         typed = click.prompt(
-            f"{checkpoint.name} is destructive. Type {what} to approve this plan (anything else refuses)",
+            f"{checkpoint.name} is {risky(checkpoint)}. Type {what} to approve this plan (anything else refuses)",
             default="",
             show_default=False,
         )

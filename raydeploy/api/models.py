@@ -142,11 +142,19 @@ class PlannedOperation(BaseModel):
     conditional: bool = False
 
 
+class Disruption(BaseModel):
+    kind: str = Field(examples=["cluster-restart"])
+    summary: str
+
+
 class HostPlanDocument(BaseModel):
     status: Literal["planned", "unreachable", "failed"]
     operations: list[PlannedOperation]
     notes: list[str] = Field(description="what the deploy says for people; not part of the digest")
     error: str | None = None
+    disruptions: list[Disruption] = Field(
+        default_factory=list, description="what of this host's changes interrupts the whole cluster (in the digest)"
+    )
 
 
 class PlanDocument(BaseModel):
@@ -163,6 +171,8 @@ class PlanView(BaseModel):
     digest: str
     fingerprint: str
     has_changes: bool
+    disruptive: bool = Field(False, description="Running this plan restarts the whole cluster")
+    disruptions: dict[str, list[str]] = Field(default_factory=dict, description="Per host: what disrupts, in words")
     unreachable: list[str]
     hosts: dict[str, HostPlan]
     plan: PlanDocument
@@ -183,6 +193,9 @@ class ApprovalInfo(BaseModel):
     checkpoint: str
     approval_required: bool
     destructive_operation: bool
+    disruptive: bool = Field(
+        False, description="The current plan restarts the whole cluster (a new Ray release): it needs an approval"
+    )
     approval_file: str = Field(description="Where a manual approval file for this checkpoint is read from")
     message: str
     impact_summary: list[str] = Field(description="Per host: what the current plan changes")

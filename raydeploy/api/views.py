@@ -13,7 +13,7 @@ from pathlib import Path
 from raydeploy.api.context import Service
 from raydeploy.api.errors import ApiError
 from raydeploy.approvals import Approvals
-from raydeploy.checkpoints import ACTION_NAMES, get
+from raydeploy.checkpoints import ACTION_NAMES, get, needs_approval, needs_risk_acknowledgement, risky
 from raydeploy.plans import Plan
 from raydeploy.state import StateStore
 
@@ -88,25 +88,29 @@ def approval_info(served: Service, name: str, plan: Plan | None) -> dict:
     checkpoint = get(name)
     listed = Approvals(served.db(), served.separation_of_duties).all(name)
     impact = [] if plan is None else impact_summary(plan)
-    if not checkpoint.approval_required:
-        message = f"{name} runs without an approval"
+    risks = needs_risk_acknowledgement(checkpoint, plan)
+    if not needs_approval(checkpoint, plan):
+        message = f"{name} runs without an approval" + (
+            " (a plan that restarts the whole cluster needs one)" if checkpoint.may_disrupt else ""
+        )
     elif plan is not None and not plan.has_changes:
         message = f"{name}'s plan changes nothing: it runs without an approval"
     else:
         message = (
             f"{name} needs an approval bound to plan {plan.digest if plan else '?'}: "
             f"POST {approval_path(name)} with a reason"
-            + (" and acknowledge_risks: true (destructive)" if checkpoint.destructive else "")
+            + (f" and acknowledge_risks: true ({risky(checkpoint)})" if risks else "")
             + (
                 "; with separation of duties, not by whoever starts the run"
-                if checkpoint.destructive and served.separation_of_duties
+                if risks and served.separation_of_duties
                 else ""
             )
         )
     return {
         "checkpoint": name,
-        "approval_required": checkpoint.approval_required,
+        "approval_required": needs_approval(checkpoint, plan),
         "destructive_operation": checkpoint.destructive,
+        "disruptive": bool(plan and plan.disruptive),
         "approval_file": str(served.state_dir / "approvals" / f"{name}.json"),
         "message": message,
         "impact_summary": impact,

@@ -351,7 +351,9 @@ def test_an_approval_names_its_approver_from_the_token_and_refuses_another_name(
     fields = {p["field"] for p in assert_error_shape(owned, 422, "INVALID_REQUEST")["details"]["problems"]}
     assert fields == {"body.approved_at", "body.status"}
     assert_error_shape(
-        client.post("/api/v1/approvals/ray-deployment", json={"reason": "x"}, headers=auth(client.issued["approver"])),
+        client.post(
+            "/api/v1/approvals/monitoring-deployment", json={"reason": "x"}, headers=auth(client.issued["approver"])
+        ),
         400,
         "APPROVAL_NOT_NEEDED",
     )

@@ -403,3 +403,29 @@ def test_what_changed_on_two_hosts_is_told_host_by_host(store):
     assert changed_since(approval, two_hosts) == (
         "worker-1: -Remove container ray_head ($ echo Remove container ray_head); worker-2: absent -> planned"
     )
+
+
+def upgrade(fingerprint: str = "fp1"):
+    """ray-deployment's plan of a new Ray release: the head says it restarts the cluster."""
+    plan = plan_of("ray-deployment", fingerprint, {"head": ["Ray head container"], "worker-1": ["Ray worker container"]})
+    restart = {"kind": "cluster-restart", "summary": "cluster-wide restart: Ray 2.59.0 -> 2.60.0 on 2 nodes"}
+    plan.hosts["head"]["disruptions"] = [restart]
+    return plan
+
+
+def test_ray_deployment_needs_an_approval_only_for_a_plan_that_restarts_the_cluster(store):
+    plain = plan_of("ray-deployment", "fp1", {"worker-1": ["Ray worker container"]})
+    with pytest.raises(ApprovalError, match="ray-deployment needs no approval; it runs without one"):
+        Approvals(store).grant(plain, "alice", "CHG-1", acknowledge_risks=True)
+    with pytest.raises(ApprovalError, match="ray-deployment is disruptive: approve it with --acknowledge-risks"):
+        Approvals(store).grant(upgrade(), "alice", "CHG-1")
+    assert last_event(store)[1:3] == ("approval refused", "ray-deployment")
+    approval = Approvals(store).grant(upgrade(), "alice", "CHG-1", acknowledge_risks=True)
+    assert Approvals(store).find(upgrade(), requested_by="bob").approval["id"] == approval["id"]
+
+
+def test_a_disruptive_plan_is_approved_by_another_person_under_separation_of_duties(store):
+    Approvals(store, separation_of_duties=True).grant(upgrade(), "alice", "CHG-1", acknowledge_risks=True)
+    own = Approvals(store, separation_of_duties=True).find(upgrade(), requested_by="alice")
+    assert own.approval is None and "another person must approve a disruptive plan" in own.reason
+    assert Approvals(store, separation_of_duties=True).find(upgrade(), requested_by="bob").approval is not None

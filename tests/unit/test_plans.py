@@ -236,6 +236,8 @@ def test_a_plans_summary_and_dict_are_what_the_api_and_console_show():
         "digest": plan.digest,
         "fingerprint": "fp",
         "has_changes": True,
+        "disruptive": False,
+        "disruptions": {},
         "unreachable": ["worker-1"],
         "hosts": plan.summary(),
         "plan": plan.document,
@@ -502,3 +504,16 @@ def test_a_run_whose_session_dies_without_an_answer_fails_with_what_it_printed_o
         f"first  \nCould not connect to the moon (fix: {hint('SSH error')})"
     )
     assert logged[-2:] == ["first  ", "Could not connect to the moon"]
+
+
+RESTART = {"kind": "cluster-restart", "summary": "cluster-wide restart: Ray 2.59.0 -> 2.60.0 on 3 nodes"}
+
+
+def test_a_disruption_is_in_the_digest_and_shown_first():
+    plain = Plan("ray-deployment", "fp", document())
+    disrupted = Plan("ray-deployment", "fp", changed(lambda d: d["hosts"]["head"].update(disruptions=[RESTART])))
+    assert not plain.disruptive and disrupted.disruptive
+    assert disrupted.digest != plain.digest
+    assert disrupted.disruptions == {"head": [RESTART["summary"]]}
+    assert disrupted.describe().splitlines()[1] == f"  DISRUPTIVE (head): {RESTART['summary']}"
+    assert disrupted.as_dict()["disruptive"] is True

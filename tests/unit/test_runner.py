@@ -33,10 +33,14 @@ class Session:
     executed: list[tuple[str, str | None]] = field(default_factory=list)  # checkpoint, digest bound
     locks_seen: list[str | None] = field(default_factory=list)
     extra_rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # more of what running answers
+    disrupting: set[str] = field(default_factory=set)  # checkpoints whose plan restarts the cluster
 
     def plan(self, inventory: str, checkpoint: Checkpoint, state_dir: Path, limit=None, data=None) -> Plan:
         self.planned.append(checkpoint.name)
-        return plan_of(checkpoint.name, fingerprint_of(inventory), self.changes.get(checkpoint.name, {}))
+        plan = plan_of(checkpoint.name, fingerprint_of(inventory), self.changes.get(checkpoint.name, {}))
+        if checkpoint.name in self.disrupting:
+            plan.hosts["head"]["disruptions"] = [{"kind": "cluster-restart", "summary": "cluster-wide restart"}]
+        return plan
 
     def execute(
         self, inventory, checkpoint, log, limit=None, fail_percent=None, state_dir=None, approved=None, data=None
@@ -289,3 +293,22 @@ def test_a_drain_that_cut_off_work_is_said_in_the_runs_log_and_audited(inventory
     assert told in said and told in store.log_path(run_id).read_text()
     cut = [event for event in store.audit.events() if event.event == "drain cut off work"]
     assert len(cut) == 1 and cut[0].target == "worker-1" and cut[0].details["cut_off"] == ["actor Keeper 1f2e"]
+
+
+def test_a_ray_deployment_that_restarts_the_cluster_waits_for_an_approval_and_a_plain_one_does_not(
+    inventory, store, session
+):
+    session.changes["ray-deployment"] = {"head": ["Ray head container"]}
+    assert deploy(options(inventory, store, session, ["ray-deployment"]))
+    assert session.planned == ["ray-deployment"] and session.executed == [("ray-deployment", None)]
+
+    session.disrupting.add("ray-deployment")
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["ray-deployment"]))
+    assert stopped.value.exit_code == EXIT_AWAITING_APPROVAL and len(session.executed) == 1
+    assert "raydeploy approve ray-deployment" in stopped.value.message
+    assert "--acknowledge-risks" in stopped.value.message
+    plan = session.plan(inventory, Checkpoint("ray-deployment", "", False, False, may_disrupt=True), store.directory)
+    Approvals(store).grant(plan, "bob", "CHG-7", acknowledge_risks=True)
+    deploy(options(inventory, store, session, ["ray-deployment"]))
+    assert session.executed[-1] == ("ray-deployment", plan.digest), "the run is bound to the approved plan"

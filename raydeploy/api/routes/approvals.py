@@ -23,7 +23,7 @@ from raydeploy.api.errors import ApiError, now
 from raydeploy.api.tokens import Identity
 from raydeploy.api.views import approval_info
 from raydeploy.approvals import ApprovalError, Approvals
-from raydeploy.checkpoints import get
+from raydeploy.checkpoints import get, needs_approval, needs_risk_acknowledgement
 from raydeploy.plans import Plan
 
 router = APIRouter(prefix="/api/v1/approvals", tags=["Approvals"])
@@ -35,11 +35,15 @@ def get_approval(checkpoint_name: CheckpointName, served: Served, _: Viewer, wit
     A day-2 action's plan is the one for its arguments (`?with=purge_data=true`)."""
     name = known_checkpoint_or_action(checkpoint_name)
     data = query_data(with_data)
-    return approval_info(served, name, served.plan(name, data) if get(name).approval_required else None)
+    planned = get(name).approval_required or get(name).may_disrupt
+    return approval_info(served, name, served.plan(name, data) if planned else None)
 
 
-def check_approver(served: Service, identity: Identity, path: str, name: str, claimed: str | None) -> None:
-    """403 when the body names another approver, or when separation of duties forbids this one."""
+def check_approver(
+    served: Service, identity: Identity, path: str, name: str, claimed: str | None, plan: Plan | None = None
+) -> None:
+    """403 when the body names another approver, or when separation of duties forbids this one (for a
+    destructive checkpoint, or a disruptive PLAN)."""
     if claimed is not None and claimed.strip() != identity.name:
         raise refuse(
             served,
@@ -50,7 +54,7 @@ def check_approver(served: Service, identity: Identity, path: str, name: str, cl
             "IDENTITY_MISMATCH",
             claimed=claimed[:200],
         )
-    if not (get(name).destructive and served.separation_of_duties):
+    if not (needs_risk_acknowledgement(get(name), plan) and served.separation_of_duties):
         return
     waiting = next(
         (r for r in served.db().runs(50) if r["status"] == "awaiting-approval" and r["failed_checkpoint"] == name),
@@ -76,9 +80,13 @@ def grant_approval(
     The approval is bound to the plan's digest, used once, and expires (ttl_minutes)."""
     name = known_checkpoint_or_action(checkpoint_name)
     check_approver(served, identity, request.url.path, name, body.approved_by)
-    if not get(name).approval_required:
+    if not (get(name).approval_required or get(name).may_disrupt):
         raise ApiError(400, "APPROVAL_NOT_NEEDED", f"{name} needs no approval; it runs without one")
-    return granted(served, identity, name, served.plan(name, body.data), body)
+    plan = served.plan(name, body.data)
+    check_approver(served, identity, request.url.path, name, body.approved_by, plan)
+    if not needs_approval(get(name), plan):
+        raise ApiError(400, "APPROVAL_NOT_NEEDED", f"{name}'s plan restarts no node cluster-wide: it runs without one")
+    return granted(served, identity, name, plan, body)
 
 
 def granted(served: Service, identity: Identity, name: str, plan: Plan, body: Any) -> dict:
@@ -113,7 +121,7 @@ def reject_approval(
 ) -> dict:
     """Reject the checkpoint's current plan: every valid approval of it is closed; audited."""
     name = known_checkpoint_or_action(checkpoint_name)
-    if not get(name).approval_required:
+    if not (get(name).approval_required or get(name).may_disrupt):
         raise ApiError(400, "APPROVAL_NOT_NEEDED", f"{name} needs no approval; there is nothing to reject")
     plan = served.plan(name, body.data)
     try:

@@ -13,7 +13,7 @@ from raydeploy.api.errors import ApiError, error_body, now
 from raydeploy.api.tokens import Identity
 from raydeploy.api.views import approval_info, checkpoint_status
 from raydeploy.approvals import Approvals
-from raydeploy.checkpoints import NAMES, get
+from raydeploy.checkpoints import NAMES, get, needs_approval, needs_risk_acknowledgement, risky
 from raydeploy.plans import Plan
 from raydeploy.runner import new_run_id
 from raydeploy.state import Lock, LockHeld, StateStore
@@ -78,12 +78,12 @@ def approve_on_execute(served: Service, identity: Identity, path: str, plan: Pla
             path,
             f"approve: true needs the approver role; the token {identity.name} is {identity.role}",
         )
-    if checkpoint.destructive:
+    if needs_risk_acknowledgement(checkpoint, plan):
         raise refuse(
             served,
             identity,
             path,
-            f"{checkpoint.name} is destructive: approve: true cannot approve it. An approver reads the plan "
+            f"{checkpoint.name} is {risky(checkpoint)}: approve: true cannot approve it. An approver reads the plan "
             f"(GET /api/v1/approvals/{checkpoint.name}) and grants it with POST /api/v1/approvals/"
             f"{checkpoint.name} and acknowledge_risks: true"
             + (
@@ -100,10 +100,10 @@ def approve_on_execute(served: Service, identity: Identity, path: str, plan: Pla
 
 def approval_missing(served: Service, identity: Identity, path: str, name: str, approve: bool) -> JSONResponse | None:
     """The 400 APPROVAL_REQUIRED answer when NAME's plan now changes something and nobody approved it."""
-    if not get(name).approval_required:
+    if not (get(name).approval_required or get(name).may_disrupt):
         return None
     plan = served.plan(name)
-    if not plan.has_changes:
+    if not plan.has_changes or not needs_approval(get(name), plan):
         return None
     decision = Approvals(served.db(), served.separation_of_duties).find(plan, requested_by=identity.name)
     if decision.approval is not None:
