@@ -407,7 +407,9 @@ def test_what_changed_on_two_hosts_is_told_host_by_host(store):
 
 def upgrade(fingerprint: str = "fp1"):
     """ray-deployment's plan of a new Ray release: the head says it restarts the cluster."""
-    plan = plan_of("ray-deployment", fingerprint, {"head": ["Ray head container"], "worker-1": ["Ray worker container"]})
+    plan = plan_of(
+        "ray-deployment", fingerprint, {"head": ["Ray head container"], "worker-1": ["Ray worker container"]}
+    )
     restart = {"kind": "cluster-restart", "summary": "cluster-wide restart: Ray 2.59.0 -> 2.60.0 on 2 nodes"}
     plan.hosts["head"]["disruptions"] = [restart]
     return plan
