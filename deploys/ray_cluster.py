@@ -29,6 +29,8 @@ from deploys.host_secrets import (
     redis_password_file,
 )
 from deploys.monitoring_config import grafana_url, prometheus_url
+from deploys.ray_upgrade import old_gcs_state_removed, plan_release_change, ray_stopped, running_ray
+from deploys.ray_versions import storage_namespace
 from deploys.secret_files import digest, secret_file
 from deploys.settings import Settings
 from deploys.topology import Cluster, Node
@@ -113,7 +115,8 @@ def head_spec(
     if redis_password:
         environment |= {
             "RAY_REDIS_ADDRESS": f"127.0.0.1:{settings.redis_port}",
-            "RAY_external_storage_namespace": "raydeploy",
+            # One namespace per Ray release: a new release never reads the old cluster's tables.
+            "RAY_external_storage_namespace": storage_namespace(settings.ray_image),
         }
         command = ("python3", "-c", WITH_REDIS_PASSWORD, redis_password.mounted, *start[1:])
     secrets = [file for file in (token, redis_password) if file]
@@ -264,6 +267,8 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
         host.log("ray-deployment: no Ray on a monitoring-only host", logger.info)
         return
     settings, is_head = node.settings, node.role == "head"
+    restarting = plan_release_change(node, cluster)  # before any operation: it may stop the deploy
+    old_namespace = (running_ray(node) or {}).get("storage_namespace", "") if is_head else ""
     files.directory(name=f"{CONFIG_DIR} (private)", path=CONFIG_DIR, mode="700", user="root", group="root")
     if is_head:
         # No mode: Ray makes it 0777 itself at every start.
@@ -275,9 +280,12 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
         container(name="Redis for GCS fault tolerance", spec=redis_spec(settings, secrets["redis-conf"]))
     if is_head:
         spec = head_spec(node, cluster, secrets["token"], secrets.get("redis-password"))
-        container(name="Ray head container", spec=spec)
     else:
-        container(name="Ray worker container", spec=worker_spec(node, cluster.head, secrets["token"]))
+        spec = worker_spec(node, cluster.head, secrets["token"])
+    if restarting:  # every node at once, after every pull, before any container is recreated
+        ray_stopped(name="Stop Ray for the cluster-wide restart", container_name=spec.name)
+    # One line for the head and the workers: one operation, so they are recreated together.
+    container(name="Ray head container" if is_head else "Ray worker container", spec=spec)
     old_env_files_absent(OLD_RAY_ENV_FILES)
     if is_head:  # after the worker containers: pyinfra orders operations by their line
         ray_nodes_alive(
@@ -288,4 +296,12 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
             },
             dashboard_port=settings.ray_dashboard_port,
             timeout_s=settings.ray_join_timeout_s,
+        )
+    new_namespace = dict(spec.env).get("RAY_external_storage_namespace", "")
+    if is_head and old_namespace and new_namespace and old_namespace != new_namespace:
+        old_gcs_state_removed(
+            name=f"Remove the old cluster's GCS state from Redis (namespace {old_namespace})",
+            namespace=old_namespace,
+            redis_port=settings.redis_port,
+            password_file=secrets["redis-password"].mounted,
         )

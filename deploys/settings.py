@@ -21,6 +21,8 @@ from annotated_types import Ge
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, ValidationError
 from pydantic.fields import FieldInfo
 
+from deploys.ray_versions import release_of, same_release
+
 DEFAULT_RAY_IMAGE = "rayproject/ray:2.60.0-py311-cpu"
 PORT_WORDS = "must be a port number, 1 to 65535"
 LONGEST_VALUE_SHOWN = 80
@@ -140,7 +142,9 @@ class Settings(BaseModel):
     min_disk_free_gb: Count = setting(10, "Least free disk where Docker keeps its data, in GiB", ge=1)
     min_shm_mb: Count = setting(64, "Smallest /dev/shm a node may have, in MiB", ge=1)
     # Ray
-    ray_image: Text = setting(DEFAULT_RAY_IMAGE, "Ray image, the same on every node (Ray refuses mixed versions)")
+    ray_image: Text = setting(
+        DEFAULT_RAY_IMAGE, "Ray image; one Ray release (and Python version) on every node, Ray refuses mixed versions"
+    )
     ray_num_cpus: Count | None = setting(None, "CPUs Ray offers on this node (default: all it sees)", ge=0)
     ray_num_gpus: Count | None = setting(None, "GPUs Ray offers on this node (default: Ray detects)", ge=0)
     ray_resources: Amounts = setting(dict, "Custom Ray resources, name: amount")
@@ -286,6 +290,23 @@ def settings_from_data(host_name: str, data: dict[str, Any], ssh_hostname: str |
     return settings.model_copy(update=derived)
 
 
+def mixed_releases(images: list[tuple[str, str]]) -> list[str]:
+    """A problem when the Ray nodes' images (node name, ray_image) carry different Ray releases or Python
+    minor versions (deploys/ray_versions.py): images of one release (a CPU and a GPU image) may differ."""
+    first = images[0][1] if images else ""
+    if all(same_release(first, image) for _, image in images):
+        return []
+    groups: dict[str, list[str]] = {}
+    for name, image in images:
+        release = release_of(image)
+        groups.setdefault(str(release) if release else f"image {image} (its tag names no Ray release)", []).append(name)
+    per_release = "; ".join(f"{', '.join(names)}: {release}" for release, names in groups.items())
+    return [
+        f"inventory: the Ray nodes' images carry different Ray releases ({per_release}); Ray refuses mixed "
+        "versions in one cluster: give every node a ray_image of one release (and one Python version)"
+    ]
+
+
 def check_cluster(hosts: Iterable[tuple[str, str, Settings]], monitoring: Iterable[str] = ()) -> None:
     """Checks across hosts, given (name, role, settings) for each and the monitoring group: all problems at once."""
     hosts = list(hosts)
@@ -304,13 +325,7 @@ def check_cluster(hosts: Iterable[tuple[str, str, Settings]], monitoring: Iterab
     if both:
         problems.append(f"inventory: {', '.join(both)} is in both 'head' and 'workers'; a host has one role")
     ray_nodes = [(name, role, settings) for name, role, settings in hosts if role != "monitoring"]
-    images = {settings.ray_image for _, _, settings in ray_nodes}
-    if len(images) > 1:
-        per_host = ", ".join(f"{name}={settings.ray_image}" for name, _, settings in ray_nodes)
-        problems.append(
-            f"inventory: ray_image differs across nodes ({per_host}); Ray refuses mixed versions, "
-            f"set one ray_image for all"
-        )
+    problems += mixed_releases([(name, settings.ray_image) for name, _, settings in ray_nodes])
     addresses: dict[str, str] = {}
     for name, role, settings in hosts:
         if settings.cluster_address in addresses:

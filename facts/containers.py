@@ -34,8 +34,15 @@ def container_views(inspected: list[dict] | None) -> dict[str, dict[str, Any]]:
             "labels": config.get("Labels") or {},
             "started_at": state.get("StartedAt", ""),
             "published": published_ports(found),
+            # Where a Ray head keeps its GCS tables in Redis (deploys/ray_versions.py); "" for any other.
+            "storage_namespace": _env_value(config.get("Env"), "RAY_external_storage_namespace"),
         }
     return containers
+
+
+def _env_value(env: list[str] | None, key: str) -> str:
+    """KEY's value in a container's `Config.Env` ("KEY=VALUE" items), or ""; no other variable is read."""
+    return next((item.split("=", 1)[1] for item in env or [] if item.startswith(f"{key}=")), "")
 
 
 def published_ports(inspected: dict) -> list[int]:

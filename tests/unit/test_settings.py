@@ -169,17 +169,31 @@ def test_a_cluster_needs_exactly_one_head():
         check_cluster([node("w", "worker", cluster_address="10.0.0.3")])
 
 
-def test_mixed_ray_images_are_refused_naming_each_node():
-    with pytest.raises(
-        SettingsError,
-        match=r"ray_image differs across nodes \(h=rayproject/ray:2.60.0-py311-cpu, w=rayproject/ray:2.9.0\)",
-    ):
+def test_mixed_ray_releases_are_refused_naming_each_node():
+    with pytest.raises(SettingsError) as refused:
         check_cluster(
             [
                 node("h", "head", cluster_address="10.0.0.1"),
-                node("w", "worker", cluster_address="10.0.0.2", ray_image="rayproject/ray:2.9.0"),
+                node("w1", "worker", cluster_address="10.0.0.2", ray_image="rayproject/ray:2.59.0-py311-cpu"),
+                node("w2", "worker", cluster_address="10.0.0.3", ray_image="rayproject/ray:2.60.0-py310-cpu"),
+                node("w3", "worker", cluster_address="10.0.0.4", ray_image="my/ray:latest"),
             ]
         )
+    assert str(refused.value) == (
+        "inventory: the Ray nodes' images carry different Ray releases (h: Ray 2.60.0 (Python 3.11); "
+        "w1: Ray 2.59.0 (Python 3.11); w2: Ray 2.60.0 (Python 3.10); w3: image my/ray:latest (its tag names no "
+        "Ray release)); Ray refuses mixed versions in one cluster: give every node a ray_image of one release "
+        "(and one Python version)"
+    )
+
+
+def test_images_of_one_release_may_differ():
+    check_cluster(
+        [
+            node("h", "head", cluster_address="10.0.0.1"),
+            node("gpu", "worker", cluster_address="10.0.0.2", ray_image="rayproject/ray:2.60.0-py311-gpu"),
+        ]
+    )
 
 
 def test_a_port_used_twice_on_one_host_is_refused():
