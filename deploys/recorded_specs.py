@@ -17,6 +17,8 @@ from typing import Any
 
 from deploys.topology import Cluster, build_cluster
 
+# Where this control host keeps secrets: not the cluster's, and not what a rollback restores.
+LOCAL = {"state_dir"}
 RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")
 
 
@@ -28,7 +30,8 @@ def spec_of(cluster: Cluster) -> dict[str, Any]:
     """CLUSTER's spec: per host its role and settings, and the digest of both."""
     body = {
         "hosts": {
-            node.name: {"role": node.role, "settings": node.settings.model_dump(mode="json")} for node in cluster.hosts
+            node.name: {"role": node.role, "settings": node.settings.model_dump(mode="json", exclude=LOCAL)}
+            for node in cluster.hosts
         },
         "monitoring": [node.name for node in cluster.monitoring],
     }

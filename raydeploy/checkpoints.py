@@ -63,6 +63,15 @@ ACTIONS = (
         True,
         ("purge_data", "forget_secrets"),
     ),
+    Checkpoint(
+        "rollback",
+        "Go back to the images and settings a successful run recorded (ray-deployment and monitoring-deployment "
+        "with them); a change of Ray release needs an approval",
+        False,
+        False,
+        ("rollback_to",),
+        may_disrupt=True,
+    ),
 )
 ACTION_NAMES = tuple(action.name for action in ACTIONS)
 BY_NAME = {checkpoint.name: checkpoint for checkpoint in CHECKPOINTS + ACTIONS}

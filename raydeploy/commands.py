@@ -89,7 +89,17 @@ def run_options(function):
     return approval_options("a run", "its destructive checkpoint")(function)
 
 
-def _run(inventory, state_dir, checkpoints, auto_approve, limit, fail_percent, separation_of_duties, data=None) -> None:
+def _run(
+    inventory,
+    state_dir,
+    checkpoints,
+    auto_approve,
+    limit,
+    fail_percent,
+    separation_of_duties,
+    data=None,
+    rollback_on_failure=False,
+) -> None:
     store = open_store(inventory, state_dir)
     options = runner.RunOptions(
         inventory=inventory,
@@ -103,6 +113,7 @@ def _run(inventory, state_dir, checkpoints, auto_approve, limit, fail_percent, s
         fail_percent=fail_percent,
         separation_of_duties=separation_of_duties,
         data=data or {},
+        rollback_on_failure=rollback_on_failure,
     )
     try:
         run_id = runner.deploy(options)  # a stopped run raises RunStopped, a ClickException with its exit code
@@ -116,7 +127,15 @@ def _run(inventory, state_dir, checkpoints, auto_approve, limit, fail_percent, s
 @run_options
 @click.option("--start-from", type=click.Choice(NAMES), help="Resume: run this checkpoint and the ones after it.")
 @click.option("--only", multiple=True, type=click.Choice(NAMES), help="Run only these checkpoints (repeatable).")
-def deploy(inventory, state_dir, limit, fail_percent, auto_approve, separation_of_duties, start_from, only):
+@click.option(
+    "--rollback-on-failure",
+    is_flag=True,
+    help="When a checkpoint fails after this run changed something, go back to the last good recorded spec "
+    "by itself (raydeploy rollback), validate, and report the run as failed and rolled back.",
+)
+def deploy(
+    inventory, state_dir, limit, fail_percent, auto_approve, separation_of_duties, start_from, only, rollback_on_failure
+):
     """Run the checkpoints in order, asking for approval where a checkpoint needs one.
 
     \b
@@ -124,6 +143,7 @@ def deploy(inventory, state_dir, limit, fail_percent, auto_approve, separation_o
       raydeploy deploy                                   # the lab; prompts at each approval
       raydeploy deploy -i inventories/prod.py --auto-approve
       raydeploy deploy --start-from ray-deployment --limit worker-2
+      raydeploy deploy --rollback-on-failure             # an upgrade that goes back by itself if it fails
 
     Exit status: 0 done, 1 a checkpoint failed (the resume command is printed), 2 bad arguments,
     3 an approval is missing and there is no terminal to ask at (nothing was changed by that checkpoint).
@@ -138,6 +158,7 @@ def deploy(inventory, state_dir, limit, fail_percent, auto_approve, separation_o
         limit,
         fail_percent,
         separation_of_duties,
+        rollback_on_failure=rollback_on_failure,
     )
 
 
@@ -192,6 +213,41 @@ def remove_node(
     except ValueError as problem:
         raise click.BadParameter(str(problem), param_hint="--drain-timeout") from None
     _run(inventory, state_dir, ["remove-node"], auto_approve, (), 0, separation_of_duties, data)
+
+
+@click.command()
+@inventory_option
+@click.option("--to", "run_id", metavar="RUN_ID", help="The run whose recorded spec to go back to (see history).")
+@approval_options("a rollback that restarts the cluster")
+def rollback(inventory, state_dir, run_id, auto_approve, separation_of_duties):
+    """Go back to the images and settings a successful run recorded: by default the latest recorded
+    spec that differs from the inventory's. A change of Ray release restarts every node together, so
+    that plan needs an approval with the risks acknowledged, as an upgrade does.
+
+    The inventory is not edited: the next `raydeploy deploy` goes forward to it again.
+
+    \b
+    Examples:
+      raydeploy rollback
+      raydeploy rollback --to 20261130T101500Z-1a2b3c --auto-approve
+
+    Exit status: 0 rolled back, 1 failed or nothing to go back to, 2 bad arguments, 3 waiting for approval.
+    """
+    from deploys.recorded_specs import SpecError, read_spec
+    from raydeploy.converged import rollback_candidate
+
+    store = open_store(inventory, state_dir)
+    try:
+        target = run_id or rollback_candidate(inventory, str(store.directory))
+        if target is None:
+            raise click.ClickException(
+                "nothing to roll back to: no recorded spec differs from the inventory's (see raydeploy history)"
+            )
+        read_spec(store.directory, target)
+    except SpecError as problem:
+        raise click.ClickException(str(problem)) from None
+    click.echo(f"rolling back to the spec run {target} recorded")
+    _run(inventory, state_dir, ["rollback"], auto_approve, (), 0, separation_of_duties, {"rollback_to": target})
 
 
 @click.command("list-checkpoints")
@@ -681,6 +737,7 @@ COMMANDS = (
     destroy,
     checkpoint,
     remove_node,
+    rollback,
     list_checkpoints,
     plan,
     approve,

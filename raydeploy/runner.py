@@ -22,6 +22,7 @@ from typing import TextIO
 
 import click
 
+from deploys.recorded_specs import SpecError
 from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.checkpoints import (
     ACTION_NAMES,
@@ -64,6 +65,9 @@ class RunOptions:
     typed_confirmation: str | None = None
     # What to run again after a day-2 action failed on some hosts (it finds on them what is left).
     rerun_command: str | None = None
+    # After a failed checkpoint that followed a change: go back to the last good recorded spec by itself.
+    rollback_on_failure: bool = False
+    auto_approve_reason: str = "--auto-approve"
     echo: Callable[[str], None] = click.echo
     # The pyinfra session's two calls (raydeploy.plans). The runner's own rules (the lock, approvals
     # bound to a plan's digest, the record) are pure logic; its unit tests give recorded plans here.
@@ -183,12 +187,66 @@ def begin(options: RunOptions, lock: Lock | None) -> Run:
 
 
 def run_checkpoints(options: RunOptions, run: Run) -> Outcome:
-    """Each checkpoint in order, until one does not succeed."""
+    """Each checkpoint in order, until one does not succeed (then, if asked, roll back); a run that
+    converged the cluster records its spec."""
+    changed = 0
     for name in options.checkpoints:
         outcome = checkpoint_step(options, run, get(name))
+        changed += outcome.changed
+        if outcome.status == "failed" and options.rollback_on_failure and changed:
+            return rolled_back(options, run, outcome)
         if outcome.status != "succeeded":
             return outcome
+    record_spec(options, run)
     return Outcome("succeeded")
+
+
+def record_spec(options: RunOptions, run: Run) -> None:
+    """Record what a successful run converged to (raydeploy/converged.py), for `raydeploy rollback`."""
+    from raydeploy.converged import record_converged
+
+    try:
+        digest = record_converged(
+            options.inventory, str(options.store.directory), run.id, options.checkpoints, options.data
+        )
+    except (SpecError, OSError) as problem:
+        say(options, run, f"the converged spec was not recorded ({problem}); rollback cannot go back to this run")
+        return
+    if digest:
+        say(options, run, f"recorded spec {digest} (raydeploy rollback can go back to run {run.id})")
+
+
+def rolled_back(options: RunOptions, run: Run, failure: Outcome) -> Outcome:
+    """--rollback-on-failure: FAILURE followed a change, so go back to the last good spec by itself
+    (approved by the flag, audited as such), validate, and report the run as failed and rolled back."""
+    from raydeploy.converged import rollback_candidate
+
+    try:
+        target = rollback_candidate(options.inventory, str(options.store.directory))
+    except SpecError as problem:
+        target, failure.message = None, f"{failure.message}\n(the last good spec cannot be read: {problem})"
+    if target is None:
+        say(options, run, "--rollback-on-failure: no earlier good spec recorded: nothing to roll back to")
+        return failure
+    who = options.requested_by
+    say(options, run, f"{failure.checkpoint} failed after changes: rolling back to run {target}'s spec")
+    options.store.audit.append(who, "rollback started", target, run_id=run.id, why=failure.message[:2000])
+    back = replace(
+        options,
+        data={"rollback_to": target},
+        auto_approve=True,
+        separation_of_duties=False,
+        auto_approve_reason=f"--rollback-on-failure ({failure.checkpoint} failed)",
+    )
+    outcome = checkpoint_step(back, run, get("rollback"))
+    if outcome.status == "succeeded":
+        outcome = checkpoint_step(replace(options, data={}), run, get("final-validation"))
+    ended = "validated" if outcome.status == "succeeded" else f"but then {outcome.checkpoint} {outcome.status}"
+    options.store.audit.append(who, "run rolled back", target, run_id=run.id, result=outcome.status)
+    message = f"{failure.message}\nrolled back to run {target}'s spec ({ended})" + (
+        "" if outcome.status == "succeeded" else f":\n{outcome.message}"
+    )
+    return Outcome("failed", failure.checkpoint, message, failure.failed_hosts, failure.changed + outcome.changed)
 
 
 def checkpoint_step(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Outcome:
@@ -451,10 +509,19 @@ def auto_approve(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Pl
             f"approve it; another person runs: {approve_command(options, checkpoint, plan)}",
         )
     approval = run.approvals.grant(
-        plan, approved_by=who, reason="--auto-approve", acknowledge_risks=True, source="auto-approve", actor=who
+        plan,
+        approved_by=who,
+        reason=options.auto_approve_reason,
+        acknowledge_risks=True,
+        source="auto-approve",
+        actor=who,
     )
     run.approvals.use(approval, run.id, who)
-    say(options, run, f"{checkpoint.name}: approved with --auto-approve by {who} (recorded in the audit trail)")
+    say(
+        options,
+        run,
+        f"{checkpoint.name}: approved with {options.auto_approve_reason} by {who} (recorded in the audit trail)",
+    )
     return None
 
 

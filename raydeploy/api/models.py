@@ -273,6 +273,14 @@ class RejectionRequest(Request):
     )
 
 
+class RollbackRequest(Request):
+    to: str | None = Field(
+        None,
+        pattern=r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$",
+        description="The run whose recorded spec to go back to; default: the latest that differs from the inventory's",
+    )
+
+
 class DestroyRequest(Request):
     purge_data: bool = Field(False, description="Also remove the Redis, Prometheus and Grafana data volumes")
     forget_secrets: bool = Field(

@@ -556,6 +556,7 @@ NEEDS |= {
 NEEDS |= {
     ("POST", "/api/v1/actions/remove-node"): "operator",
     ("POST", "/api/v1/actions/remove-node/approvals"): "approver",
+    ("POST", "/api/v1/actions/rollback"): "operator",
 }
 BODIES = {"/api/v1/approvals/{checkpoint_name}": {"reason": "r", "acknowledge_risks": True}}
 BODIES["/api/v1/actions/remove-node"] = BODIES["/api/v1/actions/remove-node/plan"] = {"hosts": ["worker-2"]}
@@ -577,9 +578,9 @@ def operations(client) -> list[tuple[str, str, str]]:
 def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at_it(loopback):
     from raydeploy.api.tokens import ROLES
 
-    client = loopback(failed_auth_limit=100)  # 22 operations asked without a token: not a brute force
+    client = loopback(failed_auth_limit=100)  # 24 operations asked without a token: not a brute force
     served = operations(client)
-    assert len(served) == 22
+    assert len(served) == 24
     held = client.store.acquire("20261130T000000Z-cli", "alice")  # so destroy answers 409 and starts nothing
     for method, template, role in served:
         path = template.format(**VALUES)

@@ -166,14 +166,16 @@ def test_the_node_list_holds_only_the_seeds_roles_and_a_monitoring_host_has_its_
 
 
 def test_only_healthz_and_the_apis_own_documents_answer_without_a_token(tmp_path):
-    client = make_client(tmp_path, failed_auth_limit=100)  # 22 operations asked without a token: no brute force
+    client = make_client(tmp_path, failed_auth_limit=100)  # 24 operations asked without a token: no brute force
     own = {route.path for route in client.app.routes if getattr(route, "path", None)}
     assert own == set(PUBLIC_PATHS)  # every other route comes from a router of ROUTERS
     for path in PUBLIC_PATHS:
         assert client.get(path).status_code == 200, path
     values = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
     served = [(method, route.path) for router in ROUTERS for route in router.routes for method in route.methods]
-    assert len(served) == 22  # the seed contract's 17, destroy, diagnose, remove-node's run, plan and approval
+    assert (
+        len(served) == 24
+    )  # the seed contract's 17, destroy, diagnose, remove-node's run, plan and approval, rollback's plan and run
     for method, path in served:
         assert_error_shape(client.request(method, path.format(**values)), 401, "UNAUTHORIZED")
     document = client.get("/openapi.json").json()  # and the document says which need the bearer scheme
@@ -373,7 +375,10 @@ def test_schemathesis_finds_no_server_error_against_ours_or_the_seeds_document(t
             seed = schemathesis(str(SEED), base, headers, "not_a_server_error,response_schema_conformance", tmp_path)
         finally:
             store.release(lock)
-    for done, operations in ((ours, 14), (seed, 7)):  # ours: 12 of the seed's, destroy and remove-node
+    for done, operations in (
+        (ours, 16),
+        (seed, 7),
+    ):  # ours: 12 of the seed's, destroy, remove-node, rollback and its plan
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
         summary = done.stdout.split("SUMMARY")[-1]
         print(summary)

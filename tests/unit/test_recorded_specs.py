@@ -47,7 +47,7 @@ def test_a_spec_is_written_0600_and_read_back_checked(tmp_path, spec):
 def test_a_missing_spec_or_a_bad_run_id_says_what_to_do(tmp_path):
     with pytest.raises(SpecError, match="recorded no spec"):
         read_spec(tmp_path, RUN)
-    with pytest.raises(SpecError, match="is not a run id .* see `raydeploy history`"):
+    with pytest.raises(SpecError, match=r"is not a run id .* see `raydeploy history`"):
         read_spec(tmp_path, "../../etc/passwd")
 
 

@@ -1,4 +1,4 @@
-"""Day-2 actions over HTTP: destroy and remove-node. Requested by an operator, approved by an approver
+"""Day-2 actions over HTTP: destroy, remove-node and rollback. Requested by an operator, approved by an approver
 (POST /api/v1/approvals/destroy with the same data and acknowledge_risks), run in the background
 through the same runner, lock, approvals and audit trail as `raydeploy destroy`."""
 
@@ -16,6 +16,7 @@ from raydeploy.api.routes.approvals import check_approver, granted
 from raydeploy.api.routes.checkpoints import take_lock
 from raydeploy.api.views import approval_info
 from raydeploy.approvals import Approvals
+from raydeploy.checkpoints import get, needs_approval
 from raydeploy.destroy import ACTION, destroy_data, run_destroy
 from raydeploy.node_actions import removal_data
 from raydeploy.plans import Plan
@@ -113,7 +114,7 @@ def approve_removal(
     status_code=202,
     response_model=models.CheckpointExecution,
     responses={
-        400: {"model": models.ApprovalRequired, "description": "Approval required, or hosts it refuses"},
+        400: {"model": models.ApprovalRequired | models.Error, "description": "Approval required, or hosts it refuses"},
         409: {"model": models.Error, "description": "A run is in progress"},
     },
 )
@@ -121,41 +122,102 @@ def remove_nodes(served: Served, identity: Operator, body: models.RemoveNodeRequ
     """Drain and remove these workers: 202 with the run's id (follow /api/v1/runs/{id}/log), 400
     APPROVAL_REQUIRED when no approval of exactly this plan exists, 409 when a run holds the lock."""
     data = arguments(body)
+    return start_action(served, identity, REMOVE_NODE, data, lambda: planned(served, data), fail_percent=0)
+
+
+def start_action(
+    served: Service, identity, name: str, data: dict[str, str], plan_now, fail_percent: int | None = None
+) -> dict | JSONResponse:
+    """Start day-2 action NAME with DATA in the background once PLAN_NOW()'s plan needs no approval or
+    has one: 202 with the run's id, or 400 APPROVAL_REQUIRED (nothing changed), 409 when a run holds the lock."""
     store, run_id = served.db(), new_run_id()
     lock = take_lock(store, run_id, identity.name)
     started = False
     try:
-        plan = planned(served, data)
+        plan = plan_now()
         decision = Approvals(store, served.separation_of_duties).find(plan, requested_by=identity.name)
-        if plan.has_changes and decision.approval is None:
-            info = approval_info(served, REMOVE_NODE, plan)
-            store.audit.append(identity.name, "approval requested", REMOVE_NODE, plan_digest=plan.digest, via="api")
+        if plan.has_changes and needs_approval(get(name), plan) and decision.approval is None:
+            info = approval_info(served, name, plan)
+            store.audit.append(identity.name, "approval requested", name, plan_digest=plan.digest, via="api")
             why = f" ({decision.reason})" if decision.reason else ""
-            message = (
-                f"{REMOVE_NODE} needs an approval for plan {plan.digest}{why}; nothing was changed. {info['message']}"
-            )
-            body_out = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": REMOVE_NODE, "approval_info": info}
+            message = f"{name} needs an approval for plan {plan.digest}{why}; nothing was changed. {info['message']}"
+            body_out = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": name, "approval_info": info}
             return JSONResponse(body_out, status_code=400)
         runs.start(
             served.inventory,
             served.state_dir,
             lock,
-            REMOVE_NODE,
+            name,
             identity.name,
             served.separation_of_duties,
             data,
-            fail_percent=0,
+            fail_percent=fail_percent,
         )
         started = True
     finally:
         if not started:
             store.release(lock)
     return {
-        "checkpoint": REMOVE_NODE,
+        "checkpoint": name,
         "execution_id": run_id,
         "status": "STARTED",
         "started_at": now(),
-        "message": f"run {run_id} started {REMOVE_NODE}; follow its log at /api/v1/runs/{run_id}/log",
+        "message": f"run {run_id} started {name}; follow its log at /api/v1/runs/{run_id}/log",
         "run_url": f"/api/v1/runs/{run_id}",
         "log_url": f"/api/v1/runs/{run_id}/log",
     }
+
+
+ROLLBACK = "rollback"
+
+
+def rollback_data(served: Service, body: models.RollbackRequest) -> dict[str, str]:
+    """The run BODY goes back to (by default the latest recorded spec unlike the inventory's) as the
+    action's data; 400 NOTHING_TO_ROLL_BACK or INVALID_REQUEST naming why."""
+    from deploys.recorded_specs import SpecError, read_spec
+    from raydeploy.converged import rollback_candidate
+
+    try:
+        target = body.to or rollback_candidate(served.inventory, str(served.state_dir))
+        if target is None:
+            raise ApiError(400, "NOTHING_TO_ROLL_BACK", "no recorded spec differs from the inventory's")
+        read_spec(served.state_dir, target)
+    except SpecError as problem:
+        raise ApiError(400, "INVALID_REQUEST", str(problem)) from None
+    return {"rollback_to": target}
+
+
+def planned_rollback(served: Service, data: dict[str, str]) -> Plan:
+    plan = served.plan(ROLLBACK, data)
+    if plan.failed:
+        reasons = sorted(set(plan.failed.values())) or [plan.document.get("error", "")]
+        raise ApiError(400, "INVALID_REQUEST", "; ".join(reasons)[:4000], {"action": ROLLBACK})
+    return plan
+
+
+@router.post("/rollback/plan", response_model=models.PlanView)
+def plan_rollback(served: Served, _: Viewer, body: models.RollbackRequest) -> dict:
+    """What going back to a recorded spec would do, per host (what goes back is in each host's notes),
+    whether it restarts the cluster, and the digest an approval binds to (POST /api/v1/approvals/rollback
+    with data {"rollback_to": RUN_ID}). Nothing changes."""
+    plan = planned_rollback(served, rollback_data(served, body))
+    return {**plan.as_dict(), "text": plan.describe()}
+
+
+@router.post(
+    "/rollback",
+    status_code=202,
+    response_model=models.CheckpointExecution,
+    responses={
+        400: {
+            "model": models.ApprovalRequired | models.Error,
+            "description": "Approval required, or nothing to roll back to",
+        },
+        409: {"model": models.Error, "description": "A run is in progress"},
+    },
+)
+def roll_back(served: Served, identity: Operator, body: models.RollbackRequest) -> dict | JSONResponse:
+    """Go back to a recorded spec (body.to, or the latest that differs from the inventory's): 202 with the
+    run's id; 400 APPROVAL_REQUIRED when the plan restarts the cluster and no approval of exactly it exists."""
+    data = rollback_data(served, body)
+    return start_action(served, identity, ROLLBACK, data, lambda: planned_rollback(served, data))
