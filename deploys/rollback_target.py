@@ -3,6 +3,8 @@ against the inventory's hosts, with what goes back said per host."""
 
 from __future__ import annotations
 
+import os
+
 from pyinfra import host, logger
 from pyinfra.api.exceptions import DeployError
 
@@ -19,7 +21,7 @@ def rollback_target(node: Node, current: Cluster, run_id: object) -> Cluster:
     if not run_id:
         raise DeployError(f"rollback: nothing was changed: give the run to go back to ({ROLLBACK_TO}=RUN_ID)")
     try:
-        spec = read_spec(node.settings.state_dir, str(run_id))
+        spec = read_spec(specs_dir(node), str(run_id))
         target = cluster_of(spec)
     except (SpecError, SettingsError) as problem:
         raise DeployError(f"rollback: nothing was changed: {problem}") from None
@@ -29,6 +31,12 @@ def rollback_target(node: Node, current: Cluster, run_id: object) -> Cluster:
     for change in settings_changes(spec_of(current), spec).get(node.name, []):
         host.log(f"goes back: {change}", logger.info)
     return target
+
+
+def specs_dir(node: Node) -> str:
+    """Where the wrapper recorded the specs: its state directory ($RAYDEPLOY_STATE_DIR, which it gives the
+    pyinfra child), else the host's state_dir as a plain `pyinfra` run has it."""
+    return os.environ.get("RAYDEPLOY_STATE_DIR") or node.settings.state_dir
 
 
 def membership_problems(current: Cluster, target: Cluster, run_id: str) -> list[str]:
