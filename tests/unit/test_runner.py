@@ -312,3 +312,32 @@ def test_a_ray_deployment_that_restarts_the_cluster_waits_for_an_approval_and_a_
     Approvals(store).grant(plan, "bob", "CHG-7", acknowledge_risks=True)
     deploy(options(inventory, store, session, ["ray-deployment"]))
     assert session.executed[-1] == ("ray-deployment", plan.digest), "the run is bound to the approved plan"
+
+
+def test_a_failure_after_a_change_rolls_back_to_the_last_recorded_spec_by_itself(inventory, store, session):
+    session.changes["ray-deployment"] = {"head": ["Ray head container"]}
+    good = deploy(options(inventory, store, session, ["ray-deployment"]))
+    assert (store.directory / "specs" / f"{good}.json").is_file()
+    newer = '{"ray_image": "rayproject/ray:2.61.0-py311-cpu"}'
+    Path(inventory).write_text(f'head = [("head", {newer})]\nworkers = [("worker-1", {newer})]\n')
+    session.failing["ray-deployment"] = {"head": "nodes never joined"}
+    session.changes["rollback"] = {"head": ["Ray head container"]}
+    session.disrupting.add("rollback")  # back to another Ray release: the flag approves it
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["ray-deployment"], rollback_on_failure=True))
+    assert stopped.value.exit_code == EXIT_FAILED
+    # final-validation's own checks need a cluster (tests/lab/test_upgrade.py sees "(validated)"); here they fail.
+    assert f"rolled back to run {good}'s spec (but then final-validation failed)" in stopped.value.message
+    assert [name for name, _ in session.executed[-3:]] == ["ray-deployment", "rollback", "final-validation"]
+    trail = events(store)
+    assert trail.index("rollback started") < trail.index("run rolled back") < len(trail) - 1
+    approval = store.approvals("rollback")[0]
+    assert approval["reason"] == "--rollback-on-failure (ray-deployment failed)"
+
+
+def test_without_the_flag_or_a_change_nothing_is_rolled_back(inventory, store, session):
+    session.failing["ray-deployment"] = {"head": "nodes never joined"}
+    session.changes["ray-deployment"] = {"head": ["Ray head container"]}
+    with pytest.raises(RunStopped):
+        deploy(options(inventory, store, session, ["ray-deployment"]))
+    assert "rollback" not in [name for name, _ in session.executed]

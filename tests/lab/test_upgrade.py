@@ -1,0 +1,144 @@
+"""Upgrading Ray and rolling back, on a lab of its own made at Ray 2.59.0: a planned, approved
+cluster-wide restart to 2.60.0 with its own GCS namespace; a rollback to the recorded spec; a broken
+upgrade that goes back by itself; mixed versions refused with nothing changed."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import pytest
+import requests
+
+from tests.lab.conftest import DeployedCluster, TestLab
+from tests.lab.test_wrapper import raydeploy_runner
+
+OLD, NEW = "2.59.0", "2.60.0"
+HOSTS = ("head", "worker-1", "worker-2")
+RAY_CONTAINERS = {"head": "ray-head", "worker-1": "ray-worker", "worker-2": "ray-worker"}
+
+
+@pytest.fixture(scope="module")
+def lab(make_lab, tmp_path_factory):
+    """A 1+2 lab at Ray 2.59.0, deployed through the wrapper (so its spec is recorded)."""
+    made = make_lab("upgrade")
+    made.up("--workers", "2", "--ray-version", OLD)
+    state = tmp_path_factory.mktemp("upgrade-state")
+    made.wrapper = raydeploy_runner({**made.env, "RAYDEPLOY_STATE_DIR": str(state)})
+    made.state_dir = state
+    made.wrapper("deploy", "--auto-approve", check=True)
+    yield made
+    made.down()
+
+
+def images(lab: TestLab) -> dict[str, str]:
+    """The image each host's Ray container runs."""
+    return {
+        host: lab.host(host).check_output(f"docker inspect --format '{{{{.Config.Image}}}}' {RAY_CONTAINERS[host]}")
+        for host in HOSTS
+    }
+
+
+def reported_version(cluster: DeployedCluster) -> str:
+    answer = requests.get(
+        f"{cluster.dashboard}/api/version", headers={"Authorization": f"Bearer {cluster.token}"}, timeout=10
+    )
+    answer.raise_for_status()
+    return answer.json()["ray_version"]
+
+
+def namespaces(cluster: DeployedCluster) -> set[str]:
+    """The GCS namespaces whose tables Redis holds (keys `RAY<namespace>@...`)."""
+    keys = cluster.lab.host("head").check_output(
+        f"docker exec -e REDISCLI_AUTH={shlex.quote(cluster.redis_password)} ray-redis redis-cli --scan --pattern 'RAY*'"
+    )
+    return {found[1] for key in keys.split() if (found := re.match(r"^RAY(.+?)@", key))}
+
+
+def approve_printed(wrapper, output: str) -> None:
+    """Run the approve command a stopped run printed, as approver bob."""
+    found = re.search(r"approve it: (raydeploy approve \S+ .*?--acknowledge-risks)", output)
+    assert found, output
+    words = [{"YOUR_NAME": "bob", "WHY": "CHG-17"}.get(word, word) for word in shlex.split(found[1])[1:]]
+    wrapper(*words, check=True)
+
+
+def test_an_upgrade_is_one_approved_cluster_wide_restart_onto_its_own_gcs_namespace(lab):
+    cluster, wrapper = DeployedCluster(lab), lab.wrapper
+    assert reported_version(cluster) == OLD and set(images(lab).values()) == {f"rayproject/ray:{OLD}-py311-cpu"}
+    before = namespaces(cluster)
+    assert f"raydeploy-{OLD}-py3.11" in before, before
+    lab.up("--ray-version", NEW)
+
+    planned = wrapper("plan", "ray-deployment")
+    assert f"DISRUPTIVE (head): cluster-wide restart: Ray {OLD} -> {NEW} on 3 nodes" in planned.output
+    limited = wrapper("deploy", "--start-from", "ray-deployment", "--limit", "worker-1", "--auto-approve")
+    assert limited.returncode == 1 and "leaves out head, worker-2 (--limit)" in limited.output, limited.output
+    stopped = wrapper("deploy", "--start-from", "ray-deployment")
+    assert stopped.returncode == 3 and "--acknowledge-risks" in stopped.output, stopped.output
+    assert reported_version(cluster) == OLD, "nothing changed without the approval"
+
+    approve_printed(wrapper, stopped.output)
+    upgraded = wrapper("deploy", "--start-from", "ray-deployment")
+    assert upgraded.returncode == 0, upgraded.output
+    assert "approved by bob (CHG-17)" in upgraded.output
+    assert set(images(lab).values()) == {f"rayproject/ray:{NEW}-py311-cpu"}
+    assert reported_version(cluster) == NEW and len(cluster.wait_for_alive(3)) == 3
+    assert namespaces(cluster) == {f"raydeploy-{NEW}-py3.11"}, "the old cluster's GCS tables are gone"
+    again = wrapper("plan", "ray-deployment")
+    assert again.returncode == 0, again.output  # exit 0: nothing left to change
+
+
+def test_rollback_goes_back_to_the_recorded_spec_through_an_approval(lab):
+    cluster, wrapper = DeployedCluster(lab), lab.wrapper
+    stopped = wrapper("rollback")
+    assert stopped.returncode == 3, stopped.output
+    assert f"goes back: ray_image: 'rayproject/ray:{NEW}-py311-cpu' -> 'rayproject/ray:{OLD}-py311-cpu'" in (
+        wrapper("plan", "rollback", "--with", re.search(r"--with (rollback_to=\S+)", stopped.output)[1]).output
+    )
+    approve_printed(wrapper, stopped.output)
+    back = wrapper("rollback")
+    assert back.returncode == 0, back.output
+    assert set(images(lab).values()) == {f"rayproject/ray:{OLD}-py311-cpu"}
+    assert reported_version(cluster) == OLD and len(cluster.wait_for_alive(3)) == 3
+    validated = wrapper("checkpoint", "final-validation")
+    assert validated.returncode == 0, validated.output
+
+
+def test_a_broken_upgrade_rolls_back_by_itself_and_says_why(lab, broken_ray_image, tmp_path):
+    cluster, wrapper = DeployedCluster(lab), lab.wrapper
+    broken = broken_ray_image(lab)
+    inventory = tmp_path / "broken.py"
+    inventory.write_text(
+        "from inventories.lab import head, workers\n"
+        f"OVERRIDE = {{'ray_image': {broken!r}, 'ray_join_timeout_s': 60}}\n"
+        "head = [(name, {**data, **OVERRIDE}) for name, data in head]\n"
+        "workers = [(name, {**data, **OVERRIDE}) for name, data in workers]\n"
+    )
+    failed = wrapper(
+        "deploy", "-i", str(inventory), "--start-from", "ray-deployment", "--auto-approve", "--rollback-on-failure"
+    )
+    assert failed.returncode == 1, failed.output
+    assert "rolling back to run" in failed.output and "(validated)" in failed.output, failed.output
+    assert set(images(lab).values()) == {f"rayproject/ray:{OLD}-py311-cpu"}
+    assert reported_version(cluster) == OLD and len(cluster.wait_for_alive(3)) == 3
+    audit = json.loads(wrapper("audit", "--json", check=True).stdout)
+    events = [event["event"] for event in audit]
+    assert "rollback started" in events and "run rolled back" in events
+    last = json.loads(wrapper("history", "--json", check=True).stdout)[0]
+    assert last["status"] == "failed" and "rolled back" in (last.get("error") or ""), last
+
+
+def test_mixed_versions_are_refused_naming_the_hosts_and_nothing_changes(lab, tmp_path):
+    wrapper = lab.wrapper
+    inventory = tmp_path / "mixed.py"
+    inventory.write_text(
+        "from inventories.lab import head, workers\n"
+        f"workers = [(name, {{**data, 'ray_image': 'rayproject/ray:{NEW}-py311-cpu'}}) for name, data in workers]\n"
+    )
+    before = images(lab)
+    refused = wrapper("deploy", "-i", str(inventory), "--start-from", "ray-deployment", "--auto-approve")
+    assert refused.returncode == 1, refused.output
+    assert f"head: Ray {OLD} (Python 3.11); worker-1, worker-2: Ray {NEW} (Python 3.11)" in refused.output
+    assert images(lab) == before
