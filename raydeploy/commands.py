@@ -269,6 +269,7 @@ def list_checkpoints(inventory, state_dir, as_json):
                 "name": cp.name,
                 "description": cp.description,
                 "approval_required": cp.approval_required,
+                "approval_if_disruptive": cp.may_disrupt,
                 "destructive": cp.destructive,
                 "last_result": last["status"] if last else None,
                 "last_run": last["run_id"] if last else None,
@@ -277,10 +278,11 @@ def list_checkpoints(inventory, state_dir, as_json):
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'CHECKPOINT':<22} {'APPROVAL':<9} {'DESTRUCTIVE':<12} {'LAST RESULT':<18} DESCRIPTION")
+    click.echo(f"{'CHECKPOINT':<22} {'APPROVAL':<13} {'DESTRUCTIVE':<12} {'LAST RESULT':<18} DESCRIPTION")
     for row in rows:
+        approval = "yes" if row["approval_required"] else "if disruptive" if row["approval_if_disruptive"] else "no"
         click.echo(
-            f"{row['name']:<22} {'yes' if row['approval_required'] else 'no':<9} "
+            f"{row['name']:<22} {approval:<13} "
             f"{'YES' if row['destructive'] else 'no':<12} {row['last_result'] or '-':<18} {row['description']}"
         )
 
