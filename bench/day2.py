@@ -11,23 +11,37 @@ from pathlib import Path
 import requests
 
 from bench.labs import Lab, fresh_lab
-from bench.measure import RAYDEPLOY, BenchError, figure, run, timed
+from bench.measure import FULL_DEPLOY, RAYDEPLOY, BenchError, checkpoint_times, figure, run, timed_output
 from bench.scenarios import WRAPPER_DEPLOY
 
 
 def scenario_grow(runs: int, workers: int) -> dict:
-    """On RUNS fresh 1+WORKERS labs: grow by one worker, then time `raydeploy deploy` (the new host
-    has Docker and the images beforehand, not counted: "beyond pulling its images")."""
-    samples = []
+    """On RUNS fresh 1+WORKERS labs: grow by one worker and time plain `pyinfra ... deploys/ray.py`, then
+    grow by one more and time `raydeploy deploy --auto-approve` (which also plans, approves, records
+    and runs final-validation's Ray job). Each new host has Docker and the images beforehand, not
+    counted: "beyond pulling its images"."""
+    plain, wrapper, phases = [], [], []
     for index in range(runs):
         with fresh_lab(f"rdbench-grow-{index}", workers) as lab:
             run(WRAPPER_DEPLOY, lab.env)
-            run([RAYDEPLOY, "lab", "up", "--workers", str(workers + 1)], lab.env)
-            new = f"worker-{workers + 1}"
-            prepare_new_host(lab, new)
-            samples.append(timed(WRAPPER_DEPLOY, lab.env))
-            print(f"grow run {index + 1}: adding {new} took {samples[-1]:.1f} s")
-    return {"figures": {"add_one_worker": figure(samples)}}
+            plain.append(grown(lab, workers + 1, FULL_DEPLOY))
+            wrapper.append(grown(lab, workers + 2, WRAPPER_DEPLOY, phases))
+            print(f"grow run {index + 1}: pyinfra {plain[-1]:.1f} s, raydeploy deploy {wrapper[-1]:.1f} s")
+    figures = {"add_one_worker_pyinfra": figure(plain), "add_one_worker": figure(wrapper)}
+    for name in sorted({name for times in phases for name in times}):
+        figures[f"add_one_worker {name}"] = figure([times[name] for times in phases if name in times])
+    return {"figures": figures}
+
+
+def grown(lab: Lab, workers: int, command: list[str], phases: list | None = None) -> float:
+    """Grow LAB to WORKERS workers, give the new host Docker and the images, and time COMMAND (with
+    PHASES: keep the wrapper's time per checkpoint)."""
+    run([RAYDEPLOY, "lab", "up", "--workers", str(workers)], lab.env)
+    prepare_new_host(lab, f"worker-{workers}")
+    elapsed, output = timed_output(command, lab.env)
+    if phases is not None:
+        phases.append(checkpoint_times(output))
+    return elapsed
 
 
 def prepare_new_host(lab: Lab, name: str) -> None:

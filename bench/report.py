@@ -18,6 +18,7 @@ TARGETS: dict[str, tuple[str, float]] = {
     "peer_over_ours_ratio": (">= 3x", 3.0),
     "api_health": ("< 300 ms", 300.0),
     "add_one_worker": ("< 30 s", 30.0),
+    "add_one_worker_pyinfra": ("< 30 s", 30.0),
     "head_host_reboot_to_alive": ("< 60 s", 60.0),
 }
 GROWTH_TARGET_PERCENT = 20.0
