@@ -8,10 +8,11 @@ inventory's ray_image changes, as an operator edits it; not counted), then `rayd
 
 Downtime is measured the same way for every change:
 - start: the earliest moment a Ray container (ours: ray-head, ray-worker; the launcher's:
-  ray_container) was killed, stopped or died on any lab host. Read after the change from each
-  host's own Docker engine: `docker events --since T0 --until T1 --filter type=container
-  --filter event=kill --filter event=die --filter event=stop` over SSH, T0 the moment the
-  change began; each event's timeNano. The nested engines share this machine's clock.
+  ray_container) was killed, stopped or died on any lab host. Read right after the change from
+  each host's own Docker engine: `docker events --since T0 --until T1 --format '{{json .}}'` over
+  SSH, T0 the moment the change began, keeping the container kill/die/stop events of those names
+  (each event's timeNano). The nested engines share this machine's clock. An engine remembers its
+  last 256 events only: a host that returns that many fails the run rather than miss a stop.
 - end: the first moment the head's dashboard, polled every 0.5 s from this machine in a thread,
   answers `GET /api/version` with the new Ray version AND `GET /api/v0/nodes` (detail, ALIVE
   only) lists every node, each started (its start_time_ms) after the start above, so no node
@@ -57,6 +58,8 @@ FROM_VERSION, TO_VERSION = "2.59.0", "2.60.0"
 POLL_S = 0.5
 GIVE_UP_S = 300.0
 STOP_EVENTS = ("kill", "die", "stop")
+# Docker's engine keeps its last 256 events in memory for `docker events --since` (daemon/events).
+ENGINE_EVENTS_KEPT = 256
 OUR_CONTAINERS = (RAY_HEAD, RAY_WORKER)
 ROLLBACK = [RAYDEPLOY, "rollback", "--auto-approve", "-i", "inventories/lab.py"]
 
@@ -87,7 +90,7 @@ def stop_times(events_output: str, containers: Iterable[str]) -> list[float]:
             continue
         event = json.loads(line)
         name = (event.get("Actor") or {}).get("Attributes", {}).get("name")
-        if event.get("Action") in STOP_EVENTS and name in wanted:
+        if event.get("Type") == "container" and event.get("Action") in STOP_EVENTS and name in wanted:
             times.append(event["timeNano"] / 1e9)
     return sorted(times)
 
@@ -201,15 +204,19 @@ class Probe:
 
 
 def events_since(lab: Lab, since: float, until: float, containers: Iterable[str]) -> list[float]:
-    """Stop times of CONTAINERS on every lab host between SINCE and UNTIL, from each host's Docker engine."""
-    command = (
-        f"docker events --since {since:.3f} --until {until:.3f} --filter type=container "
-        + " ".join(f"--filter event={event}" for event in STOP_EVENTS)
-        + " --format '{{json .}}'"
-    )
+    """Stop times of CONTAINERS on every lab host between SINCE and UNTIL, from each host's Docker engine.
+
+    Every event is read, not only stops, to see whether the engine's memory of them ran out."""
+    command = f"docker events --since {since:.3f} --until {until:.3f} --format '{{{{json .}}}}'"
     times: list[float] = []
     for host in lab.host_names:
-        times += stop_times(lab.ssh(host, command), containers)
+        output = lab.ssh(host, command)
+        if len(output.splitlines()) >= ENGINE_EVENTS_KEPT:
+            raise BenchError(
+                f"lab host {host}'s Docker engine kept only its last {ENGINE_EVENTS_KEPT} events of the change: "
+                "its first Ray container stop may be lost"
+            )
+        times += stop_times(output, containers)
     return sorted(times)
 
 

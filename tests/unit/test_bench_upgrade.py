@@ -47,6 +47,7 @@ def test_a_downtime_starts_at_the_earliest_stop_of_a_ray_container():
             event("die", "node-exporter", 999.0),  # not Ray
             event("start", "ray-head", 998.0),  # not a stop
             event("stop", "ray-head", 1001.0),
+            event("die", "ray-head", 990.0).replace('"container"', '"network"'),  # not a container's
             "",
         ]
     )
