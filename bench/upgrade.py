@@ -8,11 +8,13 @@ inventory's ray_image changes, as an operator edits it; not counted), then `rayd
 
 Downtime is measured the same way for every change:
 - start: the earliest moment a Ray container (ours: ray-head, ray-worker; the launcher's:
-  ray_container) was killed, stopped or died on any lab host. Read right after the change from
-  each host's own Docker engine: `docker events --since T0 --until T1 --format '{{json .}}'` over
-  SSH, T0 the moment the change began, keeping the container kill/die/stop events of those names
-  (each event's timeNano). The nested engines share this machine's clock. An engine remembers its
-  last 256 events only: a host that returns that many fails the run rather than miss a stop.
+  ray_container) was killed, stopped or died on any lab host. Each host's own Docker engine
+  streams them while the change runs: `docker events --since T0 --filter type=container
+  --filter event=kill --filter event=die --filter event=stop`, over SSH, started just before the
+  change (T0, so nothing falls between) and ended a second after it; each event's timeNano. The
+  nested engines share this machine's clock. (Read afterwards with --since/--until instead, an
+  engine answers from the last 256 events it keeps, of every kind: on the first real run the
+  head's engine returned all 256 for one upgrade, so its first stop could have been dropped.)
 - end: the first moment the head's dashboard, polled every 0.5 s from this machine in a thread,
   answers `GET /api/version` with the new Ray version AND `GET /api/v0/nodes` (detail, ALIVE
   only) lists every node, each started (its start_time_ms) after the start above, so no node
@@ -50,7 +52,7 @@ import requests
 
 from bench.labs import Lab, fresh_lab
 from bench.measure import PYINFRA, RAYDEPLOY, BenchError, figure, run
-from bench.peer import CONTAINER, clear_hosts, cluster_yaml, ray_cli, ray_up_until_alive
+from bench.peer import CONTAINER, cluster_yaml, ray_cli, ray_up_until_alive
 from bench.scenarios import WRAPPER_DEPLOY
 from deploys.components import RAY_HEAD, RAY_WORKER
 
@@ -58,8 +60,6 @@ FROM_VERSION, TO_VERSION = "2.59.0", "2.60.0"
 POLL_S = 0.5
 GIVE_UP_S = 300.0
 STOP_EVENTS = ("kill", "die", "stop")
-# Docker's engine keeps its last 256 events in memory for `docker events --since` (daemon/events).
-ENGINE_EVENTS_KEPT = 256
 OUR_CONTAINERS = (RAY_HEAD, RAY_WORKER)
 ROLLBACK = [RAYDEPLOY, "rollback", "--auto-approve", "-i", "inventories/lab.py"]
 
@@ -203,21 +203,57 @@ class Probe:
             self._thread.join(timeout=10)
 
 
-def events_since(lab: Lab, since: float, until: float, containers: Iterable[str]) -> list[float]:
-    """Stop times of CONTAINERS on every lab host between SINCE and UNTIL, from each host's Docker engine.
+class StopWatch:
+    """Streams the kill/die/stop events of CONTAINERS from each lab host's Docker engine, from SINCE
+    until `stop()`: one `docker events` per host over SSH, ended by closing its standard input."""
 
-    Every event is read, not only stops, to see whether the engine's memory of them ran out."""
-    command = f"docker events --since {since:.3f} --until {until:.3f} --format '{{{{json .}}}}'"
-    times: list[float] = []
-    for host in lab.host_names:
-        output = lab.ssh(host, command)
-        if len(output.splitlines()) >= ENGINE_EVENTS_KEPT:
-            raise BenchError(
-                f"lab host {host}'s Docker engine kept only its last {ENGINE_EVENTS_KEPT} events of the change: "
-                "its first Ray container stop may be lost"
+    def __init__(self, lab: Lab, containers: Iterable[str], since: float, hosts: Iterable[str] | None = None) -> None:
+        self.lab = lab
+        self.containers = list(containers)
+        self.since = since
+        self.hosts = list(hosts) if hosts is not None else lab.host_names
+        self.streams: dict[str, subprocess.Popen] = {}
+
+    def __enter__(self) -> StopWatch:
+        events = " ".join(f"--filter event={event}" for event in STOP_EVENTS)
+        # The shell waits for this end of the connection to close, then ends the stream.
+        remote = (
+            f"docker events --since {self.since:.3f} --filter type=container {events} --format '{{{{json .}}}}' & "
+            "read _; kill $!"
+        )
+        for host in self.hosts:
+            self.streams[host] = subprocess.Popen(
+                ["ssh", "-F", self.lab.status["ssh"]["config"], host, remote],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
-        times += stop_times(output, containers)
-    return sorted(times)
+        return self
+
+    def stop(self) -> list[float]:
+        """End every stream; the stop times seen on any host, in order."""
+        times: list[float] = []
+        failed = []
+        for host, stream in self.streams.items():
+            try:
+                output, error = stream.communicate(timeout=30)  # closes its standard input first
+            except subprocess.TimeoutExpired:
+                stream.kill()
+                output, error = stream.communicate()
+            if stream.returncode != 0:
+                failed.append(f"{host}: exit {stream.returncode}: {error.strip()[-500:]}")
+            times += stop_times(output, self.containers)
+        self.streams = {}
+        if failed:
+            raise BenchError(f"`docker events` did not stream on lab {self.lab.name}: {'; '.join(failed)}")
+        return sorted(times)
+
+    def __exit__(self, *exc: object) -> None:
+        for stream in self.streams.values():
+            stream.kill()
+            stream.communicate()
+        self.streams = {}
 
 
 def measure_change(
@@ -228,13 +264,13 @@ def measure_change(
     container stopped, wait instead until every node is alive again (whatever its version), so
     `seen` says what the change left running."""
     expected = len(lab.host_names)
-    with Probe(lab.dashboard_url, token) as probe:
-        began = time.time()
+    with Probe(lab.dashboard_url, token) as probe, StopWatch(lab, containers, since=time.time()) as watch:
         started = time.monotonic()
         output = act()
         total_s = time.monotonic() - started
         ended = time.time()
-        stops = events_since(lab, began, ended + 1, containers)
+        time.sleep(1)  # the last events of the change reach this machine
+        stops = watch.stop()
         first_stop = stops[0] if stops else None
         back = None
         deadline = time.monotonic() + GIVE_UP_S
@@ -358,7 +394,6 @@ def peer_run(index: int, workers: int) -> dict:
             for state in Path("/tmp/ray").glob(f"cluster-{name}.*"):
                 state.unlink()  # the local provider's node state on this machine
             shutil.rmtree(work, ignore_errors=True)
-        clear_hosts(lab, ray_image(TO_VERSION))
     return result
 
 

@@ -5,9 +5,12 @@ version pullable; a version PyPI lacks changes nothing; a test can add a Ray ima
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from bench.labs import Lab as BenchLab
+from bench.upgrade import StopWatch
 from raydeploy.lab.images import ray_mirror_ref
 from raydeploy.lab.state import LAB_LABEL
 from tests.lab.conftest import TestLab, broken_ray_ref
@@ -124,6 +127,28 @@ def test_a_ray_image_that_does_not_start_can_be_put_in_the_mirror_and_made_curre
     assert f"current Ray version: {NEW}-broken -> {NEW}" in back.stdout
     assert inventory_ray_images(lab) == {ray_mirror_ref(NEW)}
     assert set(lab.state().ray_images) == {OLD, NEW, f"{NEW}-broken"}
+
+
+def test_the_upgrade_bench_sees_when_a_ray_container_stops_on_a_lab_host(docker_on_worker):
+    """bench/upgrade.py starts a downtime at the first Ray container stop, streamed from each host's engine."""
+    lab = docker_on_worker
+    status = json.loads(lab.raydeploy("lab", "status", "--json").stdout)
+    bench_lab = BenchLab(name=lab.name, env=lab.env, up_s=0.0, status=status)
+    host = lab.host("worker-1")
+    image = ray_mirror_ref(NEW)
+    for name in ("ray-worker", "node-exporter"):
+        host.check_output(f"docker run -d --name {name} {image} sleep 600")
+    with StopWatch(bench_lab, ["ray-worker"], since=time.time(), hosts=["worker-1"]) as watch:
+        host.check_output("docker stop --time 1 node-exporter")
+        before = time.time()
+        host.check_output("docker stop --time 1 ray-worker")  # sleep ignores SIGTERM: killed after 1 s
+        after = time.time()
+        time.sleep(1)
+        stops = watch.stop()
+    # ray-worker's kill, die and stop events; none of the other container's (stopped before `before`).
+    assert len(stops) >= 2, stops
+    assert before - 0.5 <= stops[0] <= stops[-1] <= after + 0.5, (before, stops, after)
+    host.check_output("docker rm ray-worker node-exporter")
 
 
 def test_lab_down_removes_the_images_the_test_made_for_the_lab(versions, engine):
