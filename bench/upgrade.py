@@ -17,8 +17,9 @@ Downtime is measured the same way for every change:
   head's engine returned all 256 for one upgrade, so its first stop could have been dropped.)
 - end: the first moment the head's dashboard, polled every 0.5 s from this machine in a thread,
   answers `GET /api/version` with the new Ray version AND `GET /api/v0/nodes` (detail, ALIVE
-  only) lists every node, each started (its start_time_ms) after the start above, so no node
-  that merely survived the change counts. The moment is when both answers came back.
+  only) lists as many distinct node addresses as the lab has hosts among the nodes started (their
+  start_time_ms) after the start above: a node that outlived the change, or a stale entry still
+  listed ALIVE beside its replacement, does not count. The moment is when both answers came back.
 - A change in which no Ray container stopped, or after which the head did not report the new
   version with every node alive within GIVE_UP_S, has no downtime figure: the run says why.
 
@@ -74,11 +75,21 @@ def ray_image(version: str) -> str:
 @dataclass(frozen=True)
 class Sample:
     """One poll of the head's dashboard: when its answers came back (unix s), the Ray version it
-    reported (None: no answer), and the start time (unix s; None: not reported) of each ALIVE node."""
+    reported (None: no answer), and each node it lists ALIVE: (address, start time in unix s, None
+    when not reported). A node that left may stay listed ALIVE a while (with GCS fault tolerance,
+    even across the head's restart): its start time tells it from the node that replaced it."""
 
     at: float
     ray_version: str | None
-    alive_started: tuple[float | None, ...] = ()
+    alive: tuple[tuple[str, float | None], ...] = ()
+
+    def addresses(self, started_since: float | None = None) -> set[str]:
+        """The distinct addresses of the ALIVE nodes (only those started at or after STARTED_SINCE)."""
+        return {
+            address
+            for address, started in self.alive
+            if started_since is None or (started is not None and started >= started_since)
+        }
 
 
 def stop_times(events_output: str, containers: Iterable[str]) -> list[float]:
@@ -96,12 +107,10 @@ def stop_times(events_output: str, containers: Iterable[str]) -> list[float]:
 
 
 def back_at(samples: Iterable[Sample], version: str, expected: int, since: float) -> float | None:
-    """The first poll at or after SINCE that saw VERSION on the head and EXPECTED nodes alive, each
-    started at or after SINCE; None when none did."""
+    """The first poll at or after SINCE that saw VERSION on the head and EXPECTED nodes (distinct
+    addresses) alive that started at or after SINCE; None when none did."""
     for sample in samples:
-        if sample.at < since or sample.ray_version != version or len(sample.alive_started) != expected:
-            continue
-        if all(started is not None and started >= since for started in sample.alive_started):
+        if sample.at >= since and sample.ray_version == version and len(sample.addresses(since)) == expected:
             return sample.at
     return None
 
@@ -109,7 +118,7 @@ def back_at(samples: Iterable[Sample], version: str, expected: int, since: float
 def settled_at(samples: Iterable[Sample], expected: int, since: float) -> float | None:
     """The first poll at or after SINCE that saw EXPECTED nodes alive, whatever the version."""
     for sample in samples:
-        if sample.at >= since and sample.ray_version is not None and len(sample.alive_started) == expected:
+        if sample.at >= since and sample.ray_version is not None and len(sample.addresses()) == expected:
             return sample.at
     return None
 
@@ -145,7 +154,7 @@ def describe_no_downtime(change: Change, what: str, version: str, expected: int)
         afterwards = f"the head's dashboard did not answer in the {GIVE_UP_S:.0f} s after it"
     else:
         afterwards = (
-            f"then the head reported Ray {seen.ray_version} with {len(seen.alive_started)} of {expected} nodes alive"
+            f"then the head reported Ray {seen.ray_version} with {len(seen.addresses())} of {expected} nodes alive"
         )
     if change.first_stop is None:
         return f"{what}: no Ray container was stopped on any host ({change.total_s:.1f} s); {afterwards}"
@@ -183,8 +192,10 @@ class Probe:
             ).json()["data"]["result"]["result"]
         except (requests.RequestException, ValueError, KeyError, TypeError):
             return Sample(time.time(), None)
-        started = tuple(row["start_time_ms"] / 1000 if row.get("start_time_ms") else None for row in rows)
-        return Sample(time.time(), version, started)
+        alive = tuple(
+            (row["node_ip"], row["start_time_ms"] / 1000 if row.get("start_time_ms") else None) for row in rows
+        )
+        return Sample(time.time(), version, alive)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

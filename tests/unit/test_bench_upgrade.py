@@ -56,26 +56,38 @@ def test_a_downtime_starts_at_the_earliest_stop_of_a_ray_container():
     assert stop_times("", ["ray-head"]) == []
 
 
+def nodes(*started: float | None) -> tuple[tuple[str, float | None], ...]:
+    """ALIVE nodes at 10.0.0.1, 10.0.0.2, ... started at STARTED."""
+    return tuple((f"10.0.0.{index}", at) for index, at in enumerate(started, start=1))
+
+
 def test_a_downtime_ends_at_the_first_poll_with_the_new_version_and_every_node_restarted():
     since = 100.0
     samples = [
         Sample(101.0, None),  # the head does not answer
-        Sample(102.0, "2.60.0", (101.5, 101.6)),  # two of three nodes
-        Sample(103.0, "2.59.0", (101.5, 101.6, 101.7)),  # the old version
-        Sample(104.0, "2.60.0", (101.5, 101.6, 90.0)),  # a node that outlived the change
-        Sample(105.0, "2.60.0", (101.5, 101.6, None)),  # a start time not reported
-        Sample(106.0, "2.60.0", (101.5, 101.6, 104.2)),
-        Sample(107.0, "2.60.0", (101.5, 101.6, 104.2)),
+        Sample(102.0, "2.60.0", nodes(101.5, 101.6)),  # two of three nodes
+        Sample(103.0, "2.59.0", nodes(101.5, 101.6, 101.7)),  # the old version
+        Sample(104.0, "2.60.0", nodes(101.5, 101.6, 90.0)),  # a node that outlived the change
+        Sample(105.0, "2.60.0", nodes(101.5, 101.6, None)),  # a start time not reported
+        # A node restarted twice is listed twice (the first one not yet seen dead): still two nodes.
+        Sample(105.5, "2.60.0", (*nodes(101.5, 101.6), ("10.0.0.2", 105.2))),
+        # The old third node still listed ALIVE beside its replacement: it does not count.
+        Sample(106.0, "2.60.0", (*nodes(101.5, 101.6, 104.2), ("10.0.0.3", 90.0))),
+        Sample(107.0, "2.60.0", nodes(101.5, 101.6, 104.2)),
     ]
     assert back_at(samples, "2.60.0", 3, since) == 106.0
     assert back_at(samples, "2.61.0", 3, since) is None
     assert back_at(samples, "2.60.0", 3, since=106.5) is None  # every node started after 106.5: none
     # Polls from before the change never end it.
-    assert back_at([Sample(99.0, "2.60.0", (99.0, 99.0, 99.0))], "2.60.0", 3, since) is None
+    assert back_at([Sample(99.0, "2.60.0", nodes(99.0, 99.0, 99.0))], "2.60.0", 3, since) is None
 
 
 def test_a_change_that_stopped_nothing_waits_for_every_node_alive_whatever_its_version():
-    samples = [Sample(10.0, "2.59.0", (1.0, 1.0, 1.0)), Sample(12.0, None), Sample(13.0, "2.59.0", (1.0, 1.0, 1.0))]
+    samples = [
+        Sample(10.0, "2.59.0", nodes(1.0, 1.0, 1.0)),
+        Sample(12.0, None),
+        Sample(13.0, "2.59.0", nodes(1.0, 1.0, 1.0)),
+    ]
     assert settled_at(samples, 3, since=11.0) == 13.0
     assert settled_at(samples, 4, since=0.0) is None
 
@@ -87,12 +99,12 @@ def test_downtime_is_from_the_first_stop_to_the_first_poll_back():
 
 
 def test_a_change_without_a_downtime_says_why():
-    kept = Change(25.0, None, None, 0, Sample(50.0, "2.59.0", (1.0, 2.0, 3.0)))
+    kept = Change(25.0, None, None, 0, Sample(50.0, "2.59.0", nodes(1.0, 2.0, 3.0)))
     assert describe_no_downtime(kept, "ray up", "2.60.0", 3) == (
         "ray up: no Ray container was stopped on any host (25.0 s); "
         "then the head reported Ray 2.59.0 with 3 of 3 nodes alive"
     )
-    stuck = Change(25.0, 10.0, None, 3, Sample(50.0, "2.60.0", (11.0,)))
+    stuck = Change(25.0, 10.0, None, 3, Sample(50.0, "2.60.0", nodes(11.0)))
     assert describe_no_downtime(stuck, "upgrade", "2.60.0", 3) == (
         f"upgrade: not Ray 2.60.0 on every node within {GIVE_UP_S:.0f} s after it returned; "
         "then the head reported Ray 2.60.0 with 1 of 3 nodes alive"
@@ -121,7 +133,7 @@ def test_the_launcher_keeping_its_old_container_is_recorded_with_its_own_words()
         "Done.\n"
     )
     assert launcher_said(said).startswith("A container with name ray_container is running image")
-    outcome = edit_image_outcome(Change(31.0, None, None, 0, Sample(1.0, "2.59.0", (0.5, 0.5, 0.5)), said), 3)
+    outcome = edit_image_outcome(Change(31.0, None, None, 0, Sample(1.0, "2.59.0", nodes(0.5, 0.5, 0.5)), said), 3)
     assert outcome["upgraded"] is False and outcome["ray_containers_stopped"] == 0
     assert "head reported Ray 2.59.0" in outcome["why"]
     assert "instead of rayproject/ray:2.60.0-py311-cpu" in outcome["launcher_said"]
@@ -167,7 +179,10 @@ class FakeHead(BaseHTTPRequestHandler):
         else:
             query = parse_qs(url.query)
             assert query["detail"] == ["true"] and query["filter_values"] == ["ALIVE"]
-            rows = [{"node_ip": "10.0.0.1", "state": "ALIVE", "start_time_ms": 1_700_000_000_500}, {"node_ip": "x"}]
+            rows = [
+                {"node_ip": "10.0.0.1", "state": "ALIVE", "start_time_ms": 1_700_000_000_500},
+                {"node_ip": "10.0.0.2", "state": "ALIVE"},
+            ]
             body = {"data": {"result": {"result": rows}}}
         payload = json.dumps(body).encode()
         self.send_response(200)
@@ -193,10 +208,10 @@ def fake_head():
 def test_a_poll_reads_the_head_version_and_each_alive_node_start_time_with_the_token(fake_head):
     sample = Probe(fake_head, "sesame").poll()
     assert sample.ray_version == "2.60.0"
-    assert sample.alive_started == (1_700_000_000.5, None)
+    assert sample.alive == (("10.0.0.1", 1_700_000_000.5), ("10.0.0.2", None))
     assert Probe(fake_head, "wrong").poll().ray_version is None
     unanswered = Probe("http://127.0.0.1:9", None).poll()  # nothing listens there
-    assert (unanswered.ray_version, unanswered.alive_started) == (None, ())
+    assert (unanswered.ray_version, unanswered.alive) == (None, ())
 
 
 def test_the_probe_polls_in_a_thread_until_it_is_left(fake_head):
