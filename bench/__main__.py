@@ -27,6 +27,12 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
   destroy   on --runs fresh labs, each deployed (not counted): `raydeploy destroy --auto-approve`
             (plan, approval, teardown of every host; target under 20 s for 3 hosts), then again
             (nothing left to remove).
+  upgrade   on --runs fresh labs made at Ray 2.59.0 and deployed (not counted): `lab up --ray-version
+            2.60.0`, then `raydeploy deploy --auto-approve` (the whole upgrade) and its downtime (from
+            the first Ray container stopped to the head reporting 2.60.0 with every node alive, target
+            under 30 s), then `raydeploy rollback --auto-approve` the same way back to 2.59.0. Peer:
+            `ray up` on identical hosts at 2.59.0, docker.image edited to 2.60.0 and `ray up` again,
+            then `ray down` + `ray up` (see bench/upgrade.py for how downtime is read).
   all       every scenario above, each on its own fresh labs: one table, one JSON file.
 
 Example: .venv/bin/python -m bench all --runs 3
@@ -55,6 +61,7 @@ from bench.scenarios import (
     scenario_validate,
 )
 from bench.ssh_latency import scenario_ssh_latency
+from bench.upgrade import scenario_upgrade
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "lab-up": lambda args: scenario_lab_up(args.runs, args.workers, args.cold),
@@ -67,6 +74,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "grow": lambda args: scenario_grow(args.runs, args.workers),
     "reboot": lambda args: scenario_reboot(args.runs, args.workers),
     "destroy": lambda args: scenario_destroy(args.runs, args.workers),
+    "upgrade": lambda args: scenario_upgrade(args.runs, args.workers),
 }
 
 

@@ -60,8 +60,11 @@ class Lab:
 
 
 @contextmanager
-def fresh_lab(name: str, workers: int, extra_env: dict[str, str] | None = None) -> Iterator[Lab]:
-    """Bring lab NAME up with 1 head + WORKERS workers in a fresh home; take it down whatever happens."""
+def fresh_lab(
+    name: str, workers: int, extra_env: dict[str, str] | None = None, ray_version: str | None = None
+) -> Iterator[Lab]:
+    """Bring lab NAME up with 1 head + WORKERS workers (at RAY_VERSION, else the lab's default) in a
+    fresh home; take it down whatever happens."""
     if not name.startswith(LAB_PREFIX):
         raise ValueError(f"bench labs are named {LAB_PREFIX}*, not {name}")
     home = tempfile.mkdtemp(prefix=f"{name}-home-")
@@ -73,7 +76,8 @@ def fresh_lab(name: str, workers: int, extra_env: dict[str, str] | None = None) 
         **(extra_env or {}),
     }
     try:
-        up_s = timed([RAYDEPLOY, "lab", "up", "--workers", str(workers)], env)
+        version = ["--ray-version", ray_version] if ray_version else []
+        up_s = timed([RAYDEPLOY, "lab", "up", "--workers", str(workers), *version], env)
         status = json.loads(run([RAYDEPLOY, "lab", "status", "--json"], env).stdout)
         yield Lab(name=name, env=env, up_s=up_s, status=status)
     finally:

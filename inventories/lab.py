@@ -39,7 +39,8 @@ def _host(lab_host):
             "docker_source": "distro",
             "docker_registry_mirrors": [_lab.registry_mirror],
             "docker_insecure_registries": [_lab.registry_address],
-            "ray_image": _lab.images["ray"],
+            # The lab's current Ray version (`raydeploy lab up --ray-version V` switches it).
+            "ray_image": _lab.ray_image,
             "redis_image": _lab.images.get("redis", "redis:7.0"),
             "prometheus_image": _lab.images.get("prometheus", "prom/prometheus:v2.42.0"),
             "node_exporter_image": _lab.images.get("node-exporter", "prom/node-exporter:v1.5.0"),

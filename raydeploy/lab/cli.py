@@ -44,21 +44,29 @@ def lab() -> None:
     help="How many worker hosts beside the head.",
 )
 @click.option(
-    "--ray-version", default=DEFAULT_RAY_VERSION, show_default=True, help="Ray release for the mirror's Ray image."
+    "--ray-version",
+    metavar="VERSION",
+    help=f"Ray release (from PyPI) to make the lab's current one. A new lab: {DEFAULT_RAY_VERSION} when not given. "
+    "An existing lab: without it the lab keeps its version; with it, the version's image joins the others "
+    "in the lab's mirror and the lab inventory's ray_image becomes it.",
 )
 @name_option
-def up(workers: int, ray_version: str, name: str) -> None:
-    """Create the lab or bring it to the asked size.
+def up(workers: int, ray_version: str | None, name: str) -> None:
+    """Create the lab or bring it to the asked size and Ray version.
 
-    A second call with the same options changes nothing and says so.
+    A second call with the same options changes nothing and says so. The lab's mirror keeps every
+    Ray version it was given; `--ray-version` switches the current one (what the lab inventory
+    gives as ray_image, as an operator edits it in a real inventory), and `raydeploy deploy`
+    then moves the cluster to it.
 
     \b
     Examples:
       raydeploy lab up
       raydeploy lab up --workers 4
+      raydeploy lab up --ray-version 2.59.0     # then: raydeploy deploy, to run 2.59.0
     """
     started = time.monotonic()
-    click.echo(f"Bringing lab {name!r} up: 1 head + {workers} workers, Ray {ray_version}", err=True)
+    click.echo(f"Bringing lab {name!r} up: 1 head + {workers} workers, Ray {_ray_shown(name, ray_version)}", err=True)
     try:
         _, report = Lab(name, progress=_progress).up(workers=workers, ray_version=ray_version)
     except (LabError, EngineError) as error:
@@ -75,14 +83,24 @@ def up(workers: int, ray_version: str, name: str) -> None:
     click.echo(f"Next: {prefix}pyinfra inventories/lab.py exec -- hostname")
 
 
+def _ray_shown(name: str, asked: str | None) -> str:
+    if asked:
+        return asked
+    try:
+        return f"{lab_state.load(name).ray_version} (kept)"
+    except lab_state.NoLabError:
+        return DEFAULT_RAY_VERSION
+
+
 @lab.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @name_option
 def status(as_json: bool, name: str) -> None:
-    """Show hosts, addresses, SSH ports and URLs.
+    """Show hosts, addresses, SSH ports, URLs and Ray versions.
 
-    Lists each host's role, cluster address, SSH port and state, and the URLs of the head's
-    published services (Ray dashboard, Prometheus, Grafana).
+    Lists each host's role, cluster address, SSH port and state, the URLs of the head's
+    published services (Ray dashboard, Prometheus, Grafana), the Ray versions in the lab's
+    mirror and the current one (the lab inventory's ray_image).
 
     \b
     Examples:
@@ -101,6 +119,8 @@ def status(as_json: bool, name: str) -> None:
 
 def _echo_status(described: dict) -> None:
     click.echo(f"Lab {described['name']!r}: network {described['network']['subnet']}, Ray {described['ray_version']}")
+    versions = ", ".join(described["ray_images"])
+    click.echo(f"  Ray in the mirror: {versions}; current {described['ray_version']}: {described['ray_image']}")
     click.echo(f"  {'HOST':<10} {'ROLE':<8} {'CLUSTER ADDRESS':<16} {'SSH':<17} STATUS")
     for host in described["hosts"]:
         click.echo(

@@ -75,8 +75,8 @@ class Engine:
         return found[0] if found else None
 
     def ids_with_label(self, kind: str, label: str) -> list[str]:
-        """Names of containers, volumes or networks carrying LABEL (`key` or `key=value`)."""
-        fmt = "{{.Name}}" if kind in ("volume", "network") else "{{.Names}}"
+        """Names of containers, volumes or networks carrying LABEL (`key` or `key=value`); for images, their ids."""
+        fmt = {"volume": "{{.Name}}", "network": "{{.Name}}", "image": "{{.ID}}"}.get(kind, "{{.Names}}")
         extra = ["--all"] if kind == "container" else []
         completed = self.run([kind, "ls", *extra, "--filter", f"label={label}", "--format", fmt])
-        return [line for line in completed.stdout.splitlines() if line.strip()]
+        return list(dict.fromkeys(line for line in completed.stdout.splitlines() if line.strip()))

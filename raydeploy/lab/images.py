@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,8 +36,24 @@ REGISTRY_IMAGE = "raydeploy-lab/registry:2.8"
 Progress = Callable[[str], None]
 
 
+# A release as PyPI numbers Ray's (2.60.0, 2.9.0rc1); it also becomes part of an image tag.
+RAY_RELEASE = re.compile(r"\d+\.\d+\.\d+((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?")
+
+
 class ImageBuildError(EngineError):
     """An image failed to build; the message carries the failing step and its output."""
+
+
+class UnknownRayVersionError(ImageBuildError):
+    """The asked Ray version is not a release, or PyPI has no such release."""
+
+
+def check_ray_release(ray_version: str) -> None:
+    """Refuse anything that is not written as a Ray release, before any download or tag."""
+    if not RAY_RELEASE.fullmatch(ray_version):
+        raise UnknownRayVersionError(
+            f"Ray version {ray_version!r} is not a release number like {DEFAULT_RAY_VERSION}; nothing was changed."
+        )
 
 
 @dataclass(frozen=True)
@@ -59,18 +76,27 @@ def ray_mirror_ref(ray_version: str) -> str:
     return f"rayproject/ray:{ray_version}-py311-cpu"
 
 
-def recipes(ray_version: str = DEFAULT_RAY_VERSION) -> list[Recipe]:
-    """Every image a lab needs, the host and registry images first."""
+def ray_local_tag(ray_version: str) -> str:
+    return f"raydeploy-lab/ray:{ray_version}-py311-cpu"
+
+
+def ray_recipe(ray_version: str) -> Recipe:
+    """Ray RAY_VERSION from PyPI, served by the mirror as rayproject/ray:RAY_VERSION-py311-cpu."""
+    return Recipe(
+        "ray",
+        ray_local_tag(ray_version),
+        mirror_ref=ray_mirror_ref(ray_version),
+        build_args={"RAY_VERSION": ray_version},
+        ray_version=ray_version,
+    )
+
+
+def recipes(ray_version: str | None = DEFAULT_RAY_VERSION) -> list[Recipe]:
+    """Every image a lab needs, the host and registry images first; no Ray image when RAY_VERSION is None."""
     return [
         Recipe("host", HOST_IMAGE),
         Recipe("registry", REGISTRY_IMAGE),
-        Recipe(
-            "ray",
-            f"raydeploy-lab/ray:{ray_version}-py311-cpu",
-            mirror_ref=ray_mirror_ref(ray_version),
-            build_args={"RAY_VERSION": ray_version},
-            ray_version=ray_version,
-        ),
+        *([ray_recipe(ray_version)] if ray_version else []),
         Recipe("prometheus", "raydeploy-lab/prometheus:v2.42.0", mirror_ref=PROMETHEUS_TAG),
         Recipe("node-exporter", "raydeploy-lab/node-exporter:v1.5.0", mirror_ref=NODE_EXPORTER_TAG),
         Recipe("redis", "raydeploy-lab/redis:7.0", mirror_ref=REDIS_TAG),
@@ -168,7 +194,11 @@ class ImageBuilder:
         return built[0]
 
     def ray_wheels(self, ray_version: str) -> Path:
-        """ray[default] and its dependencies as wheels for CPython 3.11 on x86_64, kept in the cache."""
+        """ray[default] and its dependencies as wheels for CPython 3.11 on x86_64, kept in the cache.
+
+        A version PyPI does not have is an UnknownRayVersionError naming it.
+        """
+        check_ray_release(ray_version)
         target = cache_dir() / "wheels" / f"ray-{ray_version}"
         done = target / ".complete"
         if done.exists():
@@ -184,7 +214,13 @@ class ImageBuilder:
         command.append(f"ray[default]=={ray_version}")
         downloaded = subprocess.run(command, capture_output=True, text=True, check=False)
         if downloaded.returncode != 0:
+            shutil.rmtree(target, ignore_errors=True)
             tail = "\n".join(downloaded.stderr.strip().splitlines()[-15:])
+            if "No matching distribution found" in downloaded.stderr:
+                raise UnknownRayVersionError(
+                    f"PyPI has no Ray {ray_version} (no ray[default]=={ray_version} for CPython 3.11 on x86_64); "
+                    f"nothing was changed. pip said:\n{tail}"
+                )
             raise ImageBuildError(f"pip could not download ray[default]=={ray_version}:\n{tail}")
         done.write_text(ray_version)
         return target
@@ -236,8 +272,8 @@ class ImageBuilder:
             failing_step = "\n".join(output[step_start:][-40:])
             raise ImageBuildError(f"Building {recipe.local_tag} failed at this step:\n{failing_step}")
 
-    def ensure_all(self, ray_version: str) -> list[str]:
-        """Every lab image up to date; returns the tags that were (re)built."""
+    def ensure_all(self, ray_version: str | None) -> list[str]:
+        """Every lab image up to date (Ray's only when RAY_VERSION is given); returns the tags that were (re)built."""
         base_before = self.current_inputs(BASE_TAG)
         base_id = self.ensure_base()
         built = [] if base_before and base_before[0] == base_id else [BASE_TAG]

@@ -17,12 +17,15 @@ from raydeploy.lab.engine import Engine, EngineError
 from raydeploy.lab.images import (
     DEFAULT_RAY_VERSION,
     HOST_IMAGE,
+    RAY_RELEASE,
     REGISTRY_IMAGE,
     ImageBuilder,
     cache_dir,
+    check_ray_release,
+    ray_mirror_ref,
     recipes,
 )
-from raydeploy.lab.registry import fill_mirror, wait_for_registry
+from raydeploy.lab.registry import fill_mirror, push_to_mirror, served_config_digest, wait_for_registry
 from raydeploy.lab.state import (
     HEAD_SERVICE_PORTS,
     LAB_LABEL,
@@ -68,6 +71,8 @@ class UpReport:
     created: list[str] = field(default_factory=list)
     started: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    # (before, after) when the lab's current Ray version changed.
+    ray_switched: tuple[str, str] | None = None
     state_changed: bool = False
 
     @property
@@ -78,8 +83,33 @@ class UpReport:
             or self.created
             or self.started
             or self.removed
+            or self.ray_switched
             or self.state_changed
         )
+
+
+@dataclass(frozen=True)
+class RayChoice:
+    """The Ray version `lab up` makes current, the name the mirror serves its image by, and whether
+    the lab builds that image from PyPI (False: an image put in the mirror by `Lab.push_image`)."""
+
+    version: str
+    mirror_ref: str
+    from_pypi: bool
+
+
+def choose_ray(previous: LabState | None, asked: str | None) -> RayChoice:
+    """`--ray-version` when given, else the lab's current version (growing a lab keeps it), else the default.
+
+    A version the lab recorded with an image of its own (pushed by `Lab.push_image`) is switched to
+    as it is; any other must be a Ray release, built from PyPI.
+    """
+    version = asked or (previous.ray_version if previous else DEFAULT_RAY_VERSION)
+    recorded = previous.ray_images.get(version) if previous else None
+    if recorded and recorded != ray_mirror_ref(version):
+        return RayChoice(version, recorded, from_pypi=False)
+    check_ray_release(version)
+    return RayChoice(version, ray_mirror_ref(version), from_pypi=True)
 
 
 def validate_workers(workers: int) -> None:
@@ -124,19 +154,36 @@ class Lab:
 
     # ---- up -------------------------------------------------------------------------------
 
-    def up(self, workers: int = 2, ray_version: str = DEFAULT_RAY_VERSION) -> tuple[LabState, UpReport]:
+    def up(self, workers: int = 2, ray_version: str | None = None) -> tuple[LabState, UpReport]:
+        """Create the lab or bring it to WORKERS workers, with RAY_VERSION current (None: keep the lab's).
+
+        Another RAY_VERSION on an existing lab is built if needed and pushed into the mirror beside
+        the versions already there, and becomes the one the lab inventory gives as ray_image.
+        """
         validate_workers(workers)
         self.engine.ping()
         report = UpReport()
         previous = self._previous_state()
+        ray = choose_ray(previous, ray_version)
         self._refuse_foreign_names(workers)
-        report.built_images = ImageBuilder(self.engine, self.progress).ensure_all(ray_version)
+        builder = ImageBuilder(self.engine, self.progress)
+        if ray.from_pypi:
+            builder.ray_wheels(ray.version)  # a version PyPI does not have stops here, before any change
+        built_ray = ray.version if ray.from_pypi else None
+        report.built_images = builder.ensure_all(built_ray)
         subnet = self._ensure_network(previous)
         network = ipaddress.ip_network(subnet)
         registry_address = str(network[REGISTRY_HOST_INDEX])
         registry_port = self._ensure_registry(registry_address, report)
-        mirrored = [recipe for recipe in recipes(ray_version) if recipe.mirror_ref]
+        mirrored = [recipe for recipe in recipes(built_ray) if recipe.mirror_ref]
         report.pushed_images = fill_mirror(self.engine, registry_port, mirrored, self.progress)
+        if not ray.from_pypi and served_config_digest(registry_port, ray.mirror_ref) is None:
+            raise LabError(
+                f"The lab's mirror no longer serves {ray.mirror_ref} (Ray {ray.version!r} of lab {self.name!r}); "
+                f"push it again with Lab.push_image, or pick a release with --ray-version."
+            )
+        if previous and previous.ray_version != ray.version:
+            report.ray_switched = (previous.ray_version, ray.version)
         key = self._ensure_key_pair()
         wanted = host_names(workers)
         report.removed += self._remove_extra_workers({name for name, _ in wanted})
@@ -144,7 +191,7 @@ class Lab:
         known_hosts, ssh_config = self._write_ssh_files(hosts, key)
         state = LabState(
             name=self.name,
-            ray_version=ray_version,
+            ray_version=ray.version,
             network=self.network,
             subnet=subnet,
             registry_container=self.registry_container,
@@ -154,12 +201,44 @@ class Lab:
             ssh_key=str(key),
             known_hosts=str(known_hosts),
             ssh_config=str(ssh_config),
-            images={recipe.key: recipe.mirror_ref for recipe in mirrored if recipe.mirror_ref},
+            images={
+                **{recipe.key: recipe.mirror_ref for recipe in mirrored if recipe.mirror_ref},
+                "ray": ray.mirror_ref,
+            },
             hosts=hosts,
+            ray_images={**(previous.ray_images if previous else {}), ray.version: ray.mirror_ref},
         )
         report.state_changed = previous is None or previous.to_json() != state.to_json()
         lab_state.save(state)
         return state, report
+
+    def push_image(self, local_tag: str, mirror_ref: str, ray_version: str | None = None) -> bool:
+        """Put the local image LOCAL_TAG into this lab's mirror as MIRROR_REF; True when it was pushed,
+        False when the mirror already served that very image.
+
+        MIRROR_REF is a Docker Hub name (`ORG/NAME:TAG`, or `NAME:TAG` for library images): the lab
+        hosts pull it by that name through the mirror. The mirror's storage is shared by every lab on
+        this machine and kept between labs; give an image of your own a tag of its own. Label the
+        local image `raydeploy.lab=<lab name>` and `lab down` removes it.
+
+        With RAY_VERSION, the image is also recorded as that Ray version of the lab and made its current
+        one, as `lab up --ray-version` does with a release: the lab inventory's ray_image becomes
+        MIRROR_REF. RAY_VERSION must not be a release number (that name is PyPI's build), e.g.
+        `2.60.0-broken`; `lab up --ray-version 2.60.0-broken` switches back to it later.
+        """
+        state = lab_state.load(self.name)
+        if ray_version and RAY_RELEASE.fullmatch(ray_version) and mirror_ref != ray_mirror_ref(ray_version):
+            raise LabError(
+                f"Ray version {ray_version!r} names the release `lab up --ray-version {ray_version}` builds; "
+                f"record {mirror_ref} under a name of its own, e.g. {ray_version}-custom."
+            )
+        pushed = push_to_mirror(self.engine, state.registry_published_port, local_tag, mirror_ref, self.progress)
+        if ray_version is not None:
+            state.ray_images[ray_version] = mirror_ref
+            state.ray_version = ray_version
+            state.images["ray"] = mirror_ref
+            lab_state.save(state)
+        return pushed
 
     def _previous_state(self) -> LabState | None:
         try:
@@ -408,6 +487,8 @@ class Lab:
         return {
             "name": state.name,
             "ray_version": state.ray_version,
+            "ray_image": state.ray_image,
+            "ray_images": dict(sorted(state.ray_images.items())),
             "network": {"name": state.network, "subnet": state.subnet},
             "registry": {
                 "container": state.registry_container,
@@ -433,9 +514,13 @@ class Lab:
         }
 
     def down(self) -> dict[str, list[str]]:
-        """Remove every container, volume and network labelled as this lab's, and its state and key."""
+        """Remove every container, volume, network and image labelled as this lab's, and its state and key.
+
+        The images `lab up` builds are shared by every lab and stay; only images labelled with this
+        lab's name (a test's own, pushed with `push_image`) go. The mirror's storage stays.
+        """
         self.engine.ping()
-        removed: dict[str, list[str]] = {"containers": [], "volumes": [], "networks": []}
+        removed: dict[str, list[str]] = {"containers": [], "volumes": [], "networks": [], "images": []}
         containers = self.engine.ids_with_label("container", self.label)
         if containers:
             self.progress(f"removing {len(containers)} containers")
@@ -449,6 +534,10 @@ class Lab:
         if networks:
             self.engine.run(["network", "rm", *networks])
             removed["networks"] = networks
+        images = self.engine.ids_with_label("image", self.label)
+        if images:
+            self.engine.run(["image", "rm", "--force", *images])
+            removed["images"] = images
         shutil.rmtree(lab_state.lab_dir(self.name), ignore_errors=True)
         return removed
 
@@ -456,7 +545,7 @@ class Lab:
 def all_lab_names(engine: Engine) -> list[str]:
     """Every lab with something left on this engine, by the value of its label."""
     names = set()
-    for kind in ("container", "volume", "network"):
+    for kind in ("container", "volume", "network", "image"):
         fmt = "{{.Labels}}"
         extra = ["--all"] if kind == "container" else []
         listed = engine.run([kind, "ls", *extra, "--filter", f"label={LAB_LABEL}", "--format", fmt]).stdout
@@ -484,4 +573,7 @@ def describe(report: UpReport) -> list[str]:
     ):
         if items:
             lines.append(f"{label}: {', '.join(items)}")
+    if report.ray_switched:
+        before, after = report.ray_switched
+        lines.append(f"current Ray version: {before} -> {after} (the lab inventory's ray_image follows)")
     return lines

@@ -48,23 +48,30 @@ def served_config_digest(port: int, reference: str) -> str | None:
     return response.json().get("config", {}).get("digest")
 
 
+def push_to_mirror(engine: Engine, port: int, local_tag: str, mirror_ref: str, progress: Callable[[str], None]) -> bool:
+    """Push the local image LOCAL_TAG into the mirror as MIRROR_REF (a Docker Hub name: `NAME:TAG` or
+    `ORG/NAME:TAG`) unless the mirror already serves that very image; True when it was pushed."""
+    local = engine.inspect("image", local_tag)
+    if local is None:
+        raise RegistryError(f"{local_tag} is not built; run `raydeploy lab up` again to build it.")
+    if served_config_digest(port, mirror_ref) == local["Id"]:
+        return False
+    progress(f"pushing {mirror_ref} into the mirror")
+    mirror_name = mirror_ref if "/" in mirror_ref else f"library/{mirror_ref}"
+    target = f"127.0.0.1:{port}/{mirror_name}"
+    engine.run(["tag", local_tag, target])
+    try:
+        engine.run(["push", target])
+    finally:
+        engine.run(["rmi", target], check=False)
+    return True
+
+
 def fill_mirror(engine: Engine, port: int, images: Sequence[Recipe], progress: Callable[[str], None]) -> list[str]:
     """Push every image whose mirrored copy differs from the local one; the references pushed."""
     pushed = []
     for recipe in images:
         assert recipe.mirror_ref is not None
-        local = engine.inspect("image", recipe.local_tag)
-        if local is None:
-            raise RegistryError(f"{recipe.local_tag} is not built; run `raydeploy lab up` again to build it.")
-        if served_config_digest(port, recipe.mirror_ref) == local["Id"]:
-            continue
-        progress(f"pushing {recipe.mirror_ref} into the mirror")
-        mirror_name = recipe.mirror_ref if "/" in recipe.mirror_ref else f"library/{recipe.mirror_ref}"
-        target = f"127.0.0.1:{port}/{mirror_name}"
-        engine.run(["tag", recipe.local_tag, target])
-        try:
-            engine.run(["push", target])
-        finally:
-            engine.run(["rmi", target], check=False)
-        pushed.append(recipe.mirror_ref)
+        if push_to_mirror(engine, port, recipe.local_tag, recipe.mirror_ref, progress):
+            pushed.append(recipe.mirror_ref)
     return pushed

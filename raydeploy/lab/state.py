@@ -65,6 +65,18 @@ class LabState:
     ssh_config: str
     images: dict[str, str]
     hosts: list[LabHost]
+    # Every Ray version whose image the lab's mirror holds, by version; `ray_version` is the current one.
+    ray_images: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A state file written before labs held several versions knows only the current one.
+        if not self.ray_images and "ray" in self.images:
+            self.ray_images = {self.ray_version: self.images["ray"]}
+
+    @property
+    def ray_image(self) -> str:
+        """The current version's image, as the mirror serves it: what the lab inventory gives as ray_image."""
+        return self.ray_images.get(self.ray_version) or self.images["ray"]
 
     @property
     def registry_mirror(self) -> str:

@@ -16,6 +16,8 @@ import testinfra
 
 from raydeploy.lab import state as lab_state
 from raydeploy.lab.engine import Engine
+from raydeploy.lab.images import ray_local_tag, ray_mirror_ref
+from raydeploy.lab.lifecycle import Lab
 from raydeploy.lab.state import LAB_LABEL, LabState
 from tests.conftest import BIN, run_command
 
@@ -105,6 +107,48 @@ def lab(make_lab) -> TestLab:
     lab = make_lab("main")
     lab.up("--workers", "2")
     return lab
+
+
+# Ray's Python package removed: the `ray` command, and so every Ray container of this image, fails at once.
+BROKEN_RAY_DOCKERFILE = """\
+FROM {base}
+RUN rm -rf /opt/ray/lib/python3.11/site-packages/ray && ! /opt/ray/bin/python -c 'import ray'
+LABEL {label}
+"""
+
+
+def broken_ray_ref(version: str) -> str:
+    """The name the lab's mirror serves the broken image of Ray VERSION by."""
+    return f"rayproject/ray:{version}-py311-broken"
+
+
+def push_broken_ray_image(lab: TestLab, make_current: bool = False) -> str:
+    """Build a Ray image whose Ray exits at once, FROM the lab's current Ray image (the one `lab up`
+    built from PyPI), push it into the lab's mirror as rayproject/ray:<version>-py311-broken, and
+    return that name. Its tag looks like a Ray release's; `import ray` fails in it.
+
+    The local image, raydeploy-lab/<lab>-ray:<version>-py311-broken, is labelled raydeploy.lab=<lab>:
+    the lab's `lab down` removes it. With MAKE_CURRENT it also becomes the lab's current Ray version,
+    named `<version>-broken`: the lab inventory's ray_image, as if an operator had set it
+    (`lab up --ray-version <version>` switches back).
+    """
+    state = lab.state()
+    version = state.ray_version
+    assert state.ray_image == ray_mirror_ref(version), f"lab {lab.name} runs no Ray release but {state.ray_image}"
+    local_tag = f"raydeploy-lab/{lab.name}-ray:{version}-py311-broken"
+    dockerfile = BROKEN_RAY_DOCKERFILE.format(base=ray_local_tag(version), label=f"{LAB_LABEL}={lab.name}")
+    Engine().run(["build", "--force-rm", "--tag", local_tag, "-"], input_bytes=dockerfile.encode())
+    reference = broken_ray_ref(version)
+    Lab(lab.name, progress=lambda message: None).push_image(
+        local_tag, reference, ray_version=f"{version}-broken" if make_current else None
+    )
+    return reference
+
+
+@pytest.fixture(scope="session")
+def broken_ray_image():
+    """`broken_ray_image(lab, make_current=False) -> mirror name`: see push_broken_ray_image."""
+    return push_broken_ray_image
 
 
 def grand_total(output: str) -> tuple[int, int]:

@@ -19,9 +19,19 @@ from tests.conftest import REPO
 def test_bench_parses_a_scenario_and_its_options():
     args = parse(["lab-up", "--cold", "--runs", "5", "--workers", "1"])
     assert (args.scenario, args.cold, args.runs, args.workers) == ("lab-up", True, 5, 1)
-    assert {"lab-up", "deploy", "validate", "peer", "scale", "api", "ssh-latency", "grow", "reboot", "destroy"} == set(
-        SCENARIOS
-    )
+    assert {
+        "lab-up",
+        "deploy",
+        "validate",
+        "peer",
+        "scale",
+        "api",
+        "ssh-latency",
+        "grow",
+        "reboot",
+        "destroy",
+        "upgrade",
+    } == set(SCENARIOS)
 
 
 def test_bench_offers_all_and_the_peer_and_scale_options():
