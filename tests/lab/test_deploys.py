@@ -106,7 +106,7 @@ def test_redis_holds_the_gcs_data(deployed):
     auth = "REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /usr/local/etc/redis/redis.conf)\""
     command = auth + " redis-cli -p 6380 keys '*'"
     keys = head.check_output(f"docker exec ray-redis sh -c {shlex.quote(command)}")
-    assert "RAYraydeploy@NODE" in keys.split(), keys
+    assert "RAYraydeploy-2.60.0-py3.11@NODE" in keys.split(), keys  # the namespace of its Ray release
     refused = head.run("docker exec ray-redis redis-cli -p 6380 ping")
     assert "NOAUTH" in refused.stdout + refused.stderr
 

@@ -50,9 +50,10 @@ def reported_version(cluster: DeployedCluster) -> str:
 
 def namespaces(cluster: DeployedCluster) -> set[str]:
     """The GCS namespaces whose tables Redis holds (keys `RAY<namespace>@...`)."""
-    keys = cluster.lab.host("head").check_output(
-        f"docker exec -e REDISCLI_AUTH={shlex.quote(cluster.redis_password)} ray-redis redis-cli --scan --pattern 'RAY*'"
-    )
+    # The password from Redis's own config, into redis-cli's environment: on no command line.
+    auth = "REDISCLI_AUTH=\"$(sed -n 's/^requirepass //p' /usr/local/etc/redis/redis.conf)\""
+    command = auth + " redis-cli -p 6380 --scan --pattern 'RAY*'"
+    keys = cluster.lab.host("head").check_output(f"docker exec ray-redis sh -c {shlex.quote(command)}")
     return {found[1] for key in keys.split() if (found := re.match(r"^RAY(.+?)@", key))}
 
 
