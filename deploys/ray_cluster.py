@@ -284,8 +284,12 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
         spec = worker_spec(node, cluster.head, secrets["token"])
     if restarting:  # every node at once, after every pull, before any container is recreated
         ray_stopped(name="Stop Ray for the cluster-wide restart", container_name=spec.name)
-    # One line for the head and the workers: one operation, so they are recreated together.
-    container(name="Ray head container" if is_head else "Ray worker container", spec=spec)
+    # Two lines, two operations (pyinfra names an operation once for every host): the head first, then
+    # the workers, which wait for its GCS before they join.
+    if is_head:
+        container(name="Ray head container", spec=spec)
+    else:
+        container(name="Ray worker container", spec=spec)
     old_env_files_absent(OLD_RAY_ENV_FILES)
     if is_head:  # after the worker containers: pyinfra orders operations by their line
         ray_nodes_alive(

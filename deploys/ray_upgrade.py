@@ -6,8 +6,8 @@ every node at once:
 
 1. every host pulls the new image while the old cluster still runs (`images_present`);
 2. every Ray container stops (`ray_stopped`): from here the cluster is down;
-3. every Ray container is recreated on the new release, head and workers together (the workers
-   wait for the new head's GCS before they join);
+3. the head is recreated on the new release, then the workers (each waits for the new head's GCS
+   before it joins);
 4. the head waits until every node is alive, then deletes the old cluster's GCS tables from Redis
    (`old_gcs_state_removed`): the new head keeps its own under another namespace
    (deploys/ray_versions.py), so it never reads the old cluster's state.
