@@ -38,9 +38,16 @@ def spec_of(cluster: Cluster) -> dict[str, Any]:
     return {**body, "digest": digest_of(body)}
 
 
-def cluster_of(spec: dict[str, Any]) -> Cluster:
-    """The cluster SPEC describes (its settings checked again, as an inventory's are)."""
-    hosts = spec["hosts"]
+def cluster_of(spec: dict[str, Any], local: Cluster | None = None) -> Cluster:
+    """The cluster SPEC describes (its settings checked again, as an inventory's are), each host with
+    LOCAL's settings of this control host (state_dir: where its secrets are) when LOCAL has it."""
+    here = {node.name: node.settings for node in local.hosts} if local else {}
+    hosts = {
+        name: {**host, "settings": host["settings"] | {key: getattr(here[name], key) for key in LOCAL}}
+        if name in here
+        else host
+        for name, host in spec["hosts"].items()
+    }
     groups = {
         "head": [name for name, host in hosts.items() if host["role"] == "head"],
         "workers": [name for name, host in hosts.items() if host["role"] == "worker"],

@@ -22,7 +22,7 @@ def rollback_target(node: Node, current: Cluster, run_id: object) -> Cluster:
         raise DeployError(f"rollback: nothing was changed: give the run to go back to ({ROLLBACK_TO}=RUN_ID)")
     try:
         spec = read_spec(specs_dir(node), str(run_id))
-        target = cluster_of(spec)
+        target = cluster_of(spec, local=current)  # the secrets stay where the inventory keeps them
     except (SpecError, SettingsError) as problem:
         raise DeployError(f"rollback: nothing was changed: {problem}") from None
     problems = membership_problems(current, target, str(run_id))

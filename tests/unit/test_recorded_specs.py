@@ -30,6 +30,8 @@ def test_a_spec_holds_every_hosts_role_and_settings_and_rebuilds_the_same_cluste
     assert {host["role"] for host in spec["hosts"].values()} == {"head", "worker"}
     assert all("ray_image" in host["settings"] for host in spec["hosts"].values())
     assert spec_of(cluster_of(spec)) == spec
+    here = load("inventories/prod.py", "/srv/raydeploy-state").cluster
+    assert {node.settings.state_dir for node in cluster_of(spec, local=here).hosts} == {"/srv/raydeploy-state"}
 
 
 def test_a_spec_is_written_0600_and_read_back_checked(tmp_path, spec):
