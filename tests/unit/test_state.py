@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -145,6 +146,111 @@ def test_reset_counts_what_it_forgot_and_removes_the_run_logs_only(store):
     assert store.reset() == {"validation_results": 3, "operation_results": 2, "checkpoint_runs": 1, "runs": 1}
     assert store.operations("run-1") == [] and store.validations("run-1") == [] and store.checkpoint_runs("run-1") == []
     assert not store.log_path("run-1").exists() and kept.exists()
+
+
+def refuse(store: StateStore, statement: str, table: str, when: str = "1") -> None:
+    """A trigger that makes every STATEMENT ("DELETE", "INSERT", "UPDATE") on TABLE matching WHEN fail."""
+    store.db.execute(
+        f"CREATE TRIGGER refuse_{statement.lower()}_{table} BEFORE {statement} ON {table} WHEN {when}"
+        f" BEGIN SELECT RAISE(ABORT, 'refused on purpose'); END"
+    )
+
+
+def test_a_reset_that_fails_midway_forgets_nothing(store):
+    store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    store.start_checkpoint("run-1", "ray-deployment")
+    store.record_operations("run-1", "ray-deployment", [("head", "Start", "changed", "")] * 2)
+    store.record_validation("run-1", "ray-deployment", [("head", "ray", "pass", "")] * 3)
+    store.log_path("run-1").write_text("pyinfra said\n")
+    refuse(store, "DELETE", "runs")  # runs are the last table reset empties
+    with pytest.raises(sqlite3.IntegrityError, match="refused on purpose"):
+        store.reset()
+    assert (len(store.validations("run-1")), len(store.operations("run-1")), len(store.checkpoint_runs("run-1"))) == (
+        3,
+        2,
+        1,
+    )
+    assert store.run("run-1") is not None and store.log_path("run-1").exists()
+    assert not store.db.in_transaction
+
+
+@pytest.mark.parametrize(
+    ("record", "table", "rows"),
+    [
+        ("record_operations", "operation_results", [("head", "Start", "changed", ""), ("bad", "Start", "failed", "")]),
+        ("record_validation", "validation_results", [("head", "ray", "pass", ""), ("bad", "ray", "fail", "")]),
+    ],
+)
+def test_results_are_recorded_all_or_none(store, record, table, rows):
+    refuse(store, "INSERT", table, "NEW.host = 'bad'")
+    with pytest.raises(sqlite3.IntegrityError, match="refused on purpose"):
+        getattr(store, record)("run-1", "ray-deployment", rows)
+    assert store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+
+
+def test_hosts_are_recorded_all_or_none(store):
+    refuse(store, "INSERT", "hosts", "NEW.name = 'bad'")
+    with pytest.raises(sqlite3.IntegrityError, match="refused on purpose"):
+        store.record_hosts(["head", "bad"], "deployed", "run-1")
+    assert store.hosts() == []
+
+
+def test_a_token_that_cannot_be_inserted_leaves_the_revoked_one_of_its_name(store):
+    store.insert_token(token("t1", "ci", "2026-01-01"))
+    store.insert_token(token("t2", "ops", "2026-01-02"))
+    store.revoke_token("t1")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        store.insert_token(token("t2", "ci", "2026-01-03"))  # t2 is taken: nothing changes
+    assert [(t["id"], t["name"], bool(t["revoked_at"])) for t in store.tokens()] == [
+        ("t1", "ci", True),
+        ("t2", "ops", False),
+    ]
+
+
+def test_a_transaction_takes_the_write_lock_before_its_first_statement(store):
+    # So a second writer waits for it (the connection's timeout) instead of failing it halfway.
+    other = sqlite3.connect(store.directory / "state.db", timeout=0, isolation_level=None)
+    with store.transaction(), pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("BEGIN IMMEDIATE")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_transaction_inside_another_is_part_of_it(store):
+    with pytest.raises(RuntimeError), store.transaction():
+        store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+        store.finish_run("run-1", "succeeded")  # its own block, inside ours
+        assert store.db.in_transaction
+        raise RuntimeError("the caller fails after both")
+    assert store.run("run-1") is None and not store.db.in_transaction
+    with store.transaction():
+        store.start_run("run-2", "alice", "raydeploy deploy", "inv.py", "fp", [])
+        store.finish_run("run-2", "succeeded")
+    assert store.run("run-2")["status"] == "succeeded"
+
+
+def test_a_commit_that_fails_rolls_back_and_says_why(store):
+    # A deferred foreign key is checked at COMMIT: the commit fails and the transaction would stay open.
+    store.db.execute("PRAGMA foreign_keys=ON")
+    store.db.execute("CREATE TABLE parent (id TEXT PRIMARY KEY)")
+    store.db.execute("CREATE TABLE child (parent TEXT REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"), store.transaction():
+        store.db.execute("INSERT INTO child VALUES ('nobody')")
+        store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    assert not store.db.in_transaction and store.run("run-1") is None
+    store.start_run("run-2", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    assert store.run("run-2")["status"] == "running"
+
+
+def test_an_error_that_ended_the_transaction_itself_is_the_one_raised(store):
+    # RAISE(ROLLBACK) ends the transaction before our block sees the error: no second ROLLBACK may hide it.
+    store.db.execute(
+        "CREATE TRIGGER roll_back BEFORE INSERT ON runs BEGIN SELECT RAISE(ROLLBACK, 'rolled back by SQLite'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="rolled back by SQLite"):
+        store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    assert not store.db.in_transaction
 
 
 def approval(approval_id: str, checkpoint: str, created_at: str, status: str = "valid") -> dict:
