@@ -439,8 +439,12 @@ class StateStore:
                 + "; wait for it to finish, or stop that process"
             ) from None
         previous = self._holder()
-        if previous is not None:
-            self._interrupted(previous, actor, reason="its process ended without finishing the run")
+        try:
+            if previous is not None:
+                self._interrupted(previous, actor, reason="its process ended without finishing the run")
+        except BaseException:
+            os.close(descriptor)  # gives the flock back: a takeover that failed must not hold the lock
+            raise
         lock = Lock(uuid.uuid4().hex[:12], run_id, os.getpid(), socket.gethostname(), now_utc())
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(lock.__dict__).encode(), 0)
@@ -465,8 +469,8 @@ class StateStore:
     def _interrupted(self, held: Lock, actor: str, reason: str) -> None:
         run = self.run(held.run_id)
         if run and run["status"] in ("running", "awaiting-approval"):
-            self.finish_run(held.run_id, "interrupted", error=f"lock released: {reason}")
-            with self.transaction():
+            with self.transaction():  # the run and its running checkpoints end together
+                self.finish_run(held.run_id, "interrupted", error=f"lock released: {reason}")
                 self.db.execute(
                     "UPDATE checkpoint_runs SET status='interrupted', finished_at=? WHERE run_id=? AND status='running'",
                     (now_utc(), held.run_id),

@@ -381,6 +381,20 @@ def test_a_dead_runs_lock_is_taken_over_and_the_takeover_audited(store, status):
     ]
 
 
+def test_a_takeover_that_fails_changes_nothing_and_gives_the_lock_back(store):
+    store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    store.start_checkpoint("run-1", "ray-deployment")
+    store.lock_file.write_text(json.dumps(Lock("dead0lock000", "run-1", 999999, "elsewhere", "t").__dict__))
+    refuse(store, "UPDATE", "checkpoint_runs")
+    with pytest.raises(sqlite3.IntegrityError, match="refused on purpose"):
+        store.acquire("run-2", "bob")
+    assert store.run("run-1")["status"] == "running", "the run is interrupted with its checkpoints or not at all"
+    assert store.current_lock() is None and store.audit.events() == []
+    store.db.execute("DROP TRIGGER refuse_update_checkpoint_runs")
+    assert store.acquire("run-2", "bob").run_id == "run-2"
+    assert (store.run("run-1")["status"], store.checkpoint_runs("run-1")[0]["status"]) == ("interrupted", "interrupted")
+
+
 def test_a_finished_runs_stale_lock_is_released_without_touching_the_run(store):
     store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
     store.finish_run("run-1", "succeeded")
