@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import signal
+import subprocess
+import sys
+import time
 from io import BytesIO, StringIO
 from pathlib import Path
 
@@ -561,3 +565,50 @@ def test_the_session_has_no_input_to_wait_on(local_inventory, tmp_path):
         os.close(own_input)
         os.close(read)
     assert execution.reasons == {"@local": "EOF when reading a line"}
+
+
+START_SESSION = """
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from raydeploy.plans import make_plan
+make_plan(sys.argv[1], SimpleNamespace(name="docker-installation", deploy_file=sys.argv[2]), Path(sys.argv[3]))
+"""
+
+
+def test_the_session_dies_with_the_process_that_started_it(local_inventory, tmp_path):
+    # kill -9 of the CLI (or of the API's process) must not leave pyinfra changing hosts on its own.
+    state = tmp_path / "state"
+    state.mkdir()
+    sleeping = written_deploy(
+        tmp_path / "sleeping_deploy.py",
+        "import os, time\nwith open(os.environ['RAYDEPLOY_STATE_DIR'] + '/session.pid', 'w') as f:\n"
+        "    f.write(str(os.getpid()))\ntime.sleep(60)\n",
+    )
+    wrapper = subprocess.Popen([sys.executable, "-c", START_SESSION, local_inventory, sleeping.deploy_file, str(state)])
+    session = None
+    try:
+        deadline = time.monotonic() + 60
+        while session is None and time.monotonic() < deadline:
+            text = (state / "session.pid").read_text() if (state / "session.pid").exists() else ""
+            session = int(text) if text else time.sleep(0.1)
+        assert session is not None, "the session never started its deploy"
+        wrapper.kill()
+        wrapper.wait()
+        deadline = time.monotonic() + 10
+        while alive(session) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(session), "the session outlived the process that started it"
+    finally:
+        wrapper.kill()
+        wrapper.wait()
+        if session is not None and alive(session):
+            os.kill(session, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """PID runs (a zombie nobody reaps has ended: in a container, PID 1 may never reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
