@@ -217,6 +217,20 @@ def test_a_transaction_takes_the_write_lock_before_its_first_statement(store):
     other.close()
 
 
+def test_a_writer_waits_for_another_longer_than_sqlites_default_five_seconds(store):
+    # The CLI beside the API: a write waits for the other's transaction (up to 30 s) instead of failing.
+    other = sqlite3.connect(store.directory / "state.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    finishing = threading.Timer(5.5, lambda: other.execute("COMMIT"))
+    finishing.start()
+    try:
+        store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    finally:
+        finishing.join()
+        other.close()
+    assert store.run("run-1")["status"] == "running"
+
+
 def test_a_transaction_inside_another_is_part_of_it(store):
     with pytest.raises(RuntimeError), store.transaction():
         store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
