@@ -357,9 +357,10 @@ def test_a_plan_that_changed_since_its_approval_is_refused_and_nothing_runs(loca
     state.mkdir(exist_ok=True)
     (state / "fail").write_text("")
     execution = execute(local_inventory, LOCAL, lambda line: None, state_dir=state, approved=plan)
-    assert not execution.ok and execution.rows == [] and not (state / "marker").exists()
+    assert (execution.ok, execution.changed, execution.rows, execution.failed_hosts) == (False, 0, [], [])
+    assert not (state / "marker").exists()
     assert execution.refused.changes == {"@local": ["Make the marker", "Say where and how", "Fail on purpose"]}
-    assert execution.refused.fingerprint == plan.fingerprint
+    assert (execution.refused.checkpoint, execution.refused.fingerprint) == ("docker-installation", plan.fingerprint)
 
 
 def test_a_failing_operation_is_its_hosts_one_reason(local_inventory, tmp_path):
