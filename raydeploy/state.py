@@ -140,6 +140,38 @@ def default_state_dir(inventory: str) -> Path:
     return Path(inventory).resolve().parent / ".raydeploy"
 
 
+class Transaction:
+    """One SQLite transaction around a block of writes: all of them happen, or none.
+
+    The connection is in autocommit mode (so audit.py can say BEGIN IMMEDIATE itself), where each
+    statement would otherwise commit on its own. BEGIN IMMEDIATE takes the write lock first: another
+    writer makes this one wait (the connection's timeout) instead of failing it halfway. A block
+    inside a transaction already open (its caller's) is part of that transaction.
+    """
+
+    own: bool  # whether this block began the transaction, and so ends it
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.own = not self.db.in_transaction
+        if self.own:
+            self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
+        if not self.own:
+            return
+        try:
+            if error_type is None:
+                self.db.execute("COMMIT")
+        finally:
+            # After an error, or a COMMIT that failed (some errors have ended the transaction already).
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+
+
 class StateStore:
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -163,12 +195,16 @@ class StateStore:
     def close(self) -> None:
         self.db.close()
 
+    def transaction(self) -> Transaction:
+        """`with store.transaction():` the block's writes are one transaction (see Transaction)."""
+        return Transaction(self.db)
+
     # Runs --------------------------------------------------------------------------------------
 
     def start_run(
         self, run_id: str, requested_by: str, command: str, inventory: str, fingerprint: str, checkpoints: list[str]
     ) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute(
                 "INSERT INTO runs (id, started_at, status, requested_by, command, inventory, fingerprint, pid, checkpoints)"
                 " VALUES (?,?,?,?,?,?,?,?,?)",
@@ -193,7 +229,7 @@ class StateStore:
         failed_hosts: list[str] | None = None,
         error: str | None = None,
     ) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute(
                 "UPDATE runs SET finished_at=?, status=?, failed_checkpoint=?, failed_hosts=?, error=? WHERE id=?",
                 (now_utc(), status, failed_checkpoint, json.dumps(failed_hosts or []), error, run_id),
@@ -211,7 +247,7 @@ class StateStore:
         return runs[0] if runs else None
 
     def start_checkpoint(self, run_id: str, checkpoint: str, plan_digest: str | None = None) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute(
                 "INSERT OR REPLACE INTO checkpoint_runs (run_id, checkpoint, started_at, status, plan_digest) VALUES (?,?,?,?,?)",
                 (run_id, checkpoint, now_utc(), "running", plan_digest),
@@ -226,7 +262,7 @@ class StateStore:
         failed_hosts: list[str] | None = None,
         error: str | None = None,
     ) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute(
                 "UPDATE checkpoint_runs SET finished_at=?, status=?, changed=?, failed_hosts=?, error=? WHERE run_id=? AND checkpoint=?",
                 (now_utc(), status, changed, json.dumps(failed_hosts or []), error, run_id, checkpoint),
@@ -243,7 +279,7 @@ class StateStore:
 
     def record_operations(self, run_id: str, checkpoint: str, rows: list[tuple[str, str, str, str]]) -> None:
         """ROWS: (host, operation, result, output)."""
-        with self.db:
+        with self.transaction():
             self.db.executemany(
                 "INSERT INTO operation_results (run_id, checkpoint, host, operation, result, stderr) VALUES (?,?,?,?,?,?)",
                 [(run_id, checkpoint, *row) for row in rows],
@@ -254,7 +290,7 @@ class StateStore:
 
     def record_validation(self, run_id: str, checkpoint: str, rows: list[tuple[str, str, str, str]]) -> None:
         """ROWS: (host or "cluster", check, pass|fail|unreachable|not-deployed, detail)."""
-        with self.db:
+        with self.transaction():
             self.db.executemany(
                 "INSERT INTO validation_results (run_id, checkpoint, host, check_name, status, detail) VALUES (?,?,?,?,?,?)",
                 [(run_id, checkpoint, *row) for row in rows],
@@ -269,7 +305,7 @@ class StateStore:
     def reset(self) -> dict[str, int]:
         """Forget runs and their results (never approvals' history or the audit trail)."""
         counts = {}
-        with self.db:
+        with self.transaction():
             for table in ("validation_results", "operation_results", "checkpoint_runs", "runs"):
                 counts[table] = self.db.execute(f"DELETE FROM {table}").rowcount
         for log in (self.directory / "logs").glob("*.log"):
@@ -280,7 +316,7 @@ class StateStore:
 
     def record_hosts(self, names: list[str], status: str, run_id: str) -> None:
         """NAMES are now STATUS ("deployed" by a ray-deployment, "removed" by remove-node)."""
-        with self.db:
+        with self.transaction():
             self.db.executemany(
                 "INSERT INTO hosts (name, status, run_id, at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT(name) DO UPDATE SET status=excluded.status, run_id=excluded.run_id, at=excluded.at",
@@ -293,7 +329,7 @@ class StateStore:
     # Approvals (their rules live in raydeploy/approvals.py) ------------------------------------
 
     def insert_approval(self, approval: dict[str, Any]) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute(
                 f"INSERT INTO approvals ({', '.join(approval)}) VALUES ({', '.join('?' for _ in approval)})",
                 tuple(approval.values()),
@@ -316,7 +352,7 @@ class StateStore:
         self, approval_id: str, status: str, closed_by: str | None = None, reason: str | None = None
     ) -> bool:
         """Move a valid approval to STATUS; False when it was not valid any more."""
-        with self.db:
+        with self.transaction():
             return (
                 self.db.execute(
                     "UPDATE approvals SET status=?, closed_by=?, closed_reason=? WHERE id=? AND status='valid'",
@@ -327,7 +363,7 @@ class StateStore:
 
     def use_approval(self, approval_id: str, run_id: str) -> bool:
         """Mark a valid approval used by RUN_ID; False when it was used or withdrawn meanwhile."""
-        with self.db:
+        with self.transaction():
             return (
                 self.db.execute(
                     "UPDATE approvals SET status='used', used_by_run=? WHERE id=? AND status='valid'",
@@ -340,7 +376,7 @@ class StateStore:
 
     def insert_token(self, token: dict[str, Any]) -> None:
         """TOKEN (id, name, role, hash, created_at, created_by) replaces a revoked token of its name."""
-        with self.db:
+        with self.transaction():
             self.db.execute("DELETE FROM api_tokens WHERE name=? AND revoked_at IS NOT NULL", (token["name"],))
             self.db.execute(
                 f"INSERT INTO api_tokens ({', '.join(token)}) VALUES ({', '.join('?' for _ in token)})",
@@ -360,7 +396,7 @@ class StateStore:
         )
 
     def revoke_token(self, token_id: str) -> None:
-        with self.db:
+        with self.transaction():
             self.db.execute("UPDATE api_tokens SET revoked_at=? WHERE id=?", (now_utc(), token_id))
 
     # The lock -----------------------------------------------------------------------------------
@@ -403,8 +439,12 @@ class StateStore:
                 + "; wait for it to finish, or stop that process"
             ) from None
         previous = self._holder()
-        if previous is not None:
-            self._interrupted(previous, actor, reason="its process ended without finishing the run")
+        try:
+            if previous is not None:
+                self._interrupted(previous, actor, reason="its process ended without finishing the run")
+        except BaseException:
+            os.close(descriptor)  # gives the flock back: a takeover that failed must not hold the lock
+            raise
         lock = Lock(uuid.uuid4().hex[:12], run_id, os.getpid(), socket.gethostname(), now_utc())
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(lock.__dict__).encode(), 0)
@@ -429,8 +469,8 @@ class StateStore:
     def _interrupted(self, held: Lock, actor: str, reason: str) -> None:
         run = self.run(held.run_id)
         if run and run["status"] in ("running", "awaiting-approval"):
-            self.finish_run(held.run_id, "interrupted", error=f"lock released: {reason}")
-            with self.db:
+            with self.transaction():  # the run and its running checkpoints end together
+                self.finish_run(held.run_id, "interrupted", error=f"lock released: {reason}")
                 self.db.execute(
                     "UPDATE checkpoint_runs SET status='interrupted', finished_at=? WHERE run_id=? AND status='running'",
                     (now_utc(), held.run_id),

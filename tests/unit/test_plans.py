@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from io import BytesIO, StringIO
 from pathlib import Path
 
@@ -321,12 +326,17 @@ def local_inventory(tmp_path) -> str:
     return str(inventory)
 
 
-def test_planning_asks_pyinfra_in_a_child_of_its_own_session_and_changes_nothing(local_inventory, tmp_path):
+def test_planning_asks_pyinfra_in_a_child_of_its_own_session_and_changes_nothing(
+    local_inventory, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(
+        tmp_path
+    )  # the child works in the repository wherever raydeploy was started (deploys import deploys.*)
     state = tmp_path / "state"
     plan = make_plan(local_inventory, LOCAL, state)
     assert plan.changes == {"@local": ["Make the marker", "Say where and how"]}
     assert plan.fingerprint == fingerprint(local_inventory) and plan.checkpoint == "docker-installation"
-    assert f"$ echo {state.resolve()} own-session=True" in plan.describe(commands=True)
+    assert f"$ echo {state.resolve()} own-session=True cwd={REPO}" in plan.describe(commands=True)
     assert not (state / "marker").exists()
 
 
@@ -349,9 +359,10 @@ def test_a_plan_that_changed_since_its_approval_is_refused_and_nothing_runs(loca
     state.mkdir(exist_ok=True)
     (state / "fail").write_text("")
     execution = execute(local_inventory, LOCAL, lambda line: None, state_dir=state, approved=plan)
-    assert not execution.ok and execution.rows == [] and not (state / "marker").exists()
+    assert (execution.ok, execution.changed, execution.rows, execution.failed_hosts) == (False, 0, [], [])
+    assert not (state / "marker").exists()
     assert execution.refused.changes == {"@local": ["Make the marker", "Say where and how", "Fail on purpose"]}
-    assert execution.refused.fingerprint == plan.fingerprint
+    assert (execution.refused.checkpoint, execution.refused.fingerprint) == ("docker-installation", plan.fingerprint)
 
 
 def test_a_failing_operation_is_its_hosts_one_reason(local_inventory, tmp_path):
@@ -448,6 +459,19 @@ class DyingCheckpoint(Checkpoint):
         return str(Path(self.description) / "dying_deploy.py")
 
 
+class WrittenCheckpoint(Checkpoint):
+    """docker-installation's flags, with the deploy file a test wrote (its description is the file's path)."""
+
+    @property
+    def deploy_file(self) -> str:
+        return self.description
+
+
+def written_deploy(path: Path, text: str) -> Checkpoint:
+    path.write_text(text)
+    return WrittenCheckpoint("docker-installation", str(path), True, False)
+
+
 def test_planning_that_fails_for_an_unknown_reason_offers_no_fix_and_a_known_one_offers_its_fix(tmp_path):
     inventory = tmp_path / "inventory.py"
     inventory.write_text('local = ["@local"]\n')
@@ -496,14 +520,15 @@ def test_a_run_whose_session_dies_without_an_answer_fails_with_what_it_printed_o
     assert (silent.ok, silent.changed, silent.rows, silent.failed_hosts) == (False, 0, [], [])
     assert silent.ok is False and silent.error.endswith("--> Preparing operation files...")  # pyinfra's last words
     (tmp_path / "dying_deploy.py").write_text(
-        "import os, sys\nsys.stderr.write('first  \\nCould not connect to the moon\\n')\nsys.stderr.flush()\nos._exit(3)\n"
+        "import os, sys\nsys.stderr.write('first  \\nwriting /dev/sdX\\nCould not connect to the moon\\n')\n"
+        "sys.stderr.flush()\nos._exit(3)\n"
     )
     logged = []
     said = execute(local_inventory, dying, logged.append, state_dir=tmp_path / "state")
     assert said.ok is False and said.error.endswith(
-        f"first  \nCould not connect to the moon (fix: {hint('SSH error')})"
+        f"first  \nwriting /dev/sdX\nCould not connect to the moon (fix: {hint('SSH error')})"
     )
-    assert logged[-2:] == ["first  ", "Could not connect to the moon"]
+    assert logged[-3:] == ["first  ", "writing /dev/sdX", "Could not connect to the moon"], "each line as printed"
 
 
 RESTART = {"kind": "cluster-restart", "summary": "cluster-wide restart: Ray 2.59.0 -> 2.60.0 on 3 nodes"}
@@ -517,3 +542,89 @@ def test_a_disruption_is_in_the_digest_and_shown_first():
     assert disrupted.disruptions == {"head": [RESTART["summary"]]}
     assert disrupted.describe().splitlines()[1] == f"  DISRUPTIVE (head): {RESTART['summary']}"
     assert disrupted.as_dict()["disruptive"] is True
+
+
+def test_an_actions_arguments_reach_the_run_as_host_data_and_the_approval_binds_them(local_inventory, tmp_path):
+    state = tmp_path / "state"
+    plan = make_plan(local_inventory, LOCAL, state, data={"greeting": "hello"})
+    assert plan.changes == {"@local": ["Make the marker", "Say where and how", "Greet with hello"]}
+    execution = execute(
+        local_inventory, LOCAL, lambda line: None, state_dir=state, approved=plan, data={"greeting": "hello"}
+    )
+    assert execution.ok and [row[:3] for row in execution.rows][-1] == ("@local", "Greet with hello", "changed")
+    other = execute(local_inventory, LOCAL, lambda line: None, state_dir=state, approved=plan, data={"greeting": "bye"})
+    assert other.rows == [] and other.refused.document["data"] == {"greeting": "bye"}, "other arguments, another plan"
+
+
+def test_a_run_over_its_fail_percent_stops_before_any_operation(tmp_path):
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text('hosts = ["@local", ("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
+    state = tmp_path / "state"
+    execution = execute(str(inventory), LOCAL, lambda line: None, fail_percent=0, state_dir=state)
+    assert (execution.ok, execution.rows) == (False, [])
+    assert "Over 0% of hosts failed (50%)" in execution.error and not (state / "marker").exists()
+
+
+def test_the_session_has_no_input_to_wait_on(local_inventory, tmp_path):
+    # A deploy (or pyinfra, for a password or a host key) asking a question fails at once: it never waits
+    # for an answer, nor reads the wrapper's own input, here a pipe holding one.
+    asking = written_deploy(tmp_path / "asking_deploy.py", "raise RuntimeError('answered ' + input())\n")
+    read, write = os.pipe()
+    os.write(write, b"hunter2\n")
+    os.close(write)
+    own_input = os.dup(0)
+    os.dup2(read, 0)
+    try:
+        execution = execute(local_inventory, asking, lambda line: None, state_dir=tmp_path / "state")
+    finally:
+        os.dup2(own_input, 0)
+        os.close(own_input)
+        os.close(read)
+    assert execution.reasons == {"@local": "EOF when reading a line"}
+
+
+START_SESSION = """
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from raydeploy.plans import make_plan
+make_plan(sys.argv[1], SimpleNamespace(name="docker-installation", deploy_file=sys.argv[2]), Path(sys.argv[3]))
+"""
+
+
+def test_the_session_dies_with_the_process_that_started_it(local_inventory, tmp_path):
+    # kill -9 of the CLI (or of the API's process) must not leave pyinfra changing hosts on its own.
+    state = tmp_path / "state"
+    state.mkdir()
+    sleeping = written_deploy(
+        tmp_path / "sleeping_deploy.py",
+        "import os, time\nwith open(os.environ['RAYDEPLOY_STATE_DIR'] + '/session.pid', 'w') as f:\n"
+        "    f.write(str(os.getpid()))\ntime.sleep(60)\n",
+    )
+    wrapper = subprocess.Popen([sys.executable, "-c", START_SESSION, local_inventory, sleeping.deploy_file, str(state)])
+    session = None
+    try:
+        deadline = time.monotonic() + 60
+        while session is None and time.monotonic() < deadline:
+            text = (state / "session.pid").read_text() if (state / "session.pid").exists() else ""
+            session = int(text) if text else time.sleep(0.1)
+        assert session is not None, "the session never started its deploy"
+        wrapper.kill()
+        wrapper.wait()
+        deadline = time.monotonic() + 10
+        while alive(session) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive(session), "the session outlived the process that started it"
+    finally:
+        wrapper.kill()
+        wrapper.wait()
+        if session is not None and alive(session):
+            os.kill(session, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """PID runs (a zombie nobody reaps has ended: in a container, PID 1 may never reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

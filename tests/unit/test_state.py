@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -147,6 +148,125 @@ def test_reset_counts_what_it_forgot_and_removes_the_run_logs_only(store):
     assert not store.log_path("run-1").exists() and kept.exists()
 
 
+def refuse(store: StateStore, statement: str, table: str, when: str = "1") -> None:
+    """A trigger that makes every STATEMENT ("DELETE", "INSERT", "UPDATE") on TABLE matching WHEN fail."""
+    store.db.execute(
+        f"CREATE TRIGGER refuse_{statement.lower()}_{table} BEFORE {statement} ON {table} WHEN {when}"
+        f" BEGIN SELECT RAISE(ABORT, 'refused on purpose'); END"
+    )
+
+
+def test_a_reset_that_fails_midway_forgets_nothing(store):
+    store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    store.start_checkpoint("run-1", "ray-deployment")
+    store.record_operations("run-1", "ray-deployment", [("head", "Start", "changed", "")] * 2)
+    store.record_validation("run-1", "ray-deployment", [("head", "ray", "pass", "")] * 3)
+    store.log_path("run-1").write_text("pyinfra said\n")
+    refuse(store, "DELETE", "runs")  # runs are the last table reset empties
+    with pytest.raises(sqlite3.IntegrityError, match="refused on purpose"):
+        store.reset()
+    assert (len(store.validations("run-1")), len(store.operations("run-1")), len(store.checkpoint_runs("run-1"))) == (
+        3,
+        2,
+        1,
+    )
+    assert store.run("run-1") is not None and store.log_path("run-1").exists()
+    assert not store.db.in_transaction
+
+
+@pytest.mark.parametrize(
+    ("record", "table", "rows"),
+    [
+        ("record_operations", "operation_results", [("head", "Start", "changed", ""), ("bad", "Start", "failed", "")]),
+        ("record_validation", "validation_results", [("head", "ray", "pass", ""), ("bad", "ray", "fail", "")]),
+    ],
+)
+def test_results_are_recorded_all_or_none(store, record, table, rows):
+    refuse(store, "INSERT", table, "NEW.host = 'bad'")
+    with pytest.raises(sqlite3.IntegrityError, match="refused on purpose"):
+        getattr(store, record)("run-1", "ray-deployment", rows)
+    assert store.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0
+
+
+def test_hosts_are_recorded_all_or_none(store):
+    refuse(store, "INSERT", "hosts", "NEW.name = 'bad'")
+    with pytest.raises(sqlite3.IntegrityError, match="refused on purpose"):
+        store.record_hosts(["head", "bad"], "deployed", "run-1")
+    assert store.hosts() == []
+
+
+def test_a_token_that_cannot_be_inserted_leaves_the_revoked_one_of_its_name(store):
+    store.insert_token(token("t1", "ci", "2026-01-01"))
+    store.insert_token(token("t2", "ops", "2026-01-02"))
+    store.revoke_token("t1")
+    with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        store.insert_token(token("t2", "ci", "2026-01-03"))  # t2 is taken: nothing changes
+    assert [(t["id"], t["name"], bool(t["revoked_at"])) for t in store.tokens()] == [
+        ("t1", "ci", True),
+        ("t2", "ops", False),
+    ]
+
+
+def test_a_transaction_takes_the_write_lock_before_its_first_statement(store):
+    # So a second writer waits for it (the connection's timeout) instead of failing it halfway.
+    other = sqlite3.connect(store.directory / "state.db", timeout=0, isolation_level=None)
+    with store.transaction(), pytest.raises(sqlite3.OperationalError, match="locked"):
+        other.execute("BEGIN IMMEDIATE")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("ROLLBACK")
+    other.close()
+
+
+def test_a_writer_waits_for_another_longer_than_sqlites_default_five_seconds(store):
+    # The CLI beside the API: a write waits for the other's transaction (up to 30 s) instead of failing.
+    other = sqlite3.connect(store.directory / "state.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    finishing = threading.Timer(5.5, lambda: other.execute("COMMIT"))
+    finishing.start()
+    try:
+        store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    finally:
+        finishing.join()
+        other.close()
+    assert store.run("run-1")["status"] == "running"
+
+
+def test_a_transaction_inside_another_is_part_of_it(store):
+    with pytest.raises(RuntimeError), store.transaction():
+        store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+        store.finish_run("run-1", "succeeded")  # its own block, inside ours
+        assert store.db.in_transaction
+        raise RuntimeError("the caller fails after both")
+    assert store.run("run-1") is None and not store.db.in_transaction
+    with store.transaction():
+        store.start_run("run-2", "alice", "raydeploy deploy", "inv.py", "fp", [])
+        store.finish_run("run-2", "succeeded")
+    assert store.run("run-2")["status"] == "succeeded"
+
+
+def test_a_commit_that_fails_rolls_back_and_says_why(store):
+    # A deferred foreign key is checked at COMMIT: the commit fails and the transaction would stay open.
+    store.db.execute("PRAGMA foreign_keys=ON")
+    store.db.execute("CREATE TABLE parent (id TEXT PRIMARY KEY)")
+    store.db.execute("CREATE TABLE child (parent TEXT REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"), store.transaction():
+        store.db.execute("INSERT INTO child VALUES ('nobody')")
+        store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    assert not store.db.in_transaction and store.run("run-1") is None
+    store.start_run("run-2", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    assert store.run("run-2")["status"] == "running"
+
+
+def test_an_error_that_ended_the_transaction_itself_is_the_one_raised(store):
+    # RAISE(ROLLBACK) ends the transaction before our block sees the error: no second ROLLBACK may hide it.
+    store.db.execute(
+        "CREATE TRIGGER roll_back BEFORE INSERT ON runs BEGIN SELECT RAISE(ROLLBACK, 'rolled back by SQLite'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="rolled back by SQLite"):
+        store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    assert not store.db.in_transaction
+
+
 def approval(approval_id: str, checkpoint: str, created_at: str, status: str = "valid") -> dict:
     return {
         "id": approval_id,
@@ -273,6 +393,20 @@ def test_a_dead_runs_lock_is_taken_over_and_the_takeover_audited(store, status):
         ("bob", "run interrupted", "run-1", {"reason": reason}),
         ("bob", "lock released", "run-1", {"lock_id": "dead0lock000", "pid": 999999, "reason": reason}),
     ]
+
+
+def test_a_takeover_that_fails_changes_nothing_and_gives_the_lock_back(store):
+    store.start_run("run-1", "alice", "raydeploy deploy", "inv.py", "fp", [])
+    store.start_checkpoint("run-1", "ray-deployment")
+    store.lock_file.write_text(json.dumps(Lock("dead0lock000", "run-1", 999999, "elsewhere", "t").__dict__))
+    refuse(store, "UPDATE", "checkpoint_runs")
+    with pytest.raises(sqlite3.IntegrityError, match="refused on purpose"):
+        store.acquire("run-2", "bob")
+    assert store.run("run-1")["status"] == "running", "the run is interrupted with its checkpoints or not at all"
+    assert store.current_lock() is None and store.audit.events() == []
+    store.db.execute("DROP TRIGGER refuse_update_checkpoint_runs")
+    assert store.acquire("run-2", "bob").run_id == "run-2"
+    assert (store.run("run-1")["status"], store.checkpoint_runs("run-1")[0]["status"]) == ("interrupted", "interrupted")
 
 
 def test_a_finished_runs_stale_lock_is_released_without_touching_the_run(store):
