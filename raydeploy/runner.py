@@ -22,7 +22,7 @@ from typing import TextIO
 
 import click
 
-from deploys.recorded_specs import SpecError
+from deploys.recorded_specs import SpecError, cluster_of, read_spec
 from raydeploy.approvals import ApprovalError, Approvals
 from raydeploy.checkpoints import (
     ACTION_NAMES,
@@ -68,6 +68,9 @@ class RunOptions:
     # After a failed checkpoint that followed a change: go back to the last good recorded spec by itself.
     rollback_on_failure: bool = False
     auto_approve_reason: str = "--auto-approve"
+    # final-validation checks the cluster against this run's recorded spec instead of the inventory's
+    # (after a rollback, which leaves the inventory as it is).
+    validate_against: str | None = None
     echo: Callable[[str], None] = click.echo
     # The pyinfra session's two calls (raydeploy.plans). The runner's own rules (the lock, approvals
     # bound to a plan's digest, the record) are pure logic; its unit tests give recorded plans here.
@@ -192,6 +195,8 @@ def run_checkpoints(options: RunOptions, run: Run) -> Outcome:
     changed = 0
     for name in options.checkpoints:
         outcome = checkpoint_step(options, run, get(name))
+        if name == "rollback" and outcome.status == "succeeded":
+            outcome = validate_rollback(options, run, outcome)
         changed += outcome.changed
         if outcome.status == "failed" and options.rollback_on_failure and changed:
             return rolled_back(options, run, outcome)
@@ -199,6 +204,14 @@ def run_checkpoints(options: RunOptions, run: Run) -> Outcome:
             return outcome
     record_spec(options, run)
     return Outcome("succeeded")
+
+
+def validate_rollback(options: RunOptions, run: Run, rolled: Outcome) -> Outcome:
+    """final-validation of the cluster a rollback made, against the spec it went back to."""
+    target = options.data["rollback_to"]
+    say(options, run, f"validating the rolled-back cluster against run {target}'s spec (not the inventory's)")
+    checked = checkpoint_step(replace(options, data={}, validate_against=target), run, get("final-validation"))
+    return replace(checked, changed=rolled.changed + checked.changed)
 
 
 def record_spec(options: RunOptions, run: Run) -> None:
@@ -240,7 +253,7 @@ def rolled_back(options: RunOptions, run: Run, failure: Outcome) -> Outcome:
     )
     outcome = checkpoint_step(back, run, get("rollback"))
     if outcome.status == "succeeded":
-        outcome = checkpoint_step(replace(options, data={}), run, get("final-validation"))
+        outcome = validate_rollback(back, run, outcome)
     ended = "validated" if outcome.status == "succeeded" else f"but then {outcome.checkpoint} {outcome.status}"
     options.store.audit.append(who, "run rolled back", target, run_id=run.id, result=outcome.status)
     message = f"{failure.message}\nrolled back to run {target}'s spec ({ended})" + (
@@ -577,8 +590,12 @@ def validate_cluster(options: RunOptions, run: Run, execution: Execution) -> Exe
     from validate.runner import run as run_validation
 
     try:
-        report = run_validation(load(options.inventory, str(options.store.directory)), scope="final-validation")
-    except InventoryError as problem:
+        loaded = load(options.inventory, str(options.store.directory))
+        if options.validate_against:  # the cluster a rollback went back to, this host's secrets as they are
+            spec = read_spec(options.store.directory, options.validate_against)
+            loaded = replace(loaded, cluster=cluster_of(spec, local=loaded.cluster))
+        report = run_validation(loaded, scope="final-validation")
+    except (InventoryError, SpecError) as problem:
         return Execution(False, execution.changed, execution.rows, [], error=str(problem))
     write_log(options, run, report.as_text())
     options.store.record_validation(
