@@ -138,6 +138,7 @@ def test_mixed_versions_are_refused_naming_the_hosts_and_nothing_changes(lab, tm
     inventory = tmp_path / "mixed.py"
     inventory.write_text(
         "from inventories.lab import head, workers\n"
+        f"head = [(name, {{**data, 'ray_image': 'rayproject/ray:{OLD}-py311-cpu'}}) for name, data in head]\n"
         f"workers = [(name, {{**data, 'ray_image': 'rayproject/ray:{NEW}-py311-cpu'}}) for name, data in workers]\n"
     )
     before = images(lab)
