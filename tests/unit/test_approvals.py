@@ -431,3 +431,11 @@ def test_a_disruptive_plan_is_approved_by_another_person_under_separation_of_dut
     own = Approvals(store, separation_of_duties=True).find(upgrade(), requested_by="alice")
     assert own.approval is None and "another person must approve a disruptive plan" in own.reason
     assert Approvals(store, separation_of_duties=True).find(upgrade(), requested_by="bob").approval is not None
+
+
+def test_an_approval_of_a_disruptive_plan_without_the_risks_acknowledged_does_not_count(store):
+    approval = Approvals(store).grant(upgrade(), "alice", "CHG-1", acknowledge_risks=True)
+    with store.transaction():  # as an older raydeploy, or a hand-edited database, could have left it
+        store.db.execute("UPDATE approvals SET acknowledge_risks=0 WHERE id=?", (approval["id"],))
+    found = Approvals(store).find(upgrade(), requested_by="bob")
+    assert found.approval is None and f"approval {approval['id']} does not acknowledge the risks" in found.reason
