@@ -46,7 +46,7 @@ REMOVE_NAMESPACE = (
 
 def running_ray(node: Node) -> dict | None:
     """The Ray container raydeploy runs on NODE now (its view from the Containers fact), or None."""
-    found = host.get_fact(Containers).get(RAY_HEAD if node.role == "head" else RAY_WORKER)
+    found = fact_since_last_change(Containers).get(RAY_HEAD if node.role == "head" else RAY_WORKER)
     return found if found and COMPONENT_LABEL in found["labels"] else None
 
 
