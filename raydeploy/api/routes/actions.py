@@ -11,9 +11,9 @@ from fastapi.responses import JSONResponse
 
 from raydeploy.api import models, runs
 from raydeploy.api.context import Approver, Operator, Served, Service, Viewer
-from raydeploy.api.errors import ApiError, error_body, now
+from raydeploy.api.errors import ApiError, error_body
 from raydeploy.api.routes.approvals import check_approver, granted
-from raydeploy.api.routes.checkpoints import take_lock
+from raydeploy.api.routes.checkpoints import started_answer, take_lock
 from raydeploy.api.views import approval_info
 from raydeploy.approvals import Approvals
 from raydeploy.checkpoints import get, needs_approval
@@ -60,16 +60,12 @@ def request_destroy(
     except BaseException:
         store.release(lock)
         raise
-    return {
-        "checkpoint": ACTION,
-        "execution_id": run_id,
-        "status": "STARTED",
-        "started_at": now(),
-        "message": f"run {run_id} started {ACTION}; follow its log at /api/v1/runs/{run_id}/log; if it ends "
+    return started_answer(
+        ACTION,
+        run_id,
+        f"run {run_id} started {ACTION}; follow its log at /api/v1/runs/{run_id}/log; if it ends "
         f"awaiting-approval, an approver sends POST /api/v1/approvals/{ACTION} with data {data}",
-        "run_url": f"/api/v1/runs/{run_id}",
-        "log_url": f"/api/v1/runs/{run_id}/log",
-    }
+    )
 
 
 REMOVE_NODE = "remove-node"
@@ -83,12 +79,13 @@ def arguments(body: models.RemoveNodeRequest) -> dict[str, str]:
         raise ApiError(422, "INVALID_REQUEST", str(problem)) from None
 
 
-def planned(served: Service, data: dict[str, str]) -> Plan:
-    """The plan for DATA; 400 INVALID_REQUEST with the deploy's words when it refuses (head, unknown hosts)."""
-    plan = served.plan(REMOVE_NODE, data)
+def planned(served: Service, data: dict[str, str], name: str = REMOVE_NODE) -> Plan:
+    """Action NAME's plan for DATA; 400 INVALID_REQUEST with the deploy's words when it refuses (the head,
+    unknown hosts, a spec whose hosts are not the inventory's)."""
+    plan = served.plan(name, data)
     if plan.failed:
         reasons = sorted(set(plan.failed.values())) or [plan.document.get("error", "")]
-        raise ApiError(400, "INVALID_REQUEST", "; ".join(reasons)[:4000], {"action": REMOVE_NODE})
+        raise ApiError(400, "INVALID_REQUEST", "; ".join(reasons)[:4000], {"action": name})
     return plan
 
 
@@ -157,15 +154,7 @@ def start_action(
     finally:
         if not started:
             store.release(lock)
-    return {
-        "checkpoint": name,
-        "execution_id": run_id,
-        "status": "STARTED",
-        "started_at": now(),
-        "message": f"run {run_id} started {name}; follow its log at /api/v1/runs/{run_id}/log",
-        "run_url": f"/api/v1/runs/{run_id}",
-        "log_url": f"/api/v1/runs/{run_id}/log",
-    }
+    return started_answer(name, run_id)
 
 
 ROLLBACK = "rollback"
@@ -187,20 +176,12 @@ def rollback_data(served: Service, body: models.RollbackRequest) -> dict[str, st
     return {"rollback_to": target}
 
 
-def planned_rollback(served: Service, data: dict[str, str]) -> Plan:
-    plan = served.plan(ROLLBACK, data)
-    if plan.failed:
-        reasons = sorted(set(plan.failed.values())) or [plan.document.get("error", "")]
-        raise ApiError(400, "INVALID_REQUEST", "; ".join(reasons)[:4000], {"action": ROLLBACK})
-    return plan
-
-
 @router.post("/rollback/plan", response_model=models.PlanView)
 def plan_rollback(served: Served, _: Viewer, body: models.RollbackRequest) -> dict:
     """What going back to a recorded spec would do, per host (what goes back is in each host's notes),
     whether it restarts the cluster, and the digest an approval binds to (POST /api/v1/approvals/rollback
     with data {"rollback_to": RUN_ID}). Nothing changes."""
-    plan = planned_rollback(served, rollback_data(served, body))
+    plan = planned(served, rollback_data(served, body), ROLLBACK)
     return {**plan.as_dict(), "text": plan.describe()}
 
 
@@ -220,4 +201,4 @@ def roll_back(served: Served, identity: Operator, body: models.RollbackRequest) 
     """Go back to a recorded spec (body.to, or the latest that differs from the inventory's): 202 with the
     run's id; 400 APPROVAL_REQUIRED when the plan restarts the cluster and no approval of exactly it exists."""
     data = rollback_data(served, body)
-    return start_action(served, identity, ROLLBACK, data, lambda: planned_rollback(served, data))
+    return start_action(served, identity, ROLLBACK, data, lambda: planned(served, data, ROLLBACK))

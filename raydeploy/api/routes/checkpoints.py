@@ -157,12 +157,17 @@ def execute_checkpoint(
     finally:
         if not started:
             store.release(lock)
+    return started_answer(name, run_id)
+
+
+def started_answer(name: str, run_id: str, message: str | None = None) -> dict:
+    """The 202 answer of a run started in the background: where to follow it."""
     return {
         "checkpoint": name,
         "execution_id": run_id,
         "status": "STARTED",
         "started_at": now(),
-        "message": f"run {run_id} started {name}; follow its log at /api/v1/runs/{run_id}/log",
+        "message": message or f"run {run_id} started {name}; follow its log at /api/v1/runs/{run_id}/log",
         "run_url": f"/api/v1/runs/{run_id}",
         "log_url": f"/api/v1/runs/{run_id}/log",
     }
