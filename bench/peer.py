@@ -195,12 +195,7 @@ def peer_run(run_index: int, workers: int, default_autoscaler: bool) -> dict:
         try:
             peer = ray_up_until_alive(lab, ray, config, env)
         finally:
-            subprocess.run(
-                [ray, "down", "-y", str(config)], env={**os.environ, **env}, capture_output=True, check=False
-            )
-            for state in Path("/tmp/ray").glob(f"cluster-{name}.*"):
-                state.unlink()  # the local provider's node state on this machine
-            shutil.rmtree(work, ignore_errors=True)
+            launcher_down(ray, config, env, name, work)
         clear_hosts(lab, image)
         ours_s = timed([PYINFRA, "-y", "inventories/lab.py", "deploys/ray-deployment.py"], lab.env)
     return {**peer, "ours_s": ours_s, "pull_s": pull_s}
@@ -235,3 +230,12 @@ def scenario_peer(runs: int, workers: int, default_autoscaler: bool = False) -> 
         "peer_settings_matching_ours": MATCHING_SETTINGS,
         "peer_autoscaler": "v2 (Ray's default)" if default_autoscaler else "v1 (RAY_UP_enable_autoscaler_v2=0)",
     }
+
+
+def launcher_down(ray: str, config: Path, env: dict[str, str], name: str, work: Path) -> None:
+    """`ray down` of the launcher's cluster NAME, then its local state and work directory gone, whatever
+    state the cluster is in."""
+    subprocess.run([ray, "down", "-y", str(config)], env={**os.environ, **env}, capture_output=True, check=False)
+    for state in Path("/tmp/ray").glob(f"cluster-{name}.*"):
+        state.unlink()  # the local provider's node state on this machine
+    shutil.rmtree(work, ignore_errors=True)

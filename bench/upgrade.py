@@ -39,8 +39,6 @@ same way as the peer figure (peer_down_up_downtime, peer_down_up_total).
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -53,7 +51,7 @@ import requests
 
 from bench.labs import Lab, fresh_lab
 from bench.measure import PYINFRA, RAYDEPLOY, BenchError, figure, run
-from bench.peer import CONTAINER, cluster_yaml, ray_cli, ray_up_until_alive
+from bench.peer import CONTAINER, cluster_yaml, launcher_down, ray_cli, ray_up_until_alive
 from bench.scenarios import WRAPPER_DEPLOY
 from deploys.components import RAY_HEAD, RAY_WORKER
 
@@ -399,12 +397,7 @@ def peer_run(index: int, workers: int) -> dict:
             replaced = measure_change(lab, ray_down_up(ray, config, env), TO_VERSION, [CONTAINER], None)
             result["down_up"] = replaced
         finally:
-            subprocess.run(
-                [ray, "down", "-y", str(config)], env={**os.environ, **env}, capture_output=True, check=False
-            )
-            for state in Path("/tmp/ray").glob(f"cluster-{name}.*"):
-                state.unlink()  # the local provider's node state on this machine
-            shutil.rmtree(work, ignore_errors=True)
+            launcher_down(ray, config, env, name, work)
     return result
 
 
