@@ -38,3 +38,20 @@ def fact_since_last_change(fact: type[FactBase], **kwargs: Any) -> Any:
     value = current.get_fact(fact, **kwargs)
     _read[key] = (changes, value)
     return value
+
+
+def hosts_changed_by(names: tuple[str, ...]) -> set[str]:
+    """The hosts on which an operation named one of NAMES (inside any deploy) has changed something so far.
+
+    For an operation that must know what operations above it did on other hosts, at execution time:
+    pyinfra runs each operation on every host before the next, so those above it have finished.
+    """
+    state, wanted = ctx_state.get(), set(names)
+    changed = set()
+    for current, operations in state.ops.items():
+        for op_hash, data in operations.items():
+            named = {name.rpartition(" | ")[2] for name in state.get_op_meta(op_hash).names}
+            meta = data.operation_meta
+            if named & wanted and meta.is_complete() and (meta.did_change() or not meta.did_succeed()):
+                changed.add(current.name)
+    return changed

@@ -18,6 +18,7 @@ from pyinfra.operations import files
 from deploys.components import RAY_HEAD, RAY_REDIS, RAY_WORKER
 from deploys.containers import ContainerSpec, HealthCheck, container, images_present
 from deploys.credentials import secret
+from deploys.host_facts import hosts_changed_by
 from deploys.host_scripts import python_script
 from deploys.host_secrets import (
     CONFIG_DIR,
@@ -54,6 +55,13 @@ WITH_REDIS_PASSWORD = (
 
 # The head's wait for every node; when it gives up, the runner asks each node why (raydeploy/diagnose.py).
 JOIN_WAIT = "Every Ray node alive and serving its metrics"
+HEAD_CONTAINER, WORKER_CONTAINER, STOP_FOR_RESTART = (
+    "Ray head container",
+    "Ray worker container",
+    "Stop Ray for the cluster-wide restart",
+)
+# The operations after which a host's Ray node is a new one, with a new node id.
+RAY_NODE_RESTARTS = (HEAD_CONTAINER, WORKER_CONTAINER, STOP_FOR_RESTART)
 
 
 def ray_environment(settings: Settings, token: SecretFile | None) -> dict[str, str]:
@@ -225,7 +233,9 @@ def old_env_files_absent(paths: tuple[str, ...]) -> None:
 
 
 @operation()
-def ray_nodes_alive(expected: dict[str, tuple[str, int]], dashboard_port: int, timeout_s: int):
+def ray_nodes_alive(
+    expected: dict[str, tuple[str, int]], dashboard_port: int, timeout_s: int, before: dict[str, str] | None = None
+):
     """
     Wait until the head reports every EXPECTED node alive, each node's metrics port answers and
     `ray status` lists every node; fail after TIMEOUT_S naming what is not ready.
@@ -233,21 +243,41 @@ def ray_nodes_alive(expected: dict[str, tuple[str, int]], dashboard_port: int, t
     + expected: cluster address -> (node name, its metrics export port)
     + dashboard_port: the head's dashboard port
     + timeout_s: how long to wait
+    + before: cluster address -> node id, as the head listed them before this run changed anything
 
-    The wait runs deploys/scripts/wait_ray_nodes.py on the head host.
+    A node whose Ray container this run recreated counts only with a new node id: the head lists a
+    killed node ALIVE until its health checks miss. The wait runs deploys/scripts/wait_ray_nodes.py
+    on the head host.
+
+    .. code:: python
+
+        ray_nodes_alive(
+            name="Every Ray node alive",
+            expected={"10.0.0.10": ("head", 44217), "10.0.0.11": ("worker-1", 44217)},
+            dashboard_port=8265,
+            timeout_s=300,
+            before={"10.0.0.10": "76b0d466f3f2...", "10.0.0.11": "b7fbe6bb64a4..."},
+        )
     """
     nodes = host.get_fact(RayNodes, container=RAY_HEAD, port=dashboard_port)
     listed = host.get_fact(RayStatus, container=RAY_HEAD, port=dashboard_port) or set()
-    missing = [
-        name
+    recreated = hosts_changed_by(RAY_NODE_RESTARTS)
+    replaced = {
+        address: (before or {})[address]
         for address, (name, _) in expected.items()
-        if address not in nodes or nodes[address]["node_id"] not in listed
-    ]
+        if name in recreated and address in (before or {})
+    }
+
+    def ready(address: str) -> bool:
+        node_id = nodes.get(address, {}).get("node_id")
+        return node_id in listed and node_id != replaced.get(address)
+
+    missing = [name for address, (name, _) in expected.items() if not ready(address)]
     if not missing and listed == {node["node_id"] for node in nodes.values()}:
         host.noop(f"all {len(expected)} Ray nodes alive and listed by `ray status`")
         return
     host.log(f"waiting up to {timeout_s} s for Ray nodes: {', '.join(missing) or 'ray status'}", logger.info)
-    arguments = [json.dumps(expected), str(dashboard_port), str(timeout_s)]
+    arguments = [json.dumps(expected), str(dashboard_port), str(timeout_s), json.dumps(replaced)]
     yield python_script(
         "deploys/scripts/wait_ray_nodes.py", ("facts/ray_answers.py", "deploys/scripts/polling.py"), arguments
     )
@@ -269,6 +299,8 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
     settings, is_head = node.settings, node.role == "head"
     restarting = plan_release_change(node, cluster)  # before any operation: it may stop the deploy
     old_namespace = (running_ray(node) or {}).get("storage_namespace", "") if is_head else ""
+    # As the head lists them now, before this run changes anything: which node ids are the old ones.
+    ray_nodes_before = host.get_fact(RayNodes, container=RAY_HEAD, port=settings.ray_dashboard_port) if is_head else {}
     files.directory(name=f"{CONFIG_DIR} (private)", path=CONFIG_DIR, mode="700", user="root", group="root")
     if is_head:
         # No mode: Ray makes it 0777 itself at every start.
@@ -283,17 +315,18 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
     else:
         spec = worker_spec(node, cluster.head, secrets["token"])
     if restarting:  # every node at once, after every pull, before any container is recreated
-        ray_stopped(name="Stop Ray for the cluster-wide restart", container_name=spec.name)
+        ray_stopped(name=STOP_FOR_RESTART, container_name=spec.name)
     # Two lines, two operations (pyinfra names an operation once for every host): the head first, then
     # the workers, which wait for its GCS before they join.
     if is_head:
-        container(name="Ray head container", spec=spec)
+        container(name=HEAD_CONTAINER, spec=spec)
     else:
-        container(name="Ray worker container", spec=spec)
+        container(name=WORKER_CONTAINER, spec=spec)
     old_env_files_absent(OLD_RAY_ENV_FILES)
     if is_head:  # after the worker containers: pyinfra orders operations by their line
         ray_nodes_alive(
             name=JOIN_WAIT,
+            before={address: node["node_id"] for address, node in ray_nodes_before.items()},
             expected={
                 member.settings.cluster_address: (member.name, member.settings.ray_metrics_export_port)
                 for member in cluster.nodes

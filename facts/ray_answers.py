@@ -36,6 +36,10 @@ def head_query(container: str, port: int, path: str, address: str = "127.0.0.1")
 def alive_nodes(answer: str) -> dict[str, dict] | None:
     """The ALIVE nodes in an answer to NODES_PATH, by node IP; None when it is not one.
 
+    A node killed without a word (its container removed) stays ALIVE until the head's health checks
+    miss, tens of seconds: when its replacement has joined from the same IP, the one started last
+    is the node there.
+
     .. code:: python
 
         {"10.0.0.11": {"node_id": "76b0...", "resources": {"CPU": 2.0, "memory": 2.4e10, ...}}}
@@ -44,13 +48,13 @@ def alive_nodes(answer: str) -> dict[str, dict] | None:
         rows = list(json.loads(answer)["data"]["result"]["result"])
     except (ValueError, KeyError, TypeError):
         return None
+    alive = [row for row in rows if isinstance(row, dict) and row.get("state") == "ALIVE" and row.get("node_ip")]
     nodes = {}
-    for row in rows:
-        if isinstance(row, dict) and row.get("state") == "ALIVE" and row.get("node_ip"):
-            nodes[str(row["node_ip"])] = {
-                "node_id": str(row.get("node_id", "")),
-                "resources": {key: float(value) for key, value in (row.get("resources_total") or {}).items()},
-            }
+    for row in sorted(alive, key=lambda row: row.get("start_time_ms") or 0):
+        nodes[str(row["node_ip"])] = {
+            "node_id": str(row.get("node_id", "")),
+            "resources": {key: float(value) for key, value in (row.get("resources_total") or {}).items()},
+        }
     return nodes
 
 

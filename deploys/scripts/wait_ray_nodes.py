@@ -1,11 +1,13 @@
 """Run on the Ray head host: wait until every expected node is alive, serves its metrics, and is
 listed by `ray status`; exit 1 naming what is missing after the timeout.
 
-    python3 wait_ray_nodes.py EXPECTED_JSON DASHBOARD_PORT TIMEOUT_S
+    python3 wait_ray_nodes.py EXPECTED_JSON DASHBOARD_PORT TIMEOUT_S [REPLACED_JSON]
 
 EXPECTED_JSON maps each node's cluster address to [its name, its metrics export port]. The node
 table answers first; `ray status` (what an operator looks at) lags it by a few seconds, so the wait
-ends only when both agree.
+ends only when both agree. REPLACED_JSON maps the address of each node whose container this run
+recreated to the id its node had before: the head lists a killed node ALIVE until its health checks
+miss, so that id does not count as the node being back.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def not_ready(
     active: set[str] | None,
     exporting: set[str],
     status_cpus: float | None = None,
+    replaced: dict[str, str] | None = None,
 ) -> list[str]:
     """What keeps the cluster from being ready, one entry per node and reason; [] when ready.
 
@@ -34,12 +37,16 @@ def not_ready(
     + active: the node ids `ray status` lists as Active (None: no answer)
     + exporting: the addresses whose metrics port answers
     + status_cpus: the CPUs `ray status` counts (None: not known)
+    + replaced: address -> the node id from before its container was recreated in this run
     """
     missing = []
     for address, (name, metrics_port) in expected.items():
         node = alive.get(address)
         if node is None:
             missing.append(f"{name} ({address}) not alive")
+            continue
+        if node["node_id"] == (replaced or {}).get(address):
+            missing.append(f"{name} ({address}) not back yet: the head still lists the node its old container ran")
             continue
         if address not in exporting:
             missing.append(f"{name} ({address}: metrics port {metrics_port})")
@@ -69,6 +76,7 @@ def _exporting(address: str, metrics_port: int) -> bool:
 def main(arguments: list[str]) -> int:
     expected = {address: (name, int(port)) for address, (name, port) in json.loads(arguments[0]).items()}
     dashboard_port, timeout_s = int(arguments[1]), float(arguments[2])
+    replaced = json.loads(arguments[3]) if len(arguments) > 3 else {}
 
     def missing_now() -> list[str]:
         alive = alive_nodes(_shell(head_query(HEAD, dashboard_port, NODES_PATH))) or {}
@@ -76,7 +84,8 @@ def main(arguments: list[str]) -> int:
         exporting = {
             address for address, (_, port) in expected.items() if address in alive and _exporting(address, port)
         }
-        return not_ready(expected, alive, status_active_nodes(status), exporting, status_total(status, "CPU"))
+        cpus = status_total(status, "CPU")
+        return not_ready(expected, alive, status_active_nodes(status), exporting, cpus, replaced)
 
     status = wait_until(missing_now, timeout_s, "Ray nodes not ready")
     if status == 0:

@@ -4,10 +4,13 @@ own cause, from `raydeploy diagnose` and from the deploy whose wait gave up."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
+from deploys.components import RAY_HEAD
+from facts.ray_answers import NODES_PATH, head_query
 from tests.conftest import REPO
 from tests.lab.test_wrapper import RAY_IMAGE, raydeploy_runner
 
@@ -108,3 +111,23 @@ def test_another_ray_version_is_diagnosed(cluster):
     finally:
         worker.check_output(f"docker rm -f ray-worker; docker rmi {RAY_IMAGE}")
     back_in(lab, wrapper)
+
+
+def alive_node_ids(lab, address: str) -> list[str]:
+    """The ids of the nodes the head's node table lists ALIVE at ADDRESS, asked inside the head container."""
+    answer = lab.host("head").check_output(head_query(RAY_HEAD, 8265, NODES_PATH))
+    rows = json.loads(answer)["data"]["result"]["result"]
+    return [row["node_id"] for row in rows if row["node_ip"] == address and row["state"] == "ALIVE"]
+
+
+def test_a_recreated_worker_counts_as_joined_only_once_its_new_node_has(cluster):
+    """The head lists a killed node ALIVE until its health checks miss, tens of seconds later: a deploy that
+    recreates a worker's container must wait for the new node, not end on the old one's entry."""
+    lab, wrapper, _ = cluster
+    address = lab.state().host("worker-1").cluster_address
+    (old,) = alive_node_ids(lab, address)
+    lab.host("worker-1").check_output("docker rm -f ray-worker")  # killed: the head is not told
+    wrapper("deploy", "--only", "ray-deployment", "--auto-approve", check=True)
+    now = alive_node_ids(lab, address)
+    assert len(now) == 1 and now != [old], f"right after the deploy worker-1 is {now}, before it was {old}"
+    assert wrapper("diagnose").returncode == 0

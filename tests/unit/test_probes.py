@@ -230,3 +230,27 @@ def test_wait_until_asks_again_until_nothing_is_missing():
     answers = [["worker-1", "worker-2"], ["worker-2"], []]
     assert wait_until(lambda: answers.pop(0), timeout_s=5, failure="not ready", interval_s=0.01) == 0
     assert answers == []
+
+
+def test_a_node_killed_without_a_word_and_its_replacement_both_alive_the_later_one_is_the_node_there():
+    answer = json.loads(captured("ray_nodes.json"))
+    rows = answer["data"]["result"]["result"]
+    worker_1 = next(row for row in rows if row["node_ip"] == WORKER_1)
+    replacement = {**worker_1, "node_id": "f" * 56, "start_time_ms": worker_1["start_time_ms"] + 60_000}
+    for order in ([*rows, replacement], [replacement, *rows]):
+        answer["data"]["result"]["result"] = order
+        assert alive_nodes(json.dumps(answer))[WORKER_1]["node_id"] == "f" * 56
+
+
+def test_the_ray_wait_does_not_count_a_recreated_node_by_the_id_it_had_before():
+    alive = alive_nodes(captured("ray_nodes.json"))
+    active = status_active_nodes(captured("ray_status.json"))
+    old = {WORKER_1: alive[WORKER_1]["node_id"]}
+    assert not_ready(EXPECTED, alive, active, set(EXPECTED), replaced=old) == [
+        f"worker-1 ({WORKER_1}) not back yet: the head still lists the node its old container ran"
+    ]
+    back = {**alive, WORKER_1: {**alive[WORKER_1], "node_id": "f" * 56}}
+    assert not_ready(EXPECTED, back, active | {"f" * 56}, set(EXPECTED), replaced=old) == [
+        f"`ray status` still lists node {old[WORKER_1][:12]}, not alive"
+    ]
+    assert not_ready(EXPECTED, back, active - {old[WORKER_1]} | {"f" * 56}, set(EXPECTED), replaced=old) == []
