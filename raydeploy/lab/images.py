@@ -6,6 +6,8 @@ arguments, the base image's id); an image is rebuilt only when that hash changes
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
@@ -13,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +109,23 @@ def cache_dir() -> Path:
     """Where downloads and the mirror's storage are kept between labs (RAYDEPLOY_CACHE_DIR)."""
     configured = os.environ.get("RAYDEPLOY_CACHE_DIR")
     return Path(configured) if configured else Path.home() / ".cache" / "raydeploy"
+
+
+@contextlib.contextmanager
+def shared_cache_lock(progress: Progress) -> Iterator[None]:
+    """Held while a lab builds images and fills the mirror, whose storage every lab shares (cache_dir).
+
+    Labs made at the same time (side by side, or by tests run in parallel) take turns: the second
+    finds the images the first built instead of building them again beside it.
+    """
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / "images.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            progress("waiting for another lab that is building images or filling the mirror")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _hash_inputs(*parts: str | bytes) -> str:

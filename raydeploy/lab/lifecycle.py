@@ -20,10 +20,12 @@ from raydeploy.lab.images import (
     RAY_RELEASE,
     REGISTRY_IMAGE,
     ImageBuilder,
+    Recipe,
     cache_dir,
     check_ray_release,
     ray_mirror_ref,
     recipes,
+    shared_cache_lock,
 )
 from raydeploy.lab.registry import fill_mirror, push_to_mirror, served_config_digest, wait_for_registry
 from raydeploy.lab.state import (
@@ -166,17 +168,10 @@ class Lab:
         previous = self._previous_state()
         ray = choose_ray(previous, ray_version)
         self._refuse_foreign_names(workers)
-        builder = ImageBuilder(self.engine, self.progress)
-        if ray.from_pypi:
-            builder.ray_wheels(ray.version)  # a version PyPI does not have stops here, before any change
-        built_ray = ray.version if ray.from_pypi else None
-        report.built_images = builder.ensure_all(built_ray)
-        subnet = self._ensure_network(previous)
+        with shared_cache_lock(self.progress):
+            subnet, registry_port, mirrored = self._images_and_mirror(ray, previous, report)
         network = ipaddress.ip_network(subnet)
         registry_address = str(network[REGISTRY_HOST_INDEX])
-        registry_port = self._ensure_registry(registry_address, report)
-        mirrored = [recipe for recipe in recipes(built_ray) if recipe.mirror_ref]
-        report.pushed_images = fill_mirror(self.engine, registry_port, mirrored, self.progress)
         if not ray.from_pypi and served_config_digest(registry_port, ray.mirror_ref) is None:
             raise LabError(
                 f"The lab's mirror no longer serves {ray.mirror_ref} (Ray {ray.version!r} of lab {self.name!r}); "
@@ -212,6 +207,22 @@ class Lab:
         lab_state.save(state)
         return state, report
 
+    def _images_and_mirror(
+        self, ray: RayChoice, previous: LabState | None, report: UpReport
+    ) -> tuple[str, int, list[Recipe]]:
+        """The lab's images built and pushed into its mirror: (subnet, the mirror's port, the mirrored recipes)."""
+        builder = ImageBuilder(self.engine, self.progress)
+        if ray.from_pypi:
+            builder.ray_wheels(ray.version)  # a version PyPI does not have stops here, before any change
+        built_ray = ray.version if ray.from_pypi else None
+        report.built_images = builder.ensure_all(built_ray)
+        subnet = self._ensure_network(previous)
+        registry_address = str(ipaddress.ip_network(subnet)[REGISTRY_HOST_INDEX])
+        registry_port = self._ensure_registry(registry_address, report)
+        mirrored = [recipe for recipe in recipes(built_ray) if recipe.mirror_ref]
+        report.pushed_images = fill_mirror(self.engine, registry_port, mirrored, self.progress)
+        return subnet, registry_port, mirrored
+
     def push_image(self, local_tag: str, mirror_ref: str, ray_version: str | None = None) -> bool:
         """Put the local image LOCAL_TAG into this lab's mirror as MIRROR_REF; True when it was pushed,
         False when the mirror already served that very image.
@@ -232,7 +243,8 @@ class Lab:
                 f"Ray version {ray_version!r} names the release `lab up --ray-version {ray_version}` builds; "
                 f"record {mirror_ref} under a name of its own, e.g. {ray_version}-custom."
             )
-        pushed = push_to_mirror(self.engine, state.registry_published_port, local_tag, mirror_ref, self.progress)
+        with shared_cache_lock(self.progress):
+            pushed = push_to_mirror(self.engine, state.registry_published_port, local_tag, mirror_ref, self.progress)
         if ray_version is not None:
             state.ray_images[ray_version] = mirror_ref
             state.ray_version = ray_version

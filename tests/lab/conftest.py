@@ -34,6 +34,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return "fresh_lab" in names and "deployed" not in names
 
     items.sort(key=lambda item: 0 if needs_fresh(item) else 1)
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
+
+
+def worker_group(item: pytest.Item) -> str:
+    """Which tests run in one pytest-xdist worker (scripts/test runs `--dist loadgroup`), in order.
+
+    The tests of the session's shared labs (`fresh_lab` then `deployed`, and `lab`) stay together, each
+    other file with its own lab stays whole, and tests run beside them in the other workers.
+    """
+    names = set(getattr(item, "fixturenames", ()))
+    if names & {"fresh_lab", "deployed"}:
+        return "deploy-lab"
+    if "lab" in names:
+        return "main-lab"
+    return str(item.fspath)
 
 
 @dataclass
