@@ -113,29 +113,33 @@ class Approvals:
             "status": "valid",
             "source": source,
         }
-        self.store.insert_approval(approval)
-        self.store.audit.append(
-            actor or approved_by,
-            "approval granted",
-            checkpoint.name,
-            approval_id=approval["id"],
-            approved_by=approved_by,
-            reason=reason,
-            plan_digest=plan.digest,
-            fingerprint=plan.fingerprint,
-            expires_at=approval["expires_at"],
-            acknowledge_risks=bool(acknowledge_risks),
-            source=source,
-        )
+        with self.store.transaction():  # an approval that is not on the trail does not exist
+            self.store.insert_approval(approval)
+            self.store.audit.append(
+                actor or approved_by,
+                "approval granted",
+                checkpoint.name,
+                approval_id=approval["id"],
+                approved_by=approved_by,
+                reason=reason,
+                plan_digest=plan.digest,
+                fingerprint=plan.fingerprint,
+                expires_at=approval["expires_at"],
+                acknowledge_risks=bool(acknowledge_risks),
+                source=source,
+            )
         return self.get(approval["id"])
 
     def reject(self, plan: Plan, rejected_by: str, reason: str) -> None:
         """Refuse CHECKPOINT's current plan: open approvals for it are closed, and the refusal audited."""
         if not rejected_by.strip() or not reason.strip():
             raise ApprovalError("a rejection needs --by and --reason")
-        for approval in self.store.approvals(plan.checkpoint, status="valid"):
-            self.store.close_approval(approval["id"], "rejected", rejected_by, reason)
-        self.store.audit.append(rejected_by, "plan rejected", plan.checkpoint, plan_digest=plan.digest, reason=reason)
+        with self.store.transaction():
+            for approval in self.store.approvals(plan.checkpoint, status="valid"):
+                self.store.close_approval(approval["id"], "rejected", rejected_by, reason)
+            self.store.audit.append(
+                rejected_by, "plan rejected", plan.checkpoint, plan_digest=plan.digest, reason=reason
+            )
 
     def revoke(self, approval_id: str, revoked_by: str, reason: str) -> dict[str, Any]:
         approval = self.get(approval_id)
@@ -143,11 +147,12 @@ class Approvals:
             raise ApprovalError(f"no approval {approval_id}; see `raydeploy approvals`")
         if approval["status"] != "valid":
             raise ApprovalError(f"approval {approval_id} is {approval['status']}; only a valid one can be revoked")
-        if not self.store.close_approval(approval_id, "revoked", revoked_by, reason):
-            raise ApprovalError(f"approval {approval_id} was used or withdrawn meanwhile")
-        self.store.audit.append(
-            revoked_by, "approval revoked", approval["checkpoint"], approval_id=approval_id, reason=reason
-        )
+        with self.store.transaction():
+            if not self.store.close_approval(approval_id, "revoked", revoked_by, reason):
+                raise ApprovalError(f"approval {approval_id} was used or withdrawn meanwhile")
+            self.store.audit.append(
+                revoked_by, "approval revoked", approval["checkpoint"], approval_id=approval_id, reason=reason
+            )
         return self.get(approval_id)
 
     # Reading ------------------------------------------------------------------------------------
@@ -163,8 +168,13 @@ class Approvals:
         """Mark valid approvals past their expiry as expired (audited)."""
         now = datetime.now(UTC)
         for approval in self.store.approvals(status="valid"):
-            if _parse_time(approval["expires_at"]) <= now and self.store.close_approval(approval["id"], "expired"):
-                self.store.audit.append(actor, "approval expired", approval["checkpoint"], approval_id=approval["id"])
+            if _parse_time(approval["expires_at"]) > now:
+                continue
+            with self.store.transaction():
+                if self.store.close_approval(approval["id"], "expired"):
+                    self.store.audit.append(
+                        actor, "approval expired", approval["checkpoint"], approval_id=approval["id"]
+                    )
 
     def find(self, plan: Plan, requested_by: str | None = None) -> Decision:
         """The approval that lets PLAN run now, or why there is none (naming what changed)."""
@@ -204,12 +214,13 @@ class Approvals:
 
     def use(self, approval: dict[str, Any], run_id: str, requested_by: str) -> None:
         """Mark APPROVAL used by RUN_ID; it never counts again."""
-        if not self.store.use_approval(approval["id"], run_id):
-            raise ApprovalError(f"approval {approval['id']} was used or withdrawn meanwhile")
         details = {"approval_id": approval["id"], "run_id": run_id, "approved_by": approval["approved_by"]}
         if approval["approved_by"] == requested_by:
             details["self_approval"] = True
-        self.store.audit.append(requested_by, "approval used", approval["checkpoint"], **details)
+        with self.store.transaction():
+            if not self.store.use_approval(approval["id"], run_id):
+                raise ApprovalError(f"approval {approval['id']} was used or withdrawn meanwhile")
+            self.store.audit.append(requested_by, "approval used", approval["checkpoint"], **details)
 
     # The seed's manual path -----------------------------------------------------------------------
 

@@ -214,6 +214,11 @@ class AuditTrail:
                 else:
                     write_head(path, *previous)
 
+    def realign_heads(self) -> None:
+        """Both head files back at the newest event the database holds: after a caller's transaction that
+        added an event was rolled back (the heads are written as the event is added)."""
+        self._restore_heads(self.key_of_trail(), self.head())
+
     def _trail_id(self) -> str | None:
         row = self.connection.execute("SELECT value FROM audit_meta WHERE name='trail_id'").fetchone()
         return row[0] if row else None

@@ -21,6 +21,7 @@ import os
 import socket
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,13 +147,16 @@ class Transaction:
     The connection is in autocommit mode (so audit.py can say BEGIN IMMEDIATE itself), where each
     statement would otherwise commit on its own. BEGIN IMMEDIATE takes the write lock first: another
     writer makes this one wait (the connection's timeout) instead of failing it halfway. A block
-    inside a transaction already open (its caller's) is part of that transaction.
+    inside a transaction already open (its caller's) is part of that transaction. AFTER_ROLLBACK
+    runs when this block's transaction did not commit: the audit trail's head files, written as an
+    event is added, go back to the last event that stayed.
     """
 
     own: bool  # whether this block began the transaction, and so ends it
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: sqlite3.Connection, after_rollback: Callable[[], None] | None = None):
         self.db = db
+        self.after_rollback = after_rollback
 
     def __enter__(self) -> sqlite3.Connection:
         self.own = not self.db.in_transaction
@@ -163,13 +167,17 @@ class Transaction:
     def __exit__(self, error_type: type[BaseException] | None, *_: object) -> None:
         if not self.own:
             return
+        committed = False
         try:
             if error_type is None:
                 self.db.execute("COMMIT")
+                committed = True
         finally:
             # After an error, or a COMMIT that failed (some errors have ended the transaction already).
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
+            if not committed and self.after_rollback is not None:
+                self.after_rollback()
 
 
 class StateStore:
@@ -197,7 +205,7 @@ class StateStore:
 
     def transaction(self) -> Transaction:
         """`with store.transaction():` the block's writes are one transaction (see Transaction)."""
-        return Transaction(self.db)
+        return Transaction(self.db, self.audit.realign_heads)
 
     # Runs --------------------------------------------------------------------------------------
 

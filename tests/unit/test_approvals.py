@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from raydeploy.approvals import ApprovalError, Approvals, changed_since, parse_ttl
+from raydeploy.audit import AuditKeyError
 from raydeploy.state import StateStore
 from tests.conftest import plan_of
 
@@ -439,3 +440,22 @@ def test_an_approval_of_a_disruptive_plan_without_the_risks_acknowledged_does_no
         store.db.execute("UPDATE approvals SET acknowledge_risks=0 WHERE id=?", (approval["id"],))
     found = Approvals(store).find(upgrade(), requested_by="bob")
     assert found.approval is None and f"approval {approval['id']} does not acknowledge the risks" in found.reason
+
+
+def test_an_approval_that_cannot_go_on_the_trail_is_not_given(store):
+    store.audit.append("alice", "run started", "run-1")  # the trail exists, with its key
+    store.audit.key_of_trail().path.unlink()
+    with pytest.raises(AuditKeyError):
+        Approvals(store).grant(docker(), approved_by="bob", reason="tested")
+    assert store.approvals() == []
+
+
+def test_a_revocation_or_use_that_cannot_go_on_the_trail_leaves_the_approval_valid(store):
+    approvals = Approvals(store)
+    granted = approvals.grant(docker(), approved_by="bob", reason="tested")
+    store.audit.key_of_trail().path.unlink()
+    with pytest.raises(AuditKeyError):
+        approvals.revoke(granted["id"], "carol", "changed my mind")
+    with pytest.raises(AuditKeyError):
+        approvals.use(granted, "run-1", "alice")
+    assert approvals.get(granted["id"])["status"] == "valid"

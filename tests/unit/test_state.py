@@ -440,3 +440,21 @@ def test_a_state_store_opened_in_one_thread_serves_another(store):
     worker.start()
     worker.join()
     assert found == ["running"]
+
+
+@pytest.mark.parametrize("failure", ["the block raises", "the commit fails"])
+def test_an_audit_event_whose_transaction_rolls_back_leaves_an_intact_trail(store, failure):
+    store.audit.append("alice", "run started", "run-1")
+    if failure == "the commit fails":  # a deferred foreign key is checked at COMMIT
+        store.db.execute("PRAGMA foreign_keys=ON")
+        store.db.execute("CREATE TABLE parent (id TEXT PRIMARY KEY)")
+        store.db.execute("CREATE TABLE child (parent TEXT REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)")
+    with pytest.raises((RuntimeError, sqlite3.IntegrityError)), store.transaction():
+        store.audit.append("alice", "approval granted", "docker-installation")
+        if failure == "the block raises":
+            raise RuntimeError("after the event")
+        store.db.execute("INSERT INTO child VALUES ('nobody')")
+    assert [event.event for event in store.audit.events()] == ["run started"]
+    assert store.audit.verify() == []
+    store.audit.append("alice", "run finished", "run-1")
+    assert store.audit.verify() == [] and store.audit.head()[0] == 2
