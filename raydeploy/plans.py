@@ -23,12 +23,10 @@ inventory's hosts and data besides.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -263,27 +261,22 @@ def session_command(
     return command
 
 
-def _die_with_parent() -> None:
-    """In the pyinfra child: its own session (no terminal to prompt on), killed if the wrapper dies."""
-    os.setsid()
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-
-
 def _spawn(command: list[str], state_dir: Path) -> subprocess.Popen[str]:
-    """The session child, told the state directory whose secrets the deploys use (and nothing else)."""
+    """The session child, told the state directory whose secrets the deploys use (and nothing else), in a
+    session of its own (no terminal to prompt on); it dies with this process (pyinfra_session.die_with_parent)."""
     return subprocess.Popen(
         command,
         cwd=REPO,
-        env={**os.environ, "RAYDEPLOY_STATE_DIR": str(Path(state_dir).resolve())},
+        env={
+            **os.environ,
+            "RAYDEPLOY_STATE_DIR": str(Path(state_dir).resolve()),
+            "RAYDEPLOY_PARENT_PID": str(os.getpid()),
+        },
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_die_with_parent,
+        start_new_session=True,
     )
 
 

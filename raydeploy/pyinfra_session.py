@@ -27,15 +27,17 @@ if __name__ == "__main__":  # the child process: gevent's patches first, as pyin
 
 import argparse
 import contextlib
+import ctypes
 import hashlib
 import json
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 import pyinfra
@@ -56,6 +58,7 @@ from raydeploy.plans import PLAN_FORMAT, digest_of
 # would hang the process that imports this module for its plan data (the API, tests); only the child
 # process, which runs pyinfra, imports it, inside the functions that need it.
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 4
+PR_SET_PDEATHSIG = 1  # prctl(2)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 REDACTED = "<secret>"
 SUCCESS_OUTPUT, FAILURE_OUTPUT = 1000, 4000  # characters of an operation's output kept in the results
@@ -326,10 +329,36 @@ def session(options: argparse.Namespace) -> tuple[dict[str, Any], int]:
     return {"plan": plan, "results": results, "refused": False}, EXIT_FAILED if failed else EXIT_OK
 
 
+def die_with_parent() -> None:
+    """This process is killed when the raydeploy process that started it (RAYDEPLOY_PARENT_PID) dies.
+
+    Set here, in the child, rather than in the parent's preexec_fn, which is not safe in a process
+    with threads (the API server's); a parent that died before this line is noticed just after it.
+    """
+    parent = int(os.environ.get("RAYDEPLOY_PARENT_PID") or 0)
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        return
+    if parent and os.getppid() != parent:
+        os._exit(EXIT_FAILED)
+
+
+def answer_stream() -> TextIO:
+    """Where the JSON answer goes: stdout as it was, kept aside. Stdout itself then goes to stderr, so
+    whatever else deploy code or pyinfra print (a prompt without a newline) joins the log, never the answer."""
+    answer = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return answer
+
+
 def main(argv: list[str] | None = None) -> int:
 
     from pyinfra_cli.log import setup_logging  # see CHILD_ONLY
 
+    die_with_parent()
+    answer_to = answer_stream()
     options = arguments(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("PYINFRA_PROGRESS", "off")
     set_formatter(click.style)
@@ -337,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.INFO)
     sys.dont_write_bytecode = True
     answer, code = session(options)
-    print(json.dumps(answer, default=str), flush=True)
+    print(json.dumps(answer, default=str), file=answer_to, flush=True)
     return code
 
 

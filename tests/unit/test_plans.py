@@ -336,8 +336,21 @@ def test_planning_asks_pyinfra_in_a_child_of_its_own_session_and_changes_nothing
     plan = make_plan(local_inventory, LOCAL, state)
     assert plan.changes == {"@local": ["Make the marker", "Say where and how"]}
     assert plan.fingerprint == fingerprint(local_inventory) and plan.checkpoint == "docker-installation"
-    assert f"$ echo {state.resolve()} own-session=True cwd={REPO}" in plan.describe(commands=True)
+    said = f"$ echo {state.resolve()} own-session=True cwd={REPO} dies-with-parent=True"
+    assert said in plan.describe(commands=True)
     assert not (state / "marker").exists()
+
+
+def test_what_a_deploy_prints_without_a_newline_never_spoils_the_sessions_answer(local_inventory, tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "prompt").write_text("")
+    said: list[str] = []
+    plan = make_plan(local_inventory, LOCAL, state)
+    assert plan.changes == {"@local": ["Make the marker", "Say where and how"]}
+    execution = execute(local_inventory, LOCAL, said.append, state_dir=state, approved=plan)
+    assert (execution.ok, execution.changed) == (True, 2)
+    assert any("Continue? [y/N]" in line for line in said), said
 
 
 def test_running_an_approved_plan_reports_each_operation(local_inventory, tmp_path):
