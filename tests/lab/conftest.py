@@ -34,8 +34,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return "fresh_lab" in names and "deployed" not in names
 
     items.sort(key=lambda item: 0 if needs_fresh(item) else 1)
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    # As each test is collected: pytest-xdist reads the groups in a collection_modifyitems of its own,
+    # which may run before ours.
+    item.add_marker(pytest.mark.xdist_group(worker_group(item)))
 
 
 def worker_group(item: pytest.Item) -> str:
@@ -49,7 +53,7 @@ def worker_group(item: pytest.Item) -> str:
         return "deploy-lab"
     if "lab" in names:
         return "main-lab"
-    return str(item.fspath)
+    return item.nodeid.split("::")[0]
 
 
 @dataclass
