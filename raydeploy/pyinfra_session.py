@@ -247,8 +247,9 @@ def _changed(meta: Any) -> str:
 
 
 @contextlib.contextmanager
-def pyinfra_state(options: argparse.Namespace, check_for_changes: bool) -> Iterator[Any]:
-    """pyinfra's state for OPTIONS' inventory, connected to its hosts, as the `pyinfra` command makes it."""
+def pyinfra_state(options: argparse.Namespace, check_for_changes: bool) -> Iterator[tuple[Any, str | None]]:
+    """pyinfra's state for OPTIONS' inventory, connected to its hosts, as the `pyinfra` command makes it,
+    and what stopped pyinfra while connecting (more hosts unreachable than --fail-percent allows), if anything."""
     from pyinfra_cli.inventory import make_inventory  # see CHILD_ONLY
 
     pyinfra.is_cli = True  # deploy files call operations at their top level, as under the CLI
@@ -269,9 +270,13 @@ def pyinfra_state(options: argparse.Namespace, check_for_changes: bool) -> Itera
     state.init(inventory, config, initial_limit=limit)
     logger.info("--> Connecting to hosts...")
     state.set_stage(StateStage.Connect)
-    connect_all(state)
+    stopped = None
     try:
-        yield state
+        connect_all(state)
+    except PyinfraError as error:
+        stopped = ANSI.sub("", str(error))
+    try:
+        yield state, stopped
     finally:
         state.set_stage(StateStage.Disconnect)
         disconnect_all(state)
@@ -317,7 +322,9 @@ def session(options: argparse.Namespace) -> tuple[dict[str, Any], int]:
     notes = NoteRecorder()
     logging.getLogger("pyinfra").addHandler(notes)
     needs_plan = not options.execute or options.expect_digest is not None
-    with pyinfra_state(options, check_for_changes=needs_plan) as state:
+    with pyinfra_state(options, check_for_changes=needs_plan) as (state, stopped):
+        if stopped is not None:
+            return stopped_at_connect(state, options, notes, stopped, needs_plan), EXIT_FAILED
         failure = prepare(state, options.deploy_file)
         plan = plan_document(state, options.checkpoint, notes, failure, options.data) if needs_plan else None
         if failure is not None:
@@ -351,6 +358,20 @@ def answer_stream() -> TextIO:
     sys.stdout.flush()
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     return answer
+
+
+def stopped_at_connect(
+    state: Any, options: argparse.Namespace, notes: NoteRecorder, message: str, needs_plan: bool
+) -> dict[str, Any]:
+    """The answer when pyinfra stopped after connecting: the unreachable hosts failed (their own log lines
+    say why), the hosts it reached were not planned, and nothing ran."""
+    message = f"{message}: more hosts could not be reached than --fail-percent allows, so nothing ran"
+    reached = {host.name: f"not planned: {message}" for host in state.inventory if host.connected}
+    failure = {"message": message, "hosts": reached}
+    # With no host reached there is no plan to show: planning fails with what SSH said of each host.
+    plan = plan_document(state, options.checkpoint, notes, failure, options.data) if needs_plan and reached else None
+    results = {"operations": [], "failed_hosts": sorted(host.name for host in state.failed_hosts), "stopped": message}
+    return {"plan": plan, "results": results, "refused": False}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -574,8 +574,11 @@ def test_a_run_over_its_fail_percent_stops_before_any_operation(tmp_path):
     inventory.write_text('hosts = ["@local", ("down", {"ssh_hostname": "127.0.0.1", "ssh_port": 1})]\n')
     state = tmp_path / "state"
     execution = execute(str(inventory), LOCAL, lambda line: None, fail_percent=0, state_dir=state)
-    assert (execution.ok, execution.rows) == (False, [])
-    assert "Over 0% of hosts failed (50%)" in execution.error and not (state / "marker").exists()
+    stopped = "Over 0% of hosts failed (50%): more hosts could not be reached than --fail-percent allows"
+    assert (execution.ok, execution.changed, execution.failed_hosts) == (False, 0, ["down"])
+    assert execution.rows == [("down", "connect", "failed", execution.reasons["down"])]
+    assert execution.reasons["down"].startswith("Could not connect") and "Traceback" not in execution.summary
+    assert execution.error.startswith(stopped) and not (state / "marker").exists()
 
 
 def test_the_session_has_no_input_to_wait_on(local_inventory, tmp_path):
