@@ -85,7 +85,8 @@ def test_ratio_target_is_met_from_above_and_time_targets_from_below():
     assert meets("validate_health_only", 2.0) == "NO"
 
 
-def test_the_launcher_config_uses_the_lab_addresses_and_raises_no_ulimit():
+def two_host_lab(name: str) -> Lab:
+    """A bench lab of a head and one worker, as `raydeploy lab status --json` describes it (no hosts behind it)."""
     status = {
         "hosts": [
             {"name": "head", "role": "head", "cluster_address": "10.213.9.10"},
@@ -94,7 +95,11 @@ def test_the_launcher_config_uses_the_lab_addresses_and_raises_no_ulimit():
         "ssh": {"key": "/lab/id_ed25519", "config": "/lab/ssh_config"},
         "urls": {},
     }
-    lab = Lab(name="rdbench-peer-0", env={}, up_s=1.0, status=status)
+    return Lab(name=name, env={}, up_s=1.0, status=status)
+
+
+def test_the_launcher_config_uses_the_lab_addresses_and_raises_no_ulimit():
+    lab = two_host_lab("rdbench-peer-0")
     config = json.loads(cluster_yaml(lab, "rdbench-peer-0", "rayproject/ray:2.60.0-py311-cpu"))
     assert config["provider"] == {"type": "local", "head_ip": "10.213.9.10", "worker_ips": ["10.213.9.11"]}
     assert config["min_workers"] == config["max_workers"] == 1

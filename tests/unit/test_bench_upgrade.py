@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from bench.labs import Lab
 from bench.peer import cluster_yaml
 from bench.report import meets, table
 from bench.upgrade import (
@@ -25,6 +24,7 @@ from bench.upgrade import (
     settled_at,
     stop_times,
 )
+from tests.unit.test_bench_cli import two_host_lab
 
 
 def event(action: str, name: str, at: float) -> str:
@@ -140,15 +140,7 @@ def test_the_launcher_keeping_its_old_container_is_recorded_with_its_own_words()
 
 
 def test_the_peer_edit_changes_only_the_image_of_the_launcher_config():
-    status = {
-        "hosts": [
-            {"name": "head", "role": "head", "cluster_address": "10.213.9.10"},
-            {"name": "worker-1", "role": "worker", "cluster_address": "10.213.9.11"},
-        ],
-        "ssh": {"key": "/lab/id_ed25519", "config": "/lab/ssh_config"},
-        "urls": {},
-    }
-    lab = Lab(name="rdbench-upgrade-peer-0", env={}, up_s=1.0, status=status)
+    lab = two_host_lab("rdbench-upgrade-peer-0")
     before = json.loads(cluster_yaml(lab, lab.name, "rayproject/ray:2.59.0-py311-cpu"))
     after = json.loads(cluster_yaml(lab, lab.name, "rayproject/ray:2.60.0-py311-cpu"))
     assert after["docker"].pop("image") == "rayproject/ray:2.60.0-py311-cpu"
