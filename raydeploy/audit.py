@@ -164,6 +164,8 @@ class AuditTrail:
     def __init__(self, connection: sqlite3.Connection, head_file: Path):
         self.connection = connection
         self.head_file = head_file
+        # The heads before the first event added inside a caller's transaction: put back if it rolls back.
+        self._heads_before: tuple[TrailKey, tuple[int, str] | None] | None = None
         connection.executescript(SCHEMA)
         if self._trail_id() is None:
             self._seal()
@@ -187,6 +189,8 @@ class AuditTrail:
             record = self._insert(trail, key, previous, (actor, event, target, text))
             if own:
                 self.connection.execute("COMMIT")
+            elif self._heads_before is None:
+                self._heads_before = (trail, previous)
         except BaseException:
             if own and self.connection.in_transaction:
                 self.connection.execute("ROLLBACK")
@@ -214,10 +218,12 @@ class AuditTrail:
                 else:
                     write_head(path, *previous)
 
-    def realign_heads(self) -> None:
-        """Both head files back at the newest event the database holds: after a caller's transaction that
-        added an event was rolled back (the heads are written as the event is added)."""
-        self._restore_heads(self.key_of_trail(), self.head())
+    def transaction_ended(self, committed: bool) -> None:
+        """A caller's transaction ended: when it rolled back, the head files go back to where they were
+        before the events it added (they are written as each event is added)."""
+        before, self._heads_before = self._heads_before, None
+        if before is not None and not committed:
+            self._restore_heads(*before)
 
     def _trail_id(self) -> str | None:
         row = self.connection.execute("SELECT value FROM audit_meta WHERE name='trail_id'").fetchone()

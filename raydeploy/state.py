@@ -147,16 +147,16 @@ class Transaction:
     The connection is in autocommit mode (so audit.py can say BEGIN IMMEDIATE itself), where each
     statement would otherwise commit on its own. BEGIN IMMEDIATE takes the write lock first: another
     writer makes this one wait (the connection's timeout) instead of failing it halfway. A block
-    inside a transaction already open (its caller's) is part of that transaction. AFTER_ROLLBACK
-    runs when this block's transaction did not commit: the audit trail's head files, written as an
-    event is added, go back to the last event that stayed.
+    inside a transaction already open (its caller's) is part of that transaction. ON_END(committed)
+    is told how the transaction ended: the audit trail puts its head files back when events it
+    added were rolled back.
     """
 
     own: bool  # whether this block began the transaction, and so ends it
 
-    def __init__(self, db: sqlite3.Connection, after_rollback: Callable[[], None] | None = None):
+    def __init__(self, db: sqlite3.Connection, on_end: Callable[[bool], None] | None = None):
         self.db = db
-        self.after_rollback = after_rollback
+        self.on_end = on_end
 
     def __enter__(self) -> sqlite3.Connection:
         self.own = not self.db.in_transaction
@@ -176,8 +176,8 @@ class Transaction:
             # After an error, or a COMMIT that failed (some errors have ended the transaction already).
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            if not committed and self.after_rollback is not None:
-                self.after_rollback()
+            if self.on_end is not None:
+                self.on_end(committed)
 
 
 class StateStore:
@@ -205,7 +205,7 @@ class StateStore:
 
     def transaction(self) -> Transaction:
         """`with store.transaction():` the block's writes are one transaction (see Transaction)."""
-        return Transaction(self.db, self.audit.realign_heads)
+        return Transaction(self.db, self.audit.transaction_ended)
 
     # Runs --------------------------------------------------------------------------------------
 

@@ -189,6 +189,8 @@ def test_an_expired_approval_is_closed_and_audited_by_whoever_noticed(store):
     approvals = Approvals(store)
     stale = approvals.grant(docker(), "alice", "CHG-1", ttl=timedelta(seconds=-1))
     fresh = approvals.grant(docker(), "alice", "CHG-2")
+    # Listed first (newest first): an approval still valid does not end the search for expired ones.
+    store.db.execute("UPDATE approvals SET created_at='2999-01-01T00:00:00Z' WHERE id=?", (fresh["id"],))
     approvals.expire()
     assert store.approval(stale["id"])["status"] == "expired" and store.approval(fresh["id"])["status"] == "valid"
     assert last_event(store) == ("raydeploy", "approval expired", "docker-installation", {"approval_id": stale["id"]})

@@ -458,3 +458,16 @@ def test_an_audit_event_whose_transaction_rolls_back_leaves_an_intact_trail(stor
     assert store.audit.verify() == []
     store.audit.append("alice", "run finished", "run-1")
     assert store.audit.verify() == [] and store.audit.head()[0] == 2
+
+
+def test_events_committed_in_a_transaction_keep_their_heads_and_a_later_rollback_goes_back_only_to_them(store):
+    store.audit.append("alice", "run started", "run-1")
+    with store.transaction():
+        store.audit.append("alice", "approval granted", "docker-installation")
+        store.audit.append("alice", "approval used", "docker-installation")
+    assert store.audit.verify() == [] and store.audit.head_file.read_text().split()[0] == "3"
+    with pytest.raises(RuntimeError), store.transaction():
+        store.audit.append("alice", "approval granted", "cleanup-existing")
+        raise RuntimeError("after the event")
+    assert store.audit.verify() == [] and store.audit.head_file.read_text().split()[0] == "3"
+    assert store.audit.key_of_trail().head_file.read_text().split()[0] == "3"
