@@ -36,6 +36,8 @@ ROUTERS = (
     monitoring.router,
     runs.router,
 )
+# The web console: sign-in, pages, forms (each behind a session, but for signing in).
+CONSOLE = (console_signin.router, console_pages.router, console_forms.router)
 # Answered without a token: liveness, and the API's own documents (the contract is no secret: it is
 # committed as raydeploy/api/openapi.json, and the /docs page must load /openapi.json without a header).
 PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
@@ -104,7 +106,7 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     # The web console: pages at /, its own static files, the same identities and route functions.
-    for router in (console_signin.router, console_pages.router, console_forms.router):
+    for router in CONSOLE:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=CONSOLE_DIR / "static"), name="static")
     return app

@@ -548,10 +548,15 @@ def test_a_run_that_lost_its_process_ends_its_stream_as_interrupted(api):
 
 
 NEEDS = {("GET", "/api/v1/audit"): "admin", ("POST", "/api/v1/checkpoints/{checkpoint_name}"): "operator"}
+NEEDS[("GET", "/api/v1/audit/verify")] = "admin"
 NEEDS[("POST", "/api/v1/actions/destroy")] = "operator"
 NEEDS |= {
     ("POST", path): "approver"
-    for path in ("/api/v1/approvals/{checkpoint_name}", "/api/v1/approvals/{checkpoint_name}/reject")
+    for path in (
+        "/api/v1/approvals/{checkpoint_name}",
+        "/api/v1/approvals/{checkpoint_name}/reject",
+        "/api/v1/approvals/{checkpoint_name}/revoke",
+    )
 }
 NEEDS |= {
     ("POST", "/api/v1/actions/remove-node"): "operator",
@@ -562,6 +567,7 @@ BODIES = {"/api/v1/approvals/{checkpoint_name}": {"reason": "r", "acknowledge_ri
 BODIES["/api/v1/actions/remove-node"] = BODIES["/api/v1/actions/remove-node/plan"] = {"hosts": ["worker-2"]}
 BODIES["/api/v1/actions/remove-node/approvals"] = {"hosts": ["worker-2"], "reason": "r", "acknowledge_risks": True}
 BODIES["/api/v1/approvals/{checkpoint_name}/reject"] = {"reason": "r"}
+BODIES["/api/v1/approvals/{checkpoint_name}/revoke"] = {"approval_id": "0123456789ab", "reason": "r"}
 VALUES = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
 
 
@@ -578,9 +584,9 @@ def operations(client) -> list[tuple[str, str, str]]:
 def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at_it(loopback):
     from raydeploy.api.tokens import ROLES
 
-    client = loopback(failed_auth_limit=100)  # 24 operations asked without a token: not a brute force
+    client = loopback(failed_auth_limit=100)  # 27 operations asked without a token: not a brute force
     served = operations(client)
-    assert len(served) == 24
+    assert len(served) == 27
     held = client.store.acquire("20261130T000000Z-cli", "alice")  # so destroy answers 409 and starts nothing
     for method, template, role in served:
         path = template.format(**VALUES)

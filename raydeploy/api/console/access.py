@@ -148,6 +148,11 @@ def new_pre_sign_in_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+def is_live(path: str) -> bool:
+    """A live part (the dashboard's, a run's log): scripts fetch it, so no redirect to a page."""
+    return path.startswith("/live/") or path.endswith("/log")
+
+
 class ConsoleRoute(APIRoute):
     """A console route: errors become pages in words; without a session, a page goes to sign-in."""
 
@@ -158,7 +163,7 @@ class ConsoleRoute(APIRoute):
             try:
                 return await handler(request)
             except SignInNeeded:
-                if request.method == "GET" and not request.url.path.startswith("/live/"):
+                if request.method == "GET" and not is_live(request.url.path):
                     return RedirectResponse(f"/signin?next={quote(request.url.path)}", status_code=303)
                 return error_page(request, ApiError(401, "UNAUTHORIZED", "you are not signed in"))
             except ApiError as error:
