@@ -356,7 +356,9 @@ def test_a_flood_without_a_token_is_throttled_and_the_state_stays_small(tmp_path
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 # These plan over SSH or read a host or Prometheus: with no hosts they answer 503 (the lab test runs them).
-NEEDS_HOSTS = r"^/api/v1/(plan/|approvals/|actions/remove-node/|nodes/\{|monitoring/(prometheus|alerts)|cluster/diagnose)"
+NEEDS_HOSTS = (
+    r"^/api/v1/(plan/|approvals/|actions/remove-node/|nodes/\{|monitoring/(prometheus|alerts)|cluster/diagnose)"
+)
 
 
 def schemathesis(document: str, base: str, headers: dict, checks: str, cwd: Path) -> subprocess.CompletedProcess:
