@@ -68,6 +68,19 @@ def run_from_plan(page, base: str, checkpoint: str) -> None:
         plan.locator(".run-button").click()
 
 
+def an_admin_reads_both_names_in_the_audit(browser, base: str, token: str) -> None:
+    """The audit page (verified) names the operator and the approver; the node page reads worker-1 over SSH."""
+    ada = person(browser, base, token)
+    ada.goto(f"{base}/audit")
+    assert "INTACT" in ada.locator("#verification").inner_text()
+    actors = set(ada.locator("#audit td.actor").all_inner_texts())
+    assert {"olga", "alex"} <= actors, actors
+    shot(ada, "audit")
+    ada.goto(f"{base}/nodes/worker-1", timeout=120_000)
+    assert "ray-worker" in ada.locator("#containers").inner_text()
+    shot(ada, "node")
+
+
 def test_an_operator_plans_an_approver_approves_and_the_operator_watches_the_run(browser, console, deployed):
     base, tokens = console
     worker = deployed.lab.host("worker-1")
@@ -117,16 +130,7 @@ def test_an_operator_plans_an_approver_approves_and_the_operator_watches_the_run
         assert olga.locator("#runs tbody tr:has-text('succeeded')").count() >= 1
         shot(olga, "runs")
         assert "ray_head" not in worker.check_output("docker ps -a --format '{{.Names}}'").split()
-
-        ada = person(browser, base, tokens["ada"])
-        ada.goto(f"{base}/audit")
-        assert "INTACT" in ada.locator("#verification").inner_text()
-        actors = set(ada.locator("#audit td.actor").all_inner_texts())
-        assert {"olga", "alex"} <= actors, actors
-        shot(ada, "audit")
-        ada.goto(f"{base}/nodes/worker-1", timeout=120_000)
-        assert "ray-worker" in ada.locator("#containers").inner_text()
-        shot(ada, "node")
+        an_admin_reads_both_names_in_the_audit(browser, base, tokens["ada"])
     finally:
         worker.run("docker rm -f ray_head")
 
