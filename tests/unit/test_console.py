@@ -337,3 +337,58 @@ def test_templates_never_switch_autoescaping_off():
 def test_the_console_files_ship_with_the_package():
     pyproject = (Path(REPO) / "pyproject.toml").read_text()
     assert '"raydeploy.api.console" = ["templates/*.html", "static/*"]' in pyproject
+
+
+# Plans and approvals (the dry run replaced by a recorded plan: the lab test makes real ones) -------
+
+
+@pytest.fixture
+def planned(console, monkeypatch):
+    """CONSOLE whose plans are one recorded plan: worker-1 removes a leftover; a host named with markup."""
+    from raydeploy.api import context
+    from tests.conftest import plan_of
+
+    def plan(inventory, checkpoint, state_dir, data=None):
+        changes = {"worker-1": ["Remove leftover container ray_head"], HOSTILE: ["<b>op</b>"]}
+        return plan_of(checkpoint.name, "fp", changes, notes={"worker-1": ["found ray_head, exited"]})
+
+    monkeypatch.setattr(context, "make_plan", plan)
+    return console
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_buttons_a_role_cannot_use_are_not_shown(planned, role):
+    sign_in(planned, planned.issued[role])
+    plan = planned.get("/plan", params={"checkpoint": "cleanup-existing"})
+    approval = planned.get("/approvals/cleanup-existing")
+    assert plan.status_code == approval.status_code == 200
+    assert ('class="primary run-button"' in plan.text) == (role != "viewer")
+    assert ('id="approve-form"' in approval.text) == (role in ("approver", "admin"))
+    assert ('id="reject-form"' in approval.text) == (role in ("approver", "admin"))
+    for page in (plan.text, approval.text):
+        assert "DESTRUCTIVE" in page and "Remove leftover container ray_head" in page and "found ray_head" in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page and "<b>op" not in page
+
+
+def test_asking_for_an_approval_then_approving_as_the_session_whatever_the_form_says(planned):
+    operator = sign_in(planned, planned.issued["operator"])
+    asked = planned.post("/run/cleanup-existing", data={"csrf": operator, "force": "on"}, follow_redirects=False)
+    assert asked.status_code == 303 and asked.headers["location"] == "/approvals/cleanup-existing?done=asked"
+    page = planned.get(asked.headers["location"])
+    assert "Approval requested; nothing was changed" in page.text
+    assert re.search(r'id="asked-by">user-operator at ', page.text)
+    planned.cookies.clear()
+    approver = sign_in(planned, planned.issued["approver"])
+    form = {"csrf": approver, "reason": "CHG-9", "ttl_minutes": "30", "approved_by": "mallory"}
+    refused = planned.post("/approvals/cleanup-existing/approve", data=form)
+    assert refused.status_code == 400 and "acknowledge-risks" in refused.text  # destructive: the box must be ticked
+    granted = planned.post(
+        "/approvals/cleanup-existing/approve", data={**form, "acknowledge_risks": "on"}, follow_redirects=False
+    )
+    assert granted.status_code == 303 and granted.headers["location"] == "/approvals/cleanup-existing?done=approved"
+    (approval,) = planned.store.approvals("cleanup-existing")
+    assert (approval["approved_by"], approval["reason"], approval["status"]) == ("user-approver", "CHG-9", "valid")
+    assert approval["acknowledge_risks"] == 1 and "mallory" not in json.dumps(approval)
+    page = planned.get("/approvals/cleanup-existing")
+    assert re.search(r"<td>user-approver</td><td>CHG-9</td>", page.text)
+    assert [e.actor for e in events(planned, "approval granted")] == ["user-approver"]

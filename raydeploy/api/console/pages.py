@@ -19,6 +19,7 @@ from raydeploy.api.console.rendering import page
 from raydeploy.api.context import Served, Service, known_checkpoint, known_checkpoint_or_action
 from raydeploy.api.errors import ApiError
 from raydeploy.api.routes import checkpoints as checkpoint_routes
+from raydeploy.api.routes import cluster as cluster_routes
 from raydeploy.api.routes import monitoring as monitoring_routes
 from raydeploy.api.routes import nodes as node_routes
 from raydeploy.api.routes import runs as run_routes
@@ -238,14 +239,19 @@ def audit_page(
 
 
 @router.get("/nodes/{name}")
-def node_page(request: Request, name: str, served: Served, visitor: SignedIn) -> HTMLResponse:
-    """One node: Ray's view, host facts and containers (over SSH), its checkpoints, its day-2 actions."""
+def node_page(
+    request: Request, name: str, served: Served, visitor: SignedIn, diagnose: Annotated[bool, Query()] = False
+) -> HTMLResponse:
+    """One node: Ray's view, host facts and containers (over SSH), its checkpoints, its day-2 actions; with
+    DIAGNOSE, why it is or is not in the cluster (GET /api/v1/cluster/diagnose, this node's finding)."""
     infos, _loaded = node_infos(served)
     info = next((item for item in infos if item["name"] == name), None)
     if info is None:
         raise ApiError(404, "NOT_FOUND", f"no node {name[:80]!r}; the nodes are {', '.join(i['name'] for i in infos)}")
     details, facts_problem = attempt(lambda: node_routes.get_node(name, served, visitor.identity))
-    return page(request, "node.html", visitor, info=info, details=details, facts_problem=facts_problem)
+    findings = cluster_routes.diagnose_nodes(served, visitor.identity) if diagnose else []
+    finding = next((item for item in findings if item["host"] == name), None)
+    return page(request, "node.html", visitor, info=info, details=details, facts_problem=facts_problem, finding=finding)
 
 
 @router.get("/nodes/{name}/removal")

@@ -6,6 +6,7 @@ marks anything safe. Pages carry no inline script or style (the Content-Security
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import Request
@@ -17,6 +18,22 @@ from raydeploy.api.errors import ApiError
 
 HERE = Path(__file__).resolve().parent
 ENVIRONMENT = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True)
+
+
+def duration(started: str | None, finished: str | None) -> str:
+    """How long from STARTED to FINISHED (ISO times, as the state records them), e.g. '1 min 12 s'; '' if unknown.
+
+    >>> duration("2026-11-30T10:00:00.000000Z", "2026-11-30T10:01:12.500000Z")
+    '1 min 12 s'
+    """
+    try:
+        seconds = round((datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds())
+    except (TypeError, ValueError):
+        return ""
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
+ENVIRONMENT.filters["duration"] = duration
 # What to do next, per error, beside the server's own message.
 NEXT_STEPS = {
     401: "Sign in again (your session ended, or its token was revoked).",
