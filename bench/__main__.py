@@ -17,7 +17,7 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
             then the no-op re-run and the dry run (median of --runs each): the curve and its growth.
   ui        on one fresh deployed lab: each web console page through `raydeploy api`, 50 loads with a
             signed-in session (ms to the whole answer; target < 150 ms) and 10 in Debian's Chromium
-            (first contentful paint; target < 1 s).
+            (first contentful paint; target < 1 s); 5 and 3 of the pages that plan or read a host.
   api       on one fresh deployed lab: `GET /api/v1/cluster/health` through `raydeploy api`,
             60 requests 0.25 s apart per run (every answer, and those not from its 5 s cache), in ms.
   ssh-latency
