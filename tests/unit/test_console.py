@@ -392,3 +392,13 @@ def test_asking_for_an_approval_then_approving_as_the_session_whatever_the_form_
     page = planned.get("/approvals/cleanup-existing")
     assert re.search(r"<td>user-approver</td><td>CHG-9</td>", page.text)
     assert [e.actor for e in events(planned, "approval granted")] == ["user-approver"]
+
+
+def test_the_dashboard_says_what_a_checkpoint_would_do_from_its_newest_plan(planned):
+    sign_in(planned, planned.issued["viewer"])
+    assert "changes on" not in planned.get("/").text  # nothing planned yet: no dry run is made for the dashboard
+    planned.get("/plan", params={"checkpoint": "cleanup-existing"})
+    row = re.search(r"<tr><td>cleanup-existing.*?</tr>", planned.get("/").text, flags=re.S)[0]
+    assert re.search(
+        r"changes on &lt;script&gt;alert\(1\)&lt;/script&gt;: 1, worker-1: 1 \(planned \d+ s ago, plan ", row
+    )

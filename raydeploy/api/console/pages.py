@@ -8,6 +8,7 @@ and a run's log (server-sent events through the API's own stream, authenticated 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -31,6 +32,9 @@ from raydeploy.plans import shown
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 LOG_TAIL_BYTES = 256 * 1024  # of a run's log, rendered into its page; the live stream goes on from there
+# The dashboard polls every 3 s (static/console.js) and takes health at most this old: a change shows within
+# POLL + HEALTH_MAX_AGE_S + the checks' own time (the API's answers may be up to 5 s old).
+HEALTH_MAX_AGE_S = 2.0
 RUN_STATUSES = ("running", "succeeded", "failed", "awaiting-approval", "interrupted", "rejected")
 
 
@@ -56,11 +60,24 @@ def dashboard_links(served: Service) -> dict[str, str]:
     return links
 
 
+def would_do(served: Service, name: str) -> str:
+    """What NAME would do now, from its newest plan made by this server (no dry run here), in a few words."""
+    if name not in served.latest_plans:
+        return ""
+    at, plan = served.latest_plans[name]
+    age = max(0, round(time.time() - at))
+    when = f"{age // 60} min ago" if age >= 60 else f"{age} s ago"
+    if not plan.has_changes:
+        return f"nothing to change (planned {when})"
+    changes = ", ".join(f"{host}: {len(operations)}" for host, operations in sorted(plan.changes.items()))
+    return f"changes on {changes} (planned {when}, plan {plan.digest})"
+
+
 def dashboard_view(request: Request, served: Service, visitor) -> dict:
     """Everything the dashboard shows, each part read as the API reads it."""
     store = served.db()
     lock = store.current_lock()
-    health, health_problem = attempt(lambda: cluster_health(served))
+    health, health_problem = attempt(lambda: cluster_health(served, HEALTH_MAX_AGE_S))
     nodes, nodes_problem = attempt(lambda: node_infos(served)[0])
     links, links_problem = attempt(lambda: dashboard_links(served))
     alerts, alerts_problem = attempt(lambda: monitoring_routes.prometheus_alerts(served, visitor.identity))
@@ -69,7 +86,7 @@ def dashboard_view(request: Request, served: Service, visitor) -> dict:
         "health_problem": health_problem,
         "nodes": nodes or [],
         "nodes_problem": nodes_problem,
-        "checkpoints": [(get(name), checkpoint_status(store, name)) for name in NAMES],
+        "checkpoints": [(get(name), checkpoint_status(store, name), would_do(served, name)) for name in NAMES],
         "open_approvals": [a for a in Approvals(store, served.separation_of_duties).all() if a["status"] == "valid"],
         "running": store.run(lock.run_id) if lock else None,
         "links": links or {},
