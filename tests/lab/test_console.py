@@ -188,7 +188,11 @@ def test_an_admin_gets_the_ray_token_from_the_console_and_signs_in_to_the_ray_da
     dialog.wait_for(timeout=60_000)
     assert "token" in dialog.inner_text().lower()
     dialog.locator("input").first.fill(deployed.token)
-    dialog.locator("input").first.press("Enter")
+    submit = dialog.get_by_role("button", name=re.compile(r"submit|sign in|authenticate|continue|save|ok", re.I))
+    if submit.count():
+        submit.first.click()
+    else:
+        dialog.locator("input").first.press("Enter")
     dialog.wait_for(state="hidden", timeout=60_000)
     dashboard.wait_for_load_state("networkidle", timeout=60_000)
     shot(dashboard, "ray-dashboard-signed-in")
