@@ -85,9 +85,14 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
         )
     if tokens.active_count() == 0:
         click.echo("raydeploy api: no token exists yet; every request under /api/v1 will be refused (401)", err=True)
+    import logging
+
     import uvicorn
 
     from raydeploy.api.app import create_app
+    from raydeploy.api.console.signin import HideSignInCodes
+
+    logging.getLogger("uvicorn.access").addFilter(HideSignInCodes())
 
     for origin in cors_origins:
         if not origin.startswith(("http://", "https://")) or origin.rstrip("/") != origin or origin == "*":

@@ -402,3 +402,17 @@ def test_the_dashboard_says_what_a_checkpoint_would_do_from_its_newest_plan(plan
     assert re.search(
         r"changes on &lt;script&gt;alert\(1\)&lt;/script&gt;: 1, worker-1: 1 \(planned \d+ s ago, plan ", row
     )
+
+
+def test_a_sign_in_links_code_never_reaches_the_access_log():
+    import logging
+
+    from raydeploy.api.console.signin import HideSignInCodes
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:1", "GET", "/signin/link?code=s3cret-Code_1&x=1", "1.1", 200), None,
+    )  # fmt: skip
+    assert HideSignInCodes().filter(record) and record.getMessage() == (
+        '127.0.0.1:1 - "GET /signin/link?code=...&x=1 HTTP/1.1" 200'
+    )

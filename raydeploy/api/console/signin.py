@@ -8,6 +8,8 @@ else. Failed sign-ins count against the client's address exactly as failed API a
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -30,6 +32,16 @@ from raydeploy.api.errors import ApiError
 from raydeploy.api.tokens import Identity
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+SIGN_IN_CODE = re.compile(r"([?&]code=)[^&\s]*")
+
+
+class HideSignInCodes(logging.Filter):
+    """Keeps a sign-in link's code out of the server's access log (uvicorn logs each request's path and query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(SIGN_IN_CODE.sub(r"\1...", a) if isinstance(a, str) else a for a in record.args)
+        return True
 
 
 def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
