@@ -416,3 +416,31 @@ def test_a_sign_in_links_code_never_reaches_the_access_log():
     assert HideSignInCodes().filter(record) and record.getMessage() == (
         '127.0.0.1:1 - "GET /signin/link?code=...&x=1 HTTP/1.1" 200'
     )
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_page_answers_each_role_in_words_never_a_server_error(planned, role):
+    sign_in(planned, planned.issued[role])
+    hostile_run(planned)
+    expected = {
+        "/": 200,
+        "/plan": 200,
+        "/plan?checkpoint=all": 200,
+        "/approvals/cleanup-existing": 200,
+        "/approvals/destroy": 404,  # an action is approved with its arguments, from the Nodes page
+        "/approvals/warp-drive": 404,
+        "/runs?status=failed&checkpoint=cleanup-existing&since=2026-01-01": 200,
+        "/runs?since=yesterday": 400,
+        "/runs/run-x": 200,
+        "/audit": 200 if role == "admin" else 403,
+        "/nodes/head": 200,  # its facts cannot be read over SSH: the page says so
+        "/nodes/head?diagnose=true": 200,
+        "/nodes/nowhere": 404,
+        "/nodes/worker-1/removal": 200,
+    }
+    for path, status in expected.items():
+        answer = planned.get(path)
+        assert answer.status_code == status, (path, answer.status_code, answer.text[:500])
+        assert "Traceback" not in answer.text and "<h1>" in answer.text, path
+        if status >= 400:
+            assert "What to do:" in answer.text, path
