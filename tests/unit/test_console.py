@@ -105,8 +105,9 @@ def test_an_unknown_token_is_refused_and_counted_as_a_failed_authentication(cons
 
 def test_a_sign_in_form_posted_from_elsewhere_is_refused(console):
     """Another site can post the form, but not with this browser's SameSite=Strict pre-sign-in cookie."""
-    answer = console.post("/signin", data={"token": console.issued["admin"], "pre_sign_in": "guessed"})
-    assert answer.status_code == 403 and "CSRF" in answer.text and COOKIE not in console.cookies
+    for guess in ("guessed", "é"):
+        answer = console.post("/signin", data={"token": console.issued["admin"], "pre_sign_in": guess})
+        assert answer.status_code == 403 and "CSRF" in answer.text and COOKIE not in console.cookies
 
 
 def test_revoking_the_token_ends_its_sessions_at_once(console):
@@ -162,7 +163,7 @@ def test_a_sign_in_link_from_the_cli_signs_in_once(console, tmp_path):
 def test_a_state_changing_request_without_the_sessions_csrf_token_is_refused_and_changes_nothing(console):
     sign_in(console, console.issued["approver"])
     approval = valid_approval(console)
-    for form in ({}, {"csrf": "forged"}):
+    for form in ({}, {"csrf": "forged"}, {"csrf": "é"}):
         answer = console.post(
             "/approvals/cleanup-existing/revoke", data={**form, "approval_id": approval, "reason": "r"}
         )
@@ -170,7 +171,9 @@ def test_a_state_changing_request_without_the_sessions_csrf_token_is_refused_and
         assert "reload the page" in answer.text  # what to do, in words
     assert console.store.approval(approval)["status"] == "valid"
     refused = events(console, "api authorisation refused")
-    assert [(e.actor, e.details["why"]) for e in refused] == [("user-approver", "CSRF_FAILED")] * 2
+    assert [(e.actor, e.details["why"]) for e in refused] == [("user-approver", "CSRF_FAILED")] * 3
+    crowded = console.post("/approvals/cleanup-existing/revoke", content="&".join(f"f{n}=1" for n in range(60)))
+    assert crowded.status_code == 422 and "at most 50 fields" in crowded.text
 
 
 def test_the_csrf_token_of_the_session_lets_the_same_request_through(console):

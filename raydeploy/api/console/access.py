@@ -107,7 +107,10 @@ def allowed(role: str, request: Request, served: Service, visitor: Visitor) -> I
 async def form_fields(request: Request) -> dict[str, str]:
     """The request's urlencoded form (the last value of each field)."""
     body = (await request.body()).decode("utf-8", errors="replace")
-    return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=50))
+    try:
+        return dict(parse_qsl(body, keep_blank_values=True, max_num_fields=50))
+    except ValueError:
+        raise ApiError(422, "INVALID_REQUEST", "a console form has at most 50 fields") from None
 
 
 Form = Annotated[dict[str, str], Depends(form_fields)]
@@ -115,7 +118,7 @@ Form = Annotated[dict[str, str], Depends(form_fields)]
 
 def check_csrf(request: Request, served: Service, visitor: Visitor, form: dict[str, str]) -> None:
     """403 CSRF_FAILED (audited) unless FORM carries VISITOR's session CSRF token."""
-    if not hmac.compare_digest(form.get("csrf", ""), visitor.csrf):
+    if not hmac.compare_digest(form.get("csrf", "").encode(), visitor.csrf.encode()):
         raise refuse(
             served,
             visitor.identity,

@@ -68,7 +68,7 @@ def sign_in_form(request: Request, template: str, status: int = 200, **context) 
 def check_pre_sign_in(request: Request, form: dict[str, str]) -> None:
     """403 unless the form's pre-sign-in token is the one in this browser's cookie (set with the form)."""
     cookie = request.cookies.get(PRE_SIGN_IN_COOKIE, "")
-    if not cookie or not hmac.compare_digest(form.get("pre_sign_in", ""), cookie):
+    if not cookie or not hmac.compare_digest(form.get("pre_sign_in", "").encode(), cookie.encode()):
         raise ApiError(
             403, "CSRF_FAILED", "this sign-in form is not from this browser's sign-in page; open /signin and try again"
         )
