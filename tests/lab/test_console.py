@@ -42,12 +42,14 @@ def console(deployed: DeployedCluster, tmp_path) -> Iterator[tuple[str, dict[str
         yield base, {name: value["Authorization"].split()[1] for name, value in headers.items()}
 
 
-def person(browser, base: str, token: str, viewport: dict = WIDE):
+def person(browser, base: str, token: str, viewport: dict = WIDE, screenshot_sign_in: bool = False):
     """A browser context of its own (its own cookies), signed in with TOKEN through the form; its page."""
     context = browser.new_context(viewport=viewport)
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto(f"{base}/signin")
+    if screenshot_sign_in:
+        shot(page, "signin")
     page.fill("#token", token)
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/")
@@ -88,6 +90,9 @@ def an_admin_reads_both_names_in_the_audit(browser, base: str, token: str) -> No
     ada.goto(f"{base}/nodes/worker-1", timeout=120_000)
     assert "ray-worker" in ada.locator("#containers").inner_text()
     shot(ada, "node")
+    ada.goto(f"{base}/nodes/worker-1/removal", timeout=180_000)  # remove-node's plan: nothing changes
+    assert "worker-1" in ada.locator(".plan").inner_text()
+    shot(ada, "removal")
 
 
 def test_an_operator_plans_an_approver_approves_and_the_operator_watches_the_run(browser, console, deployed):
@@ -149,7 +154,7 @@ def test_an_operator_plans_an_approver_approves_and_the_operator_watches_the_run
 
 def test_a_viewer_sees_no_action_buttons_and_is_refused_when_posting_directly(browser, console):
     base, tokens = console
-    vic = person(browser, base, tokens["vic"])
+    vic = person(browser, base, tokens["vic"], screenshot_sign_in=True)
     assert vic.locator("#show-ray-token").count() == 0 and vic.locator("a[href='/audit']").count() == 0
     vic.goto(f"{base}/approvals/cleanup-existing", timeout=180_000)
     assert vic.locator("#approve-form").count() == 0 and vic.locator("#reject-form").count() == 0
