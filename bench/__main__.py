@@ -15,6 +15,9 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
             hosts until every node is alive; both times and their ratio.
   scale     for 1, 2, 4 and 8 workers (--scale-workers), a fresh lab fully deployed (not counted),
             then the no-op re-run and the dry run (median of --runs each): the curve and its growth.
+  ui        on one fresh deployed lab: each web console page through `raydeploy api`, 50 loads with a
+            signed-in session (ms to the whole answer; target < 150 ms) and 10 in Debian's Chromium
+            (first contentful paint; target < 1 s); 5 and 3 of the pages that plan or read a host.
   api       on one fresh deployed lab: `GET /api/v1/cluster/health` through `raydeploy api`,
             60 requests 0.25 s apart per run (every answer, and those not from its 5 s cache), in ms.
   ssh-latency
@@ -61,6 +64,7 @@ from bench.scenarios import (
     scenario_validate,
 )
 from bench.ssh_latency import scenario_ssh_latency
+from bench.ui import scenario_ui
 from bench.upgrade import scenario_upgrade
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
@@ -70,6 +74,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "peer": lambda args: scenario_peer(args.runs, args.workers, args.peer_default_autoscaler),
     "scale": lambda args: scenario_scale(args.runs, tuple(args.scale_workers)),
     "api": lambda args: scenario_api(args.runs, args.workers),
+    "ui": lambda args: scenario_ui(args.runs, args.workers),
     "ssh-latency": lambda args: scenario_ssh_latency(args.runs),
     "grow": lambda args: scenario_grow(args.runs, args.workers),
     "reboot": lambda args: scenario_reboot(args.runs, args.workers),

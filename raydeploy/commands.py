@@ -17,6 +17,7 @@ from raydeploy.checkpoints import ACTION_NAMES, CHECKPOINTS, NAMES, check_argume
 from raydeploy.host_records import host_notices, inventory_hosts
 from raydeploy.node_actions import removal_data
 from raydeploy.plans import PlanError, make_plan
+from raydeploy.secret_access import SHOWABLE, SecretUnavailable, reveal
 from raydeploy.state import LockHeld, StateError, StateStore
 
 DEFAULT_INVENTORY = "inventories/lab.py"
@@ -734,7 +735,40 @@ def destroy(inventory, state_dir, purge_data, forget_secrets, auto_approve, sepa
     click.echo(f"run {run_id} succeeded: the cluster is destroyed (raydeploy deploy brings it back)")
 
 
+@click.group()
+def secrets():
+    """Show a secret raydeploy generated for the cluster to someone allowed to have it (audited)."""
+
+
+@secrets.command("show")
+@click.argument("name", type=click.Choice(SHOWABLE))
+@inventory_option
+@click.option("--force", is_flag=True, help="Print it even when stdout is not a terminal (a pipe, a file).")
+def show_secret(name, inventory, state_dir, force):
+    """Print secret NAME (the Ray dashboard asks for ray-auth-token); audited.
+
+    Refuses when stdout is not a terminal, so the secret does not land in a file or a log by accident,
+    unless --force says so.
+
+    \b
+    Example:
+      raydeploy secrets show ray-auth-token
+    """
+    to_terminal = sys.stdout.isatty()
+    if not to_terminal and not force:
+        raise click.UsageError(
+            "stdout is not a terminal: refusing to print a secret into a pipe or a file (add --force if you mean it)"
+        )
+    store = open_store(inventory, state_dir)
+    try:
+        value = reveal(inventory, store, name, who_am_i(), "cli" if to_terminal else "cli --force (not a terminal)")
+    except SecretUnavailable as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(value)
+
+
 COMMANDS = (
+    secrets,
     deploy,
     destroy,
     checkpoint,

@@ -1,4 +1,5 @@
-"""The FastAPI application: the seed's contract (/api/v1/...), extended, one router per resource.
+"""The FastAPI application: the seed's contract (/api/v1/...), extended, one router per resource, and the
+web console (raydeploy.api.console) at /.
 
 Errors are the seed's `Error` shape (raydeploy.api.errors); who may do what is a dependency
 (raydeploy.api.context); runs go through the wrapper's own runner, lock, approvals and audit
@@ -14,9 +15,15 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from raydeploy import __version__
 from raydeploy.api import errors, models
+from raydeploy.api.console import access as console_access
+from raydeploy.api.console import forms as console_forms
+from raydeploy.api.console import pages as console_pages
+from raydeploy.api.console import signin as console_signin
+from raydeploy.api.console.rendering import HERE as CONSOLE_DIR
 from raydeploy.api.context import Service
 from raydeploy.api.routes import actions, approvals, checkpoints, cluster, monitoring, nodes, runs
 
@@ -29,6 +36,8 @@ ROUTERS = (
     monitoring.router,
     runs.router,
 )
+# The web console: sign-in, pages, forms (each behind a session, but for signing in).
+CONSOLE = (console_signin.router, console_pages.router, console_forms.router)
 # Answered without a token: liveness, and the API's own documents (the contract is no secret: it is
 # committed as raydeploy/api/openapi.json, and the /docs page must load /openapi.json without a header).
 PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
@@ -78,6 +87,7 @@ def create_app(
     app.state.service = Service(inventory, state_dir, separation_of_duties, rate_limit, failed_auth_limit)
     app.state.store = app.state.service.db()
     errors.install(app)
+    app.add_middleware(console_access.SecurityHeaders)
     app.add_middleware(errors.CapBody)
     if cors_origins:  # closed unless configured: no header at all answers a browser's preflight
         app.add_middleware(
@@ -95,4 +105,8 @@ def create_app(
 
     for router in ROUTERS:
         app.include_router(router)
+    # The web console: pages at /, its own static files, the same identities and route functions.
+    for router in CONSOLE:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=CONSOLE_DIR / "static"), name="static")
     return app

@@ -85,9 +85,14 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
         )
     if tokens.active_count() == 0:
         click.echo("raydeploy api: no token exists yet; every request under /api/v1 will be refused (401)", err=True)
+    import logging
+
     import uvicorn
 
     from raydeploy.api.app import create_app
+    from raydeploy.api.console.signin import HideSignInCodes
+
+    logging.getLogger("uvicorn.access").addFilter(HideSignInCodes())
 
     for origin in cors_origins:
         if not origin.startswith(("http://", "https://")) or origin.rstrip("/") != origin or origin == "*":
@@ -106,16 +111,40 @@ def token():
     """Create, list and revoke API tokens (stored hashed in the state directory)."""
 
 
+def console_url_option(function):
+    return click.option(
+        "--console-url",
+        default="http://127.0.0.1:8000",
+        show_default=True,
+        envvar="RAYDEPLOY_CONSOLE_URL",
+        help="Where `raydeploy api` serves the console, as the person signing in reaches it.",
+    )(function)
+
+
+def sign_in_link(store, token_id: str, name: str, console_url: str) -> str:
+    """A one-time link signing the holder in to the console as token TOKEN_ID's NAME; audited (not the link)."""
+    from raydeploy.api.console.sessions import LINK_TTL_S, Sessions
+
+    code = Sessions(store).link(token_id)
+    store.audit.append(who_am_i(), "console sign-in link made", name, token_id=token_id)
+    click.echo(f"sign-in link, usable once within {LINK_TTL_S // 60} minutes:", err=True)
+    return f"{console_url.rstrip('/')}/signin/link?code={code}"
+
+
 @token.command("create")
 @inventory_option
 @click.option("--name", required=True, help="Who the token is for: the identity the API records.")
 @click.option("--role", required=True, type=click.Choice(ROLES), help="viewer < operator < approver < admin.")
-def create(inventory, state_dir, name, role):
-    """Create a token; it is printed once and stored only as a hash.
+@click.option("--sign-in-link", "with_link", is_flag=True, help="Also print a one-time link to the web console.")
+@console_url_option
+def create(inventory, state_dir, name, role, with_link, console_url):
+    """Create a token; it is printed once and stored only as a hash. With --sign-in-link, a second line is
+    a link that signs its first user in to the web console as NAME (once, within 15 minutes).
 
     \b
-    Example:
+    Examples:
       raydeploy api token create --name alice --role approver
+      raydeploy api token create --name bob --role operator --sign-in-link
     """
     store = open_store(inventory, state_dir, must_exist_inventory=False)
     try:
@@ -124,6 +153,26 @@ def create(inventory, state_dir, name, role):
         raise click.ClickException(str(error)) from None
     click.echo(f"token {token_id} for {name} ({role}); keep it now, it is not shown again:", err=True)
     click.echo(secret)
+    if with_link:
+        click.echo(sign_in_link(store, token_id, name, console_url))
+
+
+@token.command("link")
+@inventory_option
+@click.argument("name_or_id")
+@console_url_option
+def link(inventory, state_dir, name_or_id, console_url):
+    """Print a one-time link that signs in to the web console as an active token's identity (15 minutes).
+
+    \b
+    Example:
+      raydeploy api token link alice
+    """
+    store = open_store(inventory, state_dir, must_exist_inventory=False)
+    rows = store.active_tokens(name_or_id)
+    if not rows:
+        raise click.ClickException(f"no active token {name_or_id}; see `raydeploy api token list`")
+    click.echo(sign_in_link(store, rows[0]["id"], rows[0]["name"], console_url))
 
 
 @token.command("list")

@@ -63,6 +63,8 @@ class Service:
         self._streams: dict[str, weakref.WeakSet] = {}
         self._streams_lock = threading.Lock()
         self.health_cache: dict = {"at": 0.0, "value": None}
+        # Each checkpoint's newest plan made here (when, plan): what the dashboard says it would do, without a dry run.
+        self.latest_plans: dict[str, tuple[float, Plan]] = {}
         self.health_lock = threading.Lock()
 
     def db(self) -> StateStore:
@@ -110,9 +112,12 @@ class Service:
         except ValueError as problem:
             raise ApiError(400, "INVALID_REQUEST", str(problem), {"checkpoint": name}) from None
         try:
-            return make_plan(self.inventory, get(name), self.state_dir, data=data or None)
+            plan = make_plan(self.inventory, get(name), self.state_dir, data=data or None)
         except PlanError as error:
             raise ApiError(503, "PLAN_FAILED", str(error)[:4000], {"checkpoint": name}) from None
+        if not data:
+            self.latest_plans[name] = (time.time(), plan)
+        return plan
 
     def loaded(self):
         """The inventory, read as pyinfra reads it; 503 INVENTORY_UNREADABLE when it cannot be."""

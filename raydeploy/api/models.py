@@ -288,6 +288,19 @@ class DestroyRequest(Request):
     )
 
 
+class RevocationRequest(Request):
+    approval_id: str = Field(pattern=r"^[0-9a-f]{12}$", description="The valid approval to withdraw before it is used")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class RevocationResponse(BaseModel):
+    checkpoint: str
+    approval_id: str
+    revoked: bool
+    revoked_by: str
+    revoked_at: str
+
+
 class RejectionResponse(BaseModel):
     checkpoint: str
     rejected: bool
@@ -327,8 +340,42 @@ class CheckpointRun(BaseModel):
     error: str | None
 
 
+class OperationResult(BaseModel):
+    checkpoint: str
+    host: str
+    operation: str
+    result: str
+    stderr: str | None = None
+
+
+class ValidationResult(BaseModel):
+    checkpoint: str
+    host: str
+    check_name: str
+    status: str
+    detail: str | None = None
+
+
+class UsedApproval(BaseModel):
+    id: str
+    checkpoint: str
+    approved_by: str
+    reason: str
+    plan_digest: str
+    created_at: str
+
+
 class RunDetails(Run):
     checkpoint_runs: list[CheckpointRun]
+    operations: list[OperationResult] = Field(default_factory=list, description="Per host, per operation: its result")
+    validations: list[ValidationResult] = Field(default_factory=list, description="Per host, per check: its status")
+    approvals_used: list[UsedApproval] = Field(default_factory=list, description="The approvals this run used")
+
+
+class AuditVerification(BaseModel):
+    intact: bool
+    events: int = Field(description="How many events were checked")
+    problems: list[str]
 
 
 class AuditEvent(BaseModel):
@@ -351,6 +398,8 @@ class NodeInfo(BaseModel):
     role: Literal["head", "worker"]
     status: Literal["ONLINE", "OFFLINE", "UNKNOWN"]
     containers: list[str]
+    cpus: float | None = Field(None, description="CPUs Ray counts on this node (while it is alive)")
+    memory_gib: float | None = Field(None, description="Memory Ray counts on this node, GiB (while it is alive)")
 
 
 class SystemInfo(BaseModel):
@@ -387,6 +436,15 @@ class NodeFinding(BaseModel):
     cause: str
     fix: str = ""
     evidence: list[str] = Field(default_factory=list, description="raylet's error lines or the container's last lines")
+
+
+class Alert(BaseModel):
+    name: str
+    state: str = Field(description="firing or pending")
+    severity: str
+    summary: str
+    instance: str
+    active_at: str
 
 
 class Dashboard(BaseModel):

@@ -116,6 +116,41 @@ def grafana_dashboards(base_url: str, password: str) -> list[dict[str, str]]:
     return dashboards
 
 
+def alerts(base_url: str) -> list[dict[str, str]]:
+    """Prometheus' pending and firing alerts (its /api/v1/alerts), each checked and cleaned, firing first."""
+    try:
+        response = requests.get(f"{base_url}/api/v1/alerts", timeout=TIMEOUT_S, allow_redirects=False, stream=True)
+    except requests.RequestException as error:
+        raise UpstreamError(f"Prometheus at {base_url} cannot be reached: {_clean(str(error))}") from None
+    with response:
+        if response.status_code != 200:
+            raise UpstreamError(f"Prometheus at {base_url} answered {response.status_code} on /api/v1/alerts")
+        body = _read_capped(response, MAX_JSON_BYTES, f"Prometheus at {base_url}")
+    try:
+        items = json.loads(body)["data"]["alerts"]
+        if not isinstance(items, list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise UpstreamError(f"Prometheus at {base_url} answered no list of alerts", 502, "UPSTREAM_INVALID") from None
+    found = []
+    for item in items:
+        labels = item.get("labels") if isinstance(item, dict) else None
+        if not isinstance(labels, dict) or not isinstance(labels.get("alertname"), str):
+            continue
+        annotations = item.get("annotations") if isinstance(item.get("annotations"), dict) else {}
+        found.append(
+            {
+                "name": _clean(labels["alertname"], 120),
+                "state": _clean(str(item.get("state", "")), 20),
+                "severity": _clean(str(labels.get("severity", "")), 40),
+                "summary": _clean(str(annotations.get("summary", annotations.get("description", ""))), 300),
+                "instance": _clean(str(labels.get("instance", labels.get("node", ""))), 120),
+                "active_at": _clean(str(item.get("activeAt", "")), 40),
+            }
+        )
+    return sorted(found, key=lambda alert: (alert["state"] != "firing", alert["name"], alert["instance"]))
+
+
 def provisioned_dashboards() -> list[dict[str, str]]:
     """The dashboards raydeploy provisions into Grafana (uid and title from templates/grafana/dashboards)."""
     found = []

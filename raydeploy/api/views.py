@@ -18,6 +18,7 @@ from raydeploy.plans import Plan
 from raydeploy.state import StateStore
 
 HEALTH_CACHE_S = 5.0
+RUNS_SEARCHED = 2000  # a filter looks at the newest runs this far back
 STATUS_NAMES = {
     "succeeded": "PASSED",
     "failed": "FAILED",
@@ -141,16 +142,17 @@ def node_infos(served: Service) -> tuple[list[dict], object]:
     loaded = served.loaded()
     cluster = loaded.cluster
     try:
-        alive = set(http_checks.alive_nodes(cluster, http_checks.ray_headers(cluster, SecretReader(cluster))))
+        alive = http_checks.alive_nodes(cluster, http_checks.ray_headers(cluster, SecretReader(cluster)))
         known = True
     except Exception:  # the head does not answer: nobody's state is known
-        alive, known = set(), False
+        alive, known = {}, False
     infos = []
     for node in cluster.hosts:
         if node.role == "monitoring" or not known:
             status = "UNKNOWN"
         else:
             status = "ONLINE" if node.settings.cluster_address in alive else "OFFLINE"
+        resources = alive.get(node.settings.cluster_address, {}).get("resources", {})
         infos.append(
             {
                 "name": node.name,
@@ -158,6 +160,8 @@ def node_infos(served: Service) -> tuple[list[dict], object]:
                 "role": node.role,
                 "status": status,
                 "containers": sorted(expected_containers(node, cluster)),
+                "cpus": resources.get("CPU"),
+                "memory_gib": round(resources["memory"] / 2**30, 1) if "memory" in resources else None,
             }
         )
     return infos, loaded
@@ -303,3 +307,52 @@ def _containers(host) -> list[dict]:
         }
         for name in sorted(found)
     ]
+
+
+def filtered_runs(
+    store: StateStore,
+    limit: int,
+    status: str | None = None,
+    checkpoint: str | None = None,
+    requested_by: str | None = None,
+    since: str | None = None,
+) -> list[dict]:
+    """The newest LIMIT runs with STATUS, of CHECKPOINT, started by REQUESTED_BY, on or after day SINCE."""
+    wanted = []
+    for run in store.runs(RUNS_SEARCHED):
+        if status and run["status"] != status:
+            continue
+        if checkpoint and checkpoint not in json.loads(run["checkpoints"] or "[]"):
+            continue
+        if requested_by and run["requested_by"] != requested_by:
+            continue
+        if since and run["started_at"][:10] < since:
+            continue
+        wanted.append(run)
+        if len(wanted) == limit:
+            break
+    return wanted
+
+
+def run_results(store: StateStore, run_id: str) -> dict:
+    """Run RUN_ID's results: per checkpoint, per host per operation, per host per check, and the approvals used."""
+    used = [
+        {key: approval[key] for key in ("id", "checkpoint", "approved_by", "reason", "plan_digest", "created_at")}
+        for approval in store.approvals()
+        if approval["used_by_run"] == run_id
+    ]
+    return {
+        "checkpoint_runs": store.checkpoint_runs(run_id),
+        "operations": store.operations(run_id),
+        "validations": store.validations(run_id),
+        "approvals_used": used,
+    }
+
+
+def searched_events(store: StateStore, limit: int, text: str | None = None) -> list[dict]:
+    """The newest LIMIT audit events, or the newest LIMIT whose JSON holds TEXT (any case)."""
+    events = [json.loads(event.as_json()) for event in store.audit.events(None if text else limit)]
+    if text:
+        needle = text.lower()
+        events = [event for event in events if needle in json.dumps(event, ensure_ascii=False).lower()][-limit:]
+    return events

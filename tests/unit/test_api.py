@@ -548,10 +548,15 @@ def test_a_run_that_lost_its_process_ends_its_stream_as_interrupted(api):
 
 
 NEEDS = {("GET", "/api/v1/audit"): "admin", ("POST", "/api/v1/checkpoints/{checkpoint_name}"): "operator"}
+NEEDS[("GET", "/api/v1/audit/verify")] = "admin"
 NEEDS[("POST", "/api/v1/actions/destroy")] = "operator"
 NEEDS |= {
     ("POST", path): "approver"
-    for path in ("/api/v1/approvals/{checkpoint_name}", "/api/v1/approvals/{checkpoint_name}/reject")
+    for path in (
+        "/api/v1/approvals/{checkpoint_name}",
+        "/api/v1/approvals/{checkpoint_name}/reject",
+        "/api/v1/approvals/{checkpoint_name}/revoke",
+    )
 }
 NEEDS |= {
     ("POST", "/api/v1/actions/remove-node"): "operator",
@@ -562,6 +567,7 @@ BODIES = {"/api/v1/approvals/{checkpoint_name}": {"reason": "r", "acknowledge_ri
 BODIES["/api/v1/actions/remove-node"] = BODIES["/api/v1/actions/remove-node/plan"] = {"hosts": ["worker-2"]}
 BODIES["/api/v1/actions/remove-node/approvals"] = {"hosts": ["worker-2"], "reason": "r", "acknowledge_risks": True}
 BODIES["/api/v1/approvals/{checkpoint_name}/reject"] = {"reason": "r"}
+BODIES["/api/v1/approvals/{checkpoint_name}/revoke"] = {"approval_id": "0123456789ab", "reason": "r"}
 VALUES = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
 
 
@@ -578,9 +584,9 @@ def operations(client) -> list[tuple[str, str, str]]:
 def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at_it(loopback):
     from raydeploy.api.tokens import ROLES
 
-    client = loopback(failed_auth_limit=100)  # 24 operations asked without a token: not a brute force
+    client = loopback(failed_auth_limit=100)  # 27 operations asked without a token: not a brute force
     served = operations(client)
-    assert len(served) == 24
+    assert len(served) == 27
     held = client.store.acquire("20261130T000000Z-cli", "alice")  # so destroy answers 409 and starts nothing
     for method, template, role in served:
         path = template.format(**VALUES)
@@ -628,3 +634,135 @@ def test_an_actions_arguments_are_checked_before_anything_is_planned(api):
     checkpoint = api.post("/api/v1/approvals/cleanup-existing", json=grant, headers=approver)
     assert "cleanup-existing takes no arguments" in assert_error_shape(checkpoint, 400, "INVALID_REQUEST")["message"]
     assert api.store.approvals() == []
+
+
+def recorded_approval(store, approval_id: str, checkpoint: str = "cleanup-existing") -> None:
+    store.insert_approval(
+        {
+            "id": approval_id,
+            "checkpoint": checkpoint,
+            "fingerprint": "fp",
+            "plan_digest": "d" * 16,
+            "plan_summary": "{}",
+            "approved_by": "carol",
+            "reason": "CHG-1",
+            "acknowledge_risks": 1,
+            "created_at": "2026-11-30T00:00:00.000000Z",
+            "expires_at": "2099-01-01T00:00:00.000000Z",
+            "status": "valid",
+            "source": "api",
+        }
+    )
+
+
+def test_an_approver_revokes_one_valid_approval_of_its_checkpoint_and_it_is_audited(api):
+    recorded_approval(api.store, "0123456789ab")
+    approver = auth(api.issued["approver"])
+    other = api.post(
+        "/api/v1/approvals/docker-installation/revoke",
+        json={"approval_id": "0123456789ab", "reason": "r"},
+        headers=approver,
+    )
+    assert_error_shape(other, 404, "NOT_FOUND")  # not an approval of that checkpoint
+    revoked = api.post(
+        "/api/v1/approvals/cleanup-existing/revoke",
+        json={"approval_id": "0123456789ab", "reason": "plan changed"},
+        headers=approver,
+    )
+    assert revoked.status_code == 200 and revoked.json()["revoked_by"] == "user-approver", revoked.text
+    assert api.store.approval("0123456789ab")["status"] == "revoked"
+    again = api.post(
+        "/api/v1/approvals/cleanup-existing/revoke",
+        json={"approval_id": "0123456789ab", "reason": "again"},
+        headers=approver,
+    )
+    assert "only a valid one can be revoked" in assert_error_shape(again, 400, "INVALID_REQUEST")["message"]
+    revocations = [e for e in api.store.audit.events() if e.event == "approval revoked"]
+    assert [(e.actor, e.details["reason"]) for e in revocations] == [("user-approver", "plan changed")]
+
+
+def test_runs_are_filtered_by_status_checkpoint_who_and_day(api):
+    store = api.store
+    store.start_run("20261129T100000Z-aaaaaa", "alice", "deploy", "inv", "fp", ["prerequisites-check"])
+    store.finish_run("20261129T100000Z-aaaaaa", "succeeded")
+    store.start_run("20261130T100000Z-bbbbbb", "bob", "deploy", "inv", "fp", ["cleanup-existing"])
+    viewer = auth(api.issued["viewer"])
+
+    def ids(**query) -> list[str]:
+        answer = api.get("/api/v1/runs", params=query, headers=viewer)
+        assert answer.status_code == 200, answer.text
+        return [run["requested_by"] for run in answer.json()]
+
+    assert ids() == ["bob", "alice"]
+    assert ids(status="succeeded") == ["alice"] and ids(checkpoint="cleanup-existing") == ["bob"]
+    assert ids(requested_by="alice") == ["alice"] and ids(requested_by="carol") == []
+    today = store.run("20261130T100000Z-bbbbbb")["started_at"][:10]
+    assert "bob" in ids(since=today) and ids(since="2999-01-01") == []
+    assert_error_shape(api.get("/api/v1/runs", params={"since": "yesterday"}, headers=viewer), 400, "INVALID_REQUEST")
+
+
+def test_a_run_shows_each_hosts_results_and_the_approvals_it_used(api):
+    store = api.store
+    store.start_run("run-9", "ops", "deploy", "inv", "fp", ["cleanup-existing"])
+    store.start_checkpoint("run-9", "cleanup-existing")
+    store.record_operations("run-9", "cleanup-existing", [("worker-1", "Remove ray_head", "changed", "")])
+    recorded_approval(store, "a1b2c3d4e5f6")
+    assert store.use_approval("a1b2c3d4e5f6", "run-9")
+    run = api.get("/api/v1/runs/run-9", headers=auth(api.issued["viewer"])).json()
+    assert [(o["host"], o["operation"], o["result"]) for o in run["operations"]] == [
+        ("worker-1", "Remove ray_head", "changed")
+    ]
+    assert [(a["id"], a["approved_by"]) for a in run["approvals_used"]] == [("a1b2c3d4e5f6", "carol")]
+
+
+def test_the_audit_is_searched_and_its_verification_names_an_edited_event(api):
+    admin = auth(api.issued["admin"])
+    found = api.get("/api/v1/audit", params={"q": "USER-VIEWER"}, headers=admin).json()
+    assert [(e["event"], e["target"]) for e in found] == [("api token created", "user-viewer")]
+    assert api.get("/api/v1/audit/verify", headers=admin).json() == {"intact": True, "events": 4, "problems": []}
+    api.store.db.execute("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+    verdict = api.get("/api/v1/audit/verify", headers=admin).json()
+    assert verdict["intact"] is False and verdict["problems"], verdict
+    assert api.get("/api/v1/audit/verify", headers=auth(api.issued["approver"])).status_code == 403
+
+
+def test_prometheus_alerts_are_untrusted(tmp_path):
+    """A loopback server answers /api/v1/alerts as a hostile or broken Prometheus could."""
+    import http.server
+    import threading
+
+    from raydeploy.api.monitoring import UpstreamError, alerts
+
+    answers = []
+
+    class Hostile(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = answers.pop(0)
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    firing = {"labels": {"alertname": "RayNodeDown\x1b[31m", "severity": "critical", "node": "worker-2"},
+              "annotations": {"summary": "worker-2 left"}, "state": "firing", "activeAt": "2026-11-30T10:00:00Z"}  # fmt: skip
+    pending = {"labels": {"alertname": "HighLoad"}, "state": "pending"}
+    try:
+        answers.append((200, json.dumps({"data": {"alerts": [pending, "junk", {"labels": 5}, firing]}}).encode()))
+        assert alerts(base) == [
+            {"name": "RayNodeDown?[31m", "state": "firing", "severity": "critical", "summary": "worker-2 left",
+             "instance": "worker-2", "active_at": "2026-11-30T10:00:00Z"},
+            {"name": "HighLoad", "state": "pending", "severity": "", "summary": "", "instance": "", "active_at": ""},
+        ]  # fmt: skip
+        answers.append((200, b'{"data": {"alerts": {}}}'))
+        with pytest.raises(UpstreamError, match="no list of alerts"):
+            alerts(base)
+        answers.append((500, b""))
+        with pytest.raises(UpstreamError, match="answered 500"):
+            alerts(base)
+    finally:
+        server.shutdown()

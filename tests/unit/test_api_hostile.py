@@ -19,7 +19,7 @@ import requests
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from raydeploy.api.app import PUBLIC_PATHS, ROUTERS, create_app
+from raydeploy.api.app import CONSOLE, PUBLIC_PATHS, ROUTERS, create_app
 from raydeploy.api.failed_auth import MAX_HEADER_CHARS, MAX_PATH_CHARS, FailedAuth
 from raydeploy.api.tokens import TokenStore
 from raydeploy.state import StateStore
@@ -168,14 +168,22 @@ def test_the_node_list_holds_only_the_seeds_roles_and_a_monitoring_host_has_its_
 def test_only_healthz_and_the_apis_own_documents_answer_without_a_token(tmp_path):
     client = make_client(tmp_path, failed_auth_limit=100)  # 24 operations asked without a token: no brute force
     own = {route.path for route in client.app.routes if getattr(route, "path", None)}
-    assert own == set(PUBLIC_PATHS)  # every other route comes from a router of ROUTERS
+    assert own == {*PUBLIC_PATHS, "/static"}  # every other route comes from a router of ROUTERS or the console's
+    console = [(method, route.path) for router in CONSOLE for route in router.routes for method in route.methods]
+    for method, path in console:  # without a session: sign-in, or nothing but a 401 page (the console's own tests)
+        answer = client.request(method, path.format(name="worker-1", run_id="nope"), follow_redirects=False)
+        if path.startswith("/signin"):
+            continue  # signing in is what answers without a session
+        assert (answer.status_code, answer.headers.get("location", "/signin")) in (
+            (303, f"/signin?next={path.format(name='worker-1', run_id='nope')}"),
+            (401, "/signin"),
+        ), (method, path, answer.status_code)
     for path in PUBLIC_PATHS:
         assert client.get(path).status_code == 200, path
     values = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
     served = [(method, route.path) for router in ROUTERS for route in router.routes for method in route.methods]
-    assert (
-        len(served) == 24
-    )  # the seed contract's 17, destroy, diagnose, remove-node's run, plan and approval, rollback's plan and run
+    assert len(served) == 27  # the seed contract's 17, destroy, diagnose, remove-node's run, plan and approval,
+    # rollback's plan and run, approval revoke, audit verification, Prometheus' alerts
     for method, path in served:
         assert_error_shape(client.request(method, path.format(**values)), 401, "UNAUTHORIZED")
     document = client.get("/openapi.json").json()  # and the document says which need the bearer scheme
@@ -348,7 +356,9 @@ def test_a_flood_without_a_token_is_throttled_and_the_state_stays_small(tmp_path
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 # These plan over SSH or read a host or Prometheus: with no hosts they answer 503 (the lab test runs them).
-NEEDS_HOSTS = r"^/api/v1/(plan/|approvals/|actions/remove-node/|nodes/\{|monitoring/prometheus|cluster/diagnose)"
+NEEDS_HOSTS = (
+    r"^/api/v1/(plan/|approvals/|actions/remove-node/|nodes/\{|monitoring/(prometheus|alerts)|cluster/diagnose)"
+)
 
 
 def schemathesis(document: str, base: str, headers: dict, checks: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -376,9 +386,9 @@ def test_schemathesis_finds_no_server_error_against_ours_or_the_seeds_document(t
         finally:
             store.release(lock)
     for done, operations in (
-        (ours, 16),
+        (ours, 17),
         (seed, 7),
-    ):  # ours: 12 of the seed's, destroy, remove-node, rollback and its plan
+    ):  # ours: 12 of the seed's, destroy, remove-node, rollback and its plan, the audit's verification
         assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
         summary = done.stdout.split("SUMMARY")[-1]
         print(summary)

@@ -31,6 +31,7 @@ def test_bench_parses_a_scenario_and_its_options():
         "reboot",
         "destroy",
         "upgrade",
+        "ui",
     } == set(SCENARIOS)
 
 

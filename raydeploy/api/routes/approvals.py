@@ -135,3 +135,27 @@ def reject_approval(
         "rejected_at": now(),
         "plan_digest": plan.digest,
     }
+
+
+@router.post("/{checkpoint_name}/revoke", response_model=models.RevocationResponse)
+def revoke_approval(
+    checkpoint_name: CheckpointName, served: Served, identity: Approver, body: models.RevocationRequest
+) -> dict:
+    """Withdraw one valid approval of the checkpoint before a run uses it; audited. 404 when the checkpoint
+    has no such approval, 400 when it is no longer valid (used, expired, rejected, revoked)."""
+    name = known_checkpoint_or_action(checkpoint_name)
+    approvals = Approvals(served.db(), served.separation_of_duties)
+    found = approvals.get(body.approval_id)
+    if found is None or found["checkpoint"] != name:
+        raise ApiError(404, "NOT_FOUND", f"{name} has no approval {body.approval_id}", {"checkpoint": name})
+    try:
+        approvals.revoke(body.approval_id, identity.name, body.reason)
+    except ApprovalError as error:
+        raise ApiError(400, "INVALID_REQUEST", str(error), {"checkpoint": name}) from None
+    return {
+        "checkpoint": name,
+        "approval_id": body.approval_id,
+        "revoked": True,
+        "revoked_by": identity.name,
+        "revoked_at": now(),
+    }

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse
 from raydeploy.api import models
 from raydeploy.api.context import Served, Viewer
 from raydeploy.api.errors import ApiError, json_errors
-from raydeploy.api.monitoring import UpstreamError, federate, grafana_dashboards, provisioned_dashboards
+from raydeploy.api.monitoring import UpstreamError, alerts, federate, grafana_dashboards, provisioned_dashboards
 
 router = APIRouter(prefix="/api/v1/monitoring", tags=["Monitoring"])
 Selector = Annotated[str, Query(max_length=400, description='A series selector, e.g. {job="ray"} or up')]
@@ -35,6 +35,20 @@ def prometheus_metrics(served: Served, _: Viewer, match: Selector = '{job=~".+"}
         raise ApiError(404, "NOT_DEPLOYED", "Prometheus is not deployed on this cluster (prometheus_enabled)")
     try:
         return PlainTextResponse(federate(prometheus_access(cluster), match), media_type="text/plain")
+    except UpstreamError as error:
+        raise upstream(error) from None
+
+
+@router.get("/alerts", response_model=list[models.Alert])
+def prometheus_alerts(served: Served, _: Viewer) -> list[dict]:
+    """The alerts the configured Prometheus has pending or firing (firing first); 404 when it is not deployed."""
+    from validate.http_checks import prometheus_access
+
+    cluster = served.loaded().cluster
+    if not cluster.monitoring[0].settings.prometheus_enabled:
+        raise ApiError(404, "NOT_DEPLOYED", "Prometheus is not deployed on this cluster (prometheus_enabled)")
+    try:
+        return alerts(prometheus_access(cluster))
     except UpstreamError as error:
         raise upstream(error) from None
 
