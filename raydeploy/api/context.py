@@ -184,8 +184,14 @@ def identify(request: Request, served: Served, credentials: Credentials) -> Iden
     if identity is None:
         header = request.headers.get("authorization")
         unauthenticated(request, served, "no token" if not header else "unknown or revoked token")
-    if not served.within_rate(identity.token_id):
-        wait = served.retry_after_s(identity.token_id)
+    refuse_over_rate(served, identity.token_id)
+    return identity
+
+
+def refuse_over_rate(served: Served, token_id: str) -> None:
+    """429 with Retry-After once TOKEN_ID has made more requests than the rate limit allows in its window."""
+    if not served.within_rate(token_id):
+        wait = served.retry_after_s(token_id)
         raise ApiError(
             429,
             "RATE_LIMITED",
@@ -193,7 +199,6 @@ def identify(request: Request, served: Served, credentials: Credentials) -> Iden
             {"retry_after_s": wait},
             headers={"Retry-After": str(wait)},
         )
-    return identity
 
 
 def unauthenticated(request: Request, served: Served, reason: str) -> None:

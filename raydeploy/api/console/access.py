@@ -22,7 +22,7 @@ from fastapi.routing import APIRoute
 
 from raydeploy.api.console.rendering import error_page
 from raydeploy.api.console.sessions import Session, Sessions
-from raydeploy.api.context import RATE_WINDOW_S, Served, Service, refuse, require
+from raydeploy.api.context import Served, Service, refuse, refuse_over_rate, require
 from raydeploy.api.errors import ApiError, invalid_request
 from raydeploy.api.tokens import Identity
 
@@ -84,15 +84,7 @@ def signed_in(request: Request, served: Served) -> Visitor:
     found: Session | None = sessions(served).find(cookie)
     if found is None:
         raise SignInNeeded()
-    if not served.within_rate(found.identity.token_id):
-        wait = served.retry_after_s(found.identity.token_id)
-        raise ApiError(
-            429,
-            "RATE_LIMITED",
-            f"more than {served.rate_limit} requests in {RATE_WINDOW_S} s; retry in {wait} s",
-            {"retry_after_s": wait},
-            headers={"Retry-After": str(wait)},
-        )
+    refuse_over_rate(served, found.identity.token_id)
     return Visitor(found.identity, found.csrf, cookie)
 
 
