@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,16 +129,28 @@ def published_ports(role: str) -> list[int]:
     return [22, *HEAD_SERVICE_PORTS.values()] if role == "head" else [22]
 
 
-def stable_publish(port: int) -> str:
-    """Publish container PORT on a loopback port chosen now, free at this moment.
+PORT_CLASH_ATTEMPTS = 4
+
+
+def loopback_publishes(ports: list[int]) -> list[str]:
+    """Publish each container port of PORTS on its own loopback port, chosen now and free at this moment.
 
     Docker's own choice (`127.0.0.1::PORT`) is made again at every start, so a restarted lab host
     (a "reboot") would come back on other ports than the lab's state and inventory name; a port
-    chosen here stays the container's across restarts. A clash (taken meanwhile) is a LabError.
+    chosen here stays the container's across restarts. All probes stay bound until every port is
+    chosen, so one container never gets the same port twice.
     """
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"--publish=127.0.0.1:{probe.getsockname()[1]}:{port}"
+    with ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in ports]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [
+            f"--publish=127.0.0.1:{probe.getsockname()[1]}:{port}" for probe, port in zip(probes, ports, strict=True)
+        ]
+
+
+def is_port_clash(error: EngineError) -> bool:
+    return "port is already allocated" in str(error) or "address already in use" in str(error)
 
 
 class Lab:
@@ -318,19 +331,19 @@ class Lab:
         status = self._container_status(self.registry_container)
         if status is None:
             self.progress(f"starting the mirror registry at {address}:{REGISTRY_PORT}")
-            self._docker_run(
+            self._run_publishing(
+                self.registry_container,
                 [
-                    f"--name={self.registry_container}",
                     "--hostname=registry",
                     f"--label={self.label}",
                     f"--label={ROLE_LABEL}=registry",
                     f"--network={self.network}",
                     f"--ip={address}",
                     "--restart=unless-stopped",
-                    stable_publish(REGISTRY_PORT),
                     f"--volume={storage}:/var/lib/registry",
-                    REGISTRY_IMAGE,
-                ]
+                ],
+                [REGISTRY_PORT],
+                REGISTRY_IMAGE,
             )
             report.created.append(self.registry_container)
         elif status != "running":
@@ -401,31 +414,43 @@ class Lab:
         self.progress(f"starting host {name} at {address}")
         volume = f"{container}-docker"
         self.engine.run(["volume", "create", "--label", self.label, volume])
-        self._docker_run(
+        self._run_publishing(
+            container,
             [
-                f"--name={container}",
                 f"--hostname={name}",
                 f"--label={self.label}",
                 f"--label={ROLE_LABEL}={role}",
                 f"--network={self.network}",
                 f"--ip={address}",
                 *HOST_RUN_FLAGS,
-                *(stable_publish(port) for port in published_ports(role)),
                 f"--volume={volume}:/var/lib/docker",
                 f"--volume={key}.pub:/root/.ssh/authorized_keys:ro",
-                HOST_IMAGE,
-            ]
+            ],
+            published_ports(role),
+            HOST_IMAGE,
         )
 
-    def _docker_run(self, args: list[str]) -> None:
-        try:
-            self.engine.run(["run", "--detach", *args])
-        except EngineError as error:
-            if "port is already allocated" in str(error) or "address already in use" in str(error):
-                raise LabError(
-                    f"A port clash stopped the lab: {error}. Free the port or run `raydeploy lab down` and try again."
-                ) from error
-            raise
+    def _run_publishing(self, container: str, options: list[str], ports: list[int], image: str) -> None:
+        """`docker run` CONTAINER from IMAGE with OPTIONS and PORTS published on loopback ports chosen now.
+
+        A port chosen free can be taken before Docker binds it (another lab starting at the same
+        moment picks ports too): Docker then leaves the container created but not started, so it is
+        removed and the run tried again with new ports, PORT_CLASH_ATTEMPTS times in all.
+        """
+        for attempt in range(1, PORT_CLASH_ATTEMPTS + 1):
+            try:
+                self.engine.run(["run", "--detach", f"--name={container}", *options, *loopback_publishes(ports), image])
+                return
+            except EngineError as error:
+                if not is_port_clash(error):
+                    raise
+                self.engine.run(["rm", "--force", container], check=False)
+                if attempt == PORT_CLASH_ATTEMPTS:
+                    raise LabError(
+                        f"A port clash stopped the lab {PORT_CLASH_ATTEMPTS} times in a row: {error}. "
+                        f"Free loopback ports or run `raydeploy lab down` and try again."
+                    ) from error
+                self.progress(f"  {container}: a loopback port was taken meanwhile; trying other ports")
 
     def _container_status(self, container: str) -> str | None:
         found = self.engine.inspect("container", container)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 
 import pytest
 
+from raydeploy.lab import lifecycle
 from raydeploy.lab.engine import Engine
-from raydeploy.lab.images import ImageBuilder, ImageBuildError, Recipe
+from raydeploy.lab.images import REGISTRY_IMAGE, ImageBuilder, ImageBuildError, Recipe
+from raydeploy.lab.lifecycle import Lab
 
 HOSTS = ["head", "worker-1", "worker-2"]
 
@@ -148,6 +151,35 @@ def test_a_name_taken_by_a_foreign_container_stops_lab_up_before_any_change(make
         assert clash.leftovers() == {"container": [], "volume": [], "network": []}
     finally:
         engine.run(["rm", "--force", foreign])
+
+
+def test_a_loopback_port_taken_between_choice_and_run_is_chosen_again(make_lab, engine, monkeypatch):
+    # Two labs starting at the same moment (the suite's two workers) can pick the same free port;
+    # the one whose `docker run` comes second finds it allocated. CI lost a whole test file to this.
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    choices = iter([[f"--publish=127.0.0.1:{port}:5000"]])
+    real_choice = lifecycle.loopback_publishes
+    monkeypatch.setattr(lifecycle, "loopback_publishes", lambda ports: next(choices, None) or real_choice(ports))
+    messages: list[str] = []
+    lab = Lab(make_lab("portclash").name, engine, progress=messages.append)
+    container = lab.container_name("registry")
+    try:
+        lab._run_publishing(container, [f"--label={lab.label}"], [5000], REGISTRY_IMAGE)
+        assert lab._container_status(container) == "running"
+        assert lab._published_port(container, 5000) != port
+        assert messages == [f"  {container}: a loopback port was taken meanwhile; trying other ports"]
+    finally:
+        taken.close()
+        engine.run(["rm", "--force", container], check=False)
+
+
+def test_one_container_never_gets_the_same_loopback_port_twice():
+    flags = lifecycle.loopback_publishes([22, 8265, 9090, 3000] * 8)
+    chosen = [flag.split(":")[1] for flag in flags]
+    assert len(set(chosen)) == len(chosen)
 
 
 def test_a_failing_image_build_shows_the_failing_step(engine, tmp_path):
