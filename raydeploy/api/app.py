@@ -22,6 +22,7 @@ from raydeploy.api import errors, models
 from raydeploy.api.console import access as console_access
 from raydeploy.api.console import forms as console_forms
 from raydeploy.api.console import pages as console_pages
+from raydeploy.api.console import planning as console_planning
 from raydeploy.api.console import signin as console_signin
 from raydeploy.api.console.rendering import HERE as CONSOLE_DIR
 from raydeploy.api.context import Service
@@ -37,7 +38,7 @@ ROUTERS = (
     runs.router,
 )
 # The web console: sign-in, pages, forms (each behind a session, but for signing in).
-CONSOLE = (console_signin.router, console_pages.router, console_forms.router)
+CONSOLE = (console_signin.router, console_pages.router, console_planning.router, console_forms.router)
 # Answered without a token: liveness, and the API's own documents (the contract is no secret: it is
 # committed as raydeploy/api/openapi.json, and the /docs page must load /openapi.json without a header).
 PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")

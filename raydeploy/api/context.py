@@ -42,6 +42,17 @@ MAX_STREAMS_PER_TOKEN = 8
 STREAM_RETRY_S = 15
 
 
+def plan_key(name: str, data: dict[str, str] | None = None) -> str:
+    """Where Service.latest_plans keeps NAME's plan for DATA: a checkpoint's under its name alone.
+
+    >>> plan_key("destroy", {"purge_data": "true"}), plan_key("ray-deployment")
+    ('destroy?purge_data=true', 'ray-deployment')
+    """
+    return name + "".join(
+        f"{'?' if index == 0 else '&'}{key}={value}" for index, (key, value) in enumerate(sorted((data or {}).items()))
+    )
+
+
 class Service:
     """The served inventory and state directory, the rules, and the per-process caches."""
 
@@ -63,7 +74,8 @@ class Service:
         self._streams: dict[str, weakref.WeakSet] = {}
         self._streams_lock = threading.Lock()
         self.health_cache: dict = {"at": 0.0, "value": None}
-        # Each checkpoint's newest plan made here (when, plan): what the dashboard says it would do, without a dry run.
+        # The newest plan made here of each checkpoint, and of each action per arguments (plan_key): (when, plan).
+        # What the dashboard says a checkpoint would do, and what a console page shows at once, without a dry run.
         self.latest_plans: dict[str, tuple[float, Plan]] = {}
         self.health_lock = threading.Lock()
 
@@ -115,8 +127,7 @@ class Service:
             plan = make_plan(self.inventory, get(name), self.state_dir, data=data or None)
         except PlanError as error:
             raise ApiError(503, "PLAN_FAILED", str(error)[:4000], {"checkpoint": name}) from None
-        if not data:
-            self.latest_plans[name] = (time.time(), plan)
+        self.latest_plans[plan_key(name, data)] = (time.time(), plan)
         return plan
 
     def loaded(self):

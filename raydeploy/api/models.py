@@ -238,6 +238,11 @@ class RemoveNodeApprovalRequest(RemoveNodeRequest):
     reason: str = Field(min_length=1, max_length=1000)
     acknowledge_risks: bool = Field(False, description="Required: remove-node is destructive")
     ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="How long the approval lasts")
+    plan_digest: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{16}$",
+        description="Optional: the digest of the plan the approver read; 409 PLAN_CHANGED when the plan now differs",
+    )
 
 
 class ApprovalRequest(Request):
@@ -247,6 +252,11 @@ class ApprovalRequest(Request):
     reason: str = Field(min_length=1, max_length=1000)
     acknowledge_risks: bool = False
     ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="How long the approval lasts")
+    plan_digest: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{16}$",
+        description="Optional: the digest of the plan the approver read; 409 PLAN_CHANGED when the plan now differs",
+    )
     data: dict[str, str] = Field(
         default_factory=dict,
         description="A day-2 action's arguments, as its run gave them (destroy: purge_data, forget_secrets = "

@@ -70,9 +70,16 @@ def lines_arrive(log, count: int, timeout_s: float) -> None:
         time.sleep(0.5)
 
 
+def fresh(page, part: str) -> None:
+    """Wait until the page's PART (made behind it: a dry run, up to a couple of minutes on two busy cores, or a
+    host read over SSH) has come from the server and been swapped in by the page's script."""
+    page.wait_for_selector(f"#{part}:not([data-behind])", timeout=180_000)
+
+
 def run_from_plan(page, base: str, checkpoint: str) -> None:
-    """Open CHECKPOINT's plan (a dry run: up to a couple of minutes on two busy cores) and press its run button."""
-    page.goto(f"{base}/plan?checkpoint={checkpoint}", timeout=180_000)
+    """Open CHECKPOINT's plan, wait for the fresh one, and press its run button."""
+    page.goto(f"{base}/plan?checkpoint={checkpoint}")
+    fresh(page, f"plan-{checkpoint}-live")
     plan = page.locator(f"#plan-{checkpoint}")
     plan.locator("input[name=force]").check()
     with page.expect_navigation(timeout=180_000):
@@ -87,12 +94,18 @@ def an_admin_reads_both_names_in_the_audit(browser, base: str, token: str) -> No
     actors = set(ada.locator("#audit td.actor").all_inner_texts())
     assert {"olga", "alex"} <= actors, actors
     shot(ada, "audit")
-    ada.goto(f"{base}/nodes/worker-1", timeout=120_000)
+    ada.goto(f"{base}/nodes/worker-1")
+    fresh(ada, "node-facts")
     assert "ray-worker" in ada.locator("#containers").inner_text()
     shot(ada, "node")
-    ada.goto(f"{base}/nodes/worker-1/removal", timeout=180_000)  # remove-node's plan: nothing changes
+    ada.goto(f"{base}/nodes/worker-1/removal")  # remove-node's plan: nothing changes
+    fresh(ada, "action-live")
     assert "worker-1" in ada.locator(".plan").inner_text()
     shot(ada, "removal")
+    ada.goto(f"{base}/actions/destroy")  # destroy's plan, never run here
+    fresh(ada, "action-live")
+    assert "ray-head" in ada.locator(".plan").inner_text() and ada.locator("#approve-form").count() == 1
+    shot(ada, "destroy")
 
 
 def test_an_operator_plans_an_approver_approves_and_the_operator_watches_the_run(browser, console, deployed):
@@ -110,7 +123,9 @@ def test_an_operator_plans_an_approver_approves_and_the_operator_watches_the_run
         assert olga.evaluate("document.documentElement.scrollWidth") <= PHONE["width"] + 1  # no sideways page
         olga.set_viewport_size(WIDE)
 
-        olga.goto(f"{base}/plan?checkpoint=cleanup-existing", timeout=180_000)
+        olga.goto(f"{base}/plan?checkpoint=cleanup-existing")
+        assert olga.locator("#plan-cleanup-existing-live[data-behind]").count() == 1  # the page came before its plan
+        fresh(olga, "plan-cleanup-existing-live")
         plan = olga.locator("#plan-cleanup-existing")
         assert "DESTRUCTIVE" in plan.inner_text() and "needs approval" in plan.inner_text()
         changing = plan.locator(".host:has(.operations) h4").all_inner_texts()
@@ -122,7 +137,8 @@ def test_an_operator_plans_an_approver_approves_and_the_operator_watches_the_run
         assert "olga" in olga.locator("#asked-by").inner_text() and olga.locator("#approve-form").count() == 0
 
         alex = person(browser, base, tokens["alex"])
-        alex.goto(f"{base}/approvals/cleanup-existing", timeout=180_000)
+        alex.goto(f"{base}/approvals/cleanup-existing")
+        fresh(alex, "approval-live")
         assert alex.locator("#plan-digest").inner_text() == digest
         assert "worker-1" in alex.locator(".plan").inner_text()
         alex.fill("#reason", "CHG-42 leftover Ray container on worker-1")

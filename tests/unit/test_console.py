@@ -198,7 +198,11 @@ def test_the_csrf_token_of_the_session_lets_the_same_request_through(console):
         ("/approvals/cleanup-existing/approve", {"reason": "r", "acknowledge_risks": "on"}, "approver"),
         ("/approvals/cleanup-existing/reject", {"reason": "r"}, "approver"),
         ("/run/prerequisites-check", {"force": "on"}, "operator"),
-        ("/nodes/worker-1/removal/run", {}, "operator"),
+        ("/actions/remove-node/run", {"host": "worker-1"}, "operator"),
+        ("/actions/destroy/run", {"purge_data": "on"}, "operator"),
+        ("/actions/rollback/run", {}, "operator"),
+        ("/actions/destroy/approve", {"reason": "r", "acknowledge_risks": "on"}, "approver"),
+        ("/actions/remove-node/approve", {"host": "worker-1", "reason": "r"}, "approver"),
         ("/secrets/ray-auth-token", {}, "admin"),
     ],
 )
@@ -347,13 +351,17 @@ def test_the_console_files_ship_with_the_package():
 
 @pytest.fixture
 def planned(console, monkeypatch):
-    """CONSOLE whose plans are one recorded plan: worker-1 removes a leftover; a host named with markup."""
+    """CONSOLE whose plans are one recorded plan: worker-1 removes a leftover; a host named with markup.
+    planned.dry_runs counts the plans made; planned.changes is what they change (a test may change it)."""
     from raydeploy.api import context
     from tests.conftest import plan_of
 
+    console.dry_runs = 0
+    console.changes = {"worker-1": ["Remove leftover container ray_head"], HOSTILE: ["<b>op</b>"]}
+
     def plan(inventory, checkpoint, state_dir, data=None):
-        changes = {"worker-1": ["Remove leftover container ray_head"], HOSTILE: ["<b>op</b>"]}
-        return plan_of(checkpoint.name, "fp", changes, notes={"worker-1": ["found ray_head, exited"]})
+        console.dry_runs += 1
+        return plan_of(checkpoint.name, "fp", console.changes, notes={"worker-1": ["found ray_head, exited"]})
 
     monkeypatch.setattr(context, "make_plan", plan)
     return console
@@ -362,15 +370,95 @@ def planned(console, monkeypatch):
 @pytest.mark.parametrize("role", ROLES)
 def test_buttons_a_role_cannot_use_are_not_shown(planned, role):
     sign_in(planned, planned.issued[role])
-    plan = planned.get("/plan", params={"checkpoint": "cleanup-existing"})
-    approval = planned.get("/approvals/cleanup-existing")
-    assert plan.status_code == approval.status_code == 200
+    plan = planned.get("/plan", params={"checkpoint": "cleanup-existing", "wait": "1"})
+    approval = planned.get("/approvals/cleanup-existing", params={"wait": "1"})
+    removal = planned.get("/actions/remove-node", params={"host": "worker-1", "wait": "1"})
+    destroy = planned.get("/live/actions/destroy", params={"purge_data": "on"})
+    assert plan.status_code == approval.status_code == removal.status_code == destroy.status_code == 200
     assert ('class="primary run-button"' in plan.text) == (role != "viewer")
-    assert ('id="approve-form"' in approval.text) == (role in ("approver", "admin"))
+    for page in (approval.text, removal.text, destroy.text):
+        assert ('id="approve-form"' in page) == (role in ("approver", "admin"))
     assert ('id="reject-form"' in approval.text) == (role in ("approver", "admin"))
-    for page in (plan.text, approval.text):
+    for page in (removal.text, destroy.text):
+        assert ('id="run-form"' in page) == (role != "viewer")
+    for page in (plan.text, approval.text, removal.text):
         assert "DESTRUCTIVE" in page and "Remove leftover container ray_head" in page and "found ray_head" in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page and "<b>op" not in page
+    assert ('<input type="hidden" name="purge_data" value="on">' in destroy.text) == (role != "viewer")
+
+
+@pytest.mark.parametrize(
+    ("page", "live", "shows"),
+    [
+        ("/plan?checkpoint=cleanup-existing", "/live/plan/cleanup-existing", 'class="primary run-button"'),
+        ("/approvals/cleanup-existing", "/live/approvals/cleanup-existing", 'id="approve-form"'),
+        ("/actions/remove-node?host=worker-1", "/live/actions/remove-node?host=worker-1", 'id="approve-form"'),
+        ("/nodes/worker-1/removal", "/live/actions/remove-node?host=worker-1", 'id="approve-form"'),
+        ("/actions/destroy?purge_data=on", "/live/actions/destroy?purge_data=on", 'id="approve-form"'),
+    ],
+)
+def test_a_plan_page_answers_without_a_dry_run_and_the_fresh_plan_comes_behind_it(planned, page, live, shows):
+    sign_in(planned, planned.issued["admin"])
+    first = planned.get(page)
+    assert first.status_code == 200 and planned.dry_runs == 0  # at once: nothing planned yet, a placeholder
+    assert f'data-behind="{live.replace("&", "&amp;")}"' in first.text and shows not in first.text
+    assert "Planning: a dry run against the hosts" in first.text and "wait=1" in first.text
+    fresh = planned.get(live)
+    assert fresh.status_code == 200 and planned.dry_runs == 1 and shows in fresh.text
+    assert "data-behind" not in fresh.text and "planned just now" in fresh.text
+    again = planned.get(page)  # the newest plan, at once, with its age, and a fresh one still made behind it
+    assert planned.dry_runs == 1 and shows in again.text and "data-behind" in again.text
+    assert re.search(r"planned \d+ s ago; a fresh dry run is on its way", again.text)
+    digest = re.search(r'data-digest="([0-9a-f]{16})"', fresh.text)[1]
+    assert f'data-digest="{digest}"' in again.text  # the script keeps the page's part when the digests agree
+
+
+def test_an_approval_binds_to_the_plan_its_approver_read_or_to_none(planned):
+    csrf = sign_in(planned, planned.issued["approver"])
+    read = planned.get("/live/approvals/cleanup-existing").text
+    digest = re.search(r'name="plan_digest" value="([0-9a-f]{16})"', read)[1]
+    planned.changes = {"worker-2": ["Remove leftover container ray_worker"]}  # the hosts changed meanwhile
+    form = {"csrf": csrf, "reason": "CHG-1", "acknowledge_risks": "on", "plan_digest": digest}
+    refused = planned.post("/approvals/cleanup-existing/approve", data=form)
+    assert refused.status_code == 409 and "plan changed since it was read" in refused.text
+    assert planned.store.approvals("cleanup-existing") == []
+    api = planned.post(
+        "/api/v1/approvals/cleanup-existing",
+        json={"reason": "CHG-1", "acknowledge_risks": True, "plan_digest": digest},
+        headers={"Authorization": f"Bearer {planned.issued['approver']}"},
+    )
+    assert api.status_code == 409 and api.json()["error"] == "PLAN_CHANGED"
+    assert planned.store.approvals("cleanup-existing") == []
+    current = re.search(
+        r'name="plan_digest" value="([0-9a-f]{16})"', planned.get("/live/approvals/cleanup-existing").text
+    )[1]
+    granted = planned.post("/approvals/cleanup-existing/approve", data={**form, "plan_digest": current})
+    assert granted.status_code == 200 and "Plan approved" in granted.text
+    assert [a["plan_digest"] for a in planned.store.approvals("cleanup-existing")] == [current] != [digest]
+
+
+def test_a_day_2_action_is_approved_and_started_from_its_page_with_its_arguments(planned):
+    operator = sign_in(planned, planned.issued["operator"])
+    asked = planned.post("/actions/destroy/run", data={"csrf": operator, "purge_data": "on"}, follow_redirects=False)
+    assert asked.status_code == 303 and asked.headers["location"].startswith("/runs/")  # destroy's run plans itself
+    planned.cookies.clear()
+    approver = sign_in(planned, planned.issued["approver"])
+    digest = re.search(r'data-digest="([0-9a-f]{16})"', planned.get("/live/actions/destroy?purge_data=on").text)[1]
+    form = {"csrf": approver, "purge_data": "on", "reason": "CHG-7", "plan_digest": digest, "acknowledge_risks": "on"}
+    granted = planned.post("/actions/destroy/approve", data=form, follow_redirects=False)
+    assert granted.status_code == 303, granted.text
+    assert granted.headers["location"] == "/actions/destroy?purge_data=on&done=approved"
+    (approval,) = planned.store.approvals("destroy")
+    assert approval["plan_digest"] == digest and approval["approved_by"] == "user-approver"
+    page = planned.get(granted.headers["location"])
+    assert "Plan approved." in page.text and "CHG-7" not in page.text and approval["id"] in page.text
+
+
+def test_a_rollback_with_nothing_recorded_says_so_on_its_page(planned):
+    sign_in(planned, planned.issued["operator"])
+    page = planned.get("/actions/rollback")
+    assert page.status_code == 200 and "no recorded spec differs from the inventory" in page.text
+    assert "no run recorded a spec yet" in page.text and 'id="run-form"' not in page.text
 
 
 def test_asking_for_an_approval_then_approving_as_the_session_whatever_the_form_says(planned):
@@ -399,8 +487,11 @@ def test_asking_for_an_approval_then_approving_as_the_session_whatever_the_form_
 
 def test_the_dashboard_says_what_a_checkpoint_would_do_from_its_newest_plan(planned):
     sign_in(planned, planned.issued["viewer"])
-    assert "changes on" not in planned.get("/").text  # nothing planned yet: no dry run is made for the dashboard
-    planned.get("/plan", params={"checkpoint": "cleanup-existing"})
+    dashboard = planned.get("/").text
+    assert "changes on" not in dashboard  # nothing planned yet: no dry run is made for the dashboard
+    never = re.search(r"<tr><td>cleanup-existing.*?</tr>", dashboard, flags=re.S)[0]
+    assert "never run" in never and "NOT_FOUND" not in never
+    planned.get("/live/plan/cleanup-existing")
     row = re.search(r"<tr><td>cleanup-existing.*?</tr>", planned.get("/").text, flags=re.S)[0]
     assert re.search(
         r"changes on &lt;script&gt;alert\(1\)&lt;/script&gt;: 1, worker-1: 1 \(planned \d+ s ago, plan ", row
@@ -440,10 +531,20 @@ def test_every_page_answers_each_role_in_words_never_a_server_error(planned, rol
         "/nodes/head?diagnose=true": 200,
         "/nodes/nowhere": 404,
         "/nodes/worker-1/removal": 200,
+        "/live/nodes/head": 200,
+        "/live/plan/cleanup-existing": 200,
+        "/live/approvals/cleanup-existing": 200,
+        "/live/approvals/destroy": 404,
+        "/actions/rollback": 200,  # nothing recorded: the page says so
+        "/actions/destroy?purge_data=on&forget_secrets=on": 200,
+        "/actions/remove-node?host=worker-1&wait=1": 200,
+        "/actions/warp-drive": 404,
+        "/plan?checkpoint=warp-drive": 404,
     }
     for path, status in expected.items():
         answer = planned.get(path)
         assert answer.status_code == status, (path, answer.status_code, answer.text[:500])
-        assert "Traceback" not in answer.text and "<h1>" in answer.text, path
+        assert "Traceback" not in answer.text, path
+        assert "<h1>" in answer.text or (path.startswith("/live/") and status == 200), path  # a part, or a page
         if status >= 400:
             assert "What to do:" in answer.text, path

@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 
 from raydeploy.api.console.rendering import error_page
 from raydeploy.api.console.sessions import Session, Sessions
@@ -193,3 +194,17 @@ class SecurityHeaders:
             await send(message)
 
         return await self.app(scope, receive, with_headers)
+
+
+def body_of(model: type[BaseModel], **fields) -> BaseModel:
+    """FIELDS as the API's request MODEL; 422 naming what is wrong, as the API answers a bad body."""
+    try:
+        return model(**fields)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:10])
+        raise ApiError(422, "INVALID_REQUEST", f"the form is not valid: {problems}") from None
+
+
+def ticked(form: dict[str, str], field: str) -> bool:
+    """Whether a form's (or a query's) checkbox FIELD was ticked."""
+    return form.get(field) in ("on", "true", "1")

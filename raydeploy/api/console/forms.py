@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
-from pydantic import BaseModel, ValidationError
 
 from raydeploy.api import models
-from raydeploy.api.console.access import ConsoleRoute, Form, Visitor, acting
+from raydeploy.api.console.access import ConsoleRoute, Form, Visitor, acting, body_of, ticked
 from raydeploy.api.console.pages import dashboard_links
+from raydeploy.api.console.planning import ARGUMENTS, action_request, known_action
 from raydeploy.api.console.rendering import page
 from raydeploy.api.context import Served
 from raydeploy.api.errors import ApiError
@@ -32,24 +33,12 @@ AsApprover = Annotated[Visitor, Depends(acting("approver"))]
 AsAdmin = Annotated[Visitor, Depends(acting("admin"))]
 
 
-def body_of(model: type[BaseModel], **fields) -> BaseModel:
-    """FIELDS as the API's request MODEL; 422 naming what is wrong, as the API answers a bad body."""
-    try:
-        return model(**fields)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:10])
-        raise ApiError(422, "INVALID_REQUEST", f"the form is not valid: {problems}") from None
-
-
-def ticked(form: dict[str, str], field: str) -> bool:
-    return form.get(field) in ("on", "true", "1")
-
-
 def approval_fields(form: dict[str, str]) -> dict:
     return {
         "reason": form.get("reason", "").strip(),
         "acknowledge_risks": ticked(form, "acknowledge_risks"),
         "ttl_minutes": form.get("ttl_minutes") or 60,
+        "plan_digest": form.get("plan_digest") or None,
     }
 
 
@@ -58,7 +47,7 @@ def started_or_asked(answer: dict | JSONResponse, asked_at: str) -> RedirectResp
     if isinstance(answer, JSONResponse):
         error = json.loads(answer.body)
         if error.get("error") == "APPROVAL_REQUIRED":
-            return RedirectResponse(f"{asked_at}?done=asked", status_code=303)
+            return RedirectResponse(f"{asked_at}{'&' if '?' in asked_at else '?'}done=asked", status_code=303)
         raise ApiError(answer.status_code, error.get("error", "ERROR"), error.get("message", ""))
     return RedirectResponse(f"/runs/{answer['execution_id']}", status_code=303)
 
@@ -95,19 +84,36 @@ def revoke(name: str, served: Served, visitor: AsApprover, form: Form) -> Redire
     return RedirectResponse(f"/approvals/{name}?done=revoked", status_code=303)
 
 
-@router.post("/nodes/{name}/removal/approve")
-def approve_removal(request: Request, name: str, served: Served, visitor: AsApprover, form: Form) -> RedirectResponse:
-    """Approve removing this worker (POST /api/v1/actions/remove-node/approvals)."""
-    body = body_of(models.RemoveNodeApprovalRequest, hosts=[name], **approval_fields(form))
-    actions.approve_removal(request, served, visitor.identity, body)
-    return RedirectResponse(f"/nodes/{name}/removal?done=approved", status_code=303)
+def action_arguments(form: dict[str, str]) -> dict[str, str]:
+    """The action's arguments a form carries back (the page's hidden fields), nothing else."""
+    return {key: form[key] for key in ARGUMENTS if form.get(key)}
 
 
-@router.post("/nodes/{name}/removal/run")
-def run_removal(name: str, served: Served, visitor: AsOperator, form: Form) -> RedirectResponse:
-    """Drain and remove this worker (POST /api/v1/actions/remove-node): to its run, or back when unapproved."""
-    answer = actions.remove_nodes(served, visitor.identity, body_of(models.RemoveNodeRequest, hosts=[name]))
-    return started_or_asked(answer, f"/nodes/{name}/removal")
+@router.post("/actions/{name}/approve")
+def approve_action(request: Request, name: str, served: Served, visitor: AsApprover, form: Form) -> RedirectResponse:
+    """Approve a day-2 action's plan for the form's arguments (as POST /api/v1/actions/remove-node/approvals or
+    POST /api/v1/approvals/NAME with its data), bound to the digest the approver read."""
+    action = known_action(name)
+    args = action_arguments(form)
+    asked = action_request(action, args)
+    if name == actions.REMOVE_NODE:
+        body = body_of(models.RemoveNodeApprovalRequest, **asked.model_dump(), **approval_fields(form))
+        actions.approve_removal(request, served, visitor.identity, body)
+    else:
+        body = body_of(models.ApprovalRequest, data=action.data(served, asked), **approval_fields(form))
+        approval_routes.grant_approval(name, request, served, visitor.identity, body)
+    return RedirectResponse(f"/actions/{name}?{urlencode({**args, 'done': 'approved'})}", status_code=303)
+
+
+@router.post("/actions/{name}/run")
+def run_action(name: str, served: Served, visitor: AsOperator, form: Form) -> RedirectResponse:
+    """Start a day-2 action for the form's arguments (POST /api/v1/actions/NAME): to its run, or back to its page
+    when it needs an approval it does not have."""
+    action = known_action(name)
+    args = action_arguments(form)
+    start = {actions.REMOVE_NODE: actions.remove_nodes, actions.ROLLBACK: actions.roll_back}.get(name)
+    answer = (start or actions.request_destroy)(served, visitor.identity, action_request(action, args))
+    return started_or_asked(answer, f"/actions/{name}?{urlencode(args)}")
 
 
 @router.post("/secrets/ray-auth-token")

@@ -7,7 +7,6 @@ and a run's log (server-sent events through the API's own stream, authenticated 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -17,18 +16,16 @@ from fastapi.responses import HTMLResponse
 
 from raydeploy.api.console.access import ConsoleRoute, SignedIn, allowed
 from raydeploy.api.console.rendering import page
-from raydeploy.api.context import Served, Service, known_checkpoint, known_checkpoint_or_action
+from raydeploy.api.context import Served, Service
 from raydeploy.api.errors import ApiError
-from raydeploy.api.routes import checkpoints as checkpoint_routes
 from raydeploy.api.routes import cluster as cluster_routes
 from raydeploy.api.routes import monitoring as monitoring_routes
 from raydeploy.api.routes import nodes as node_routes
 from raydeploy.api.routes import runs as run_routes
 from raydeploy.api.routes.runs import DAY, EVENT_ID
-from raydeploy.api.views import approval_info, checkpoint_status, cluster_health, node_infos
+from raydeploy.api.views import checkpoint_status, cluster_health, node_infos
 from raydeploy.approvals import Approvals
-from raydeploy.checkpoints import ACTION_NAMES, NAMES, get, needs_risk_acknowledgement, risky
-from raydeploy.plans import shown
+from raydeploy.checkpoints import ACTION_NAMES, NAMES, get
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 LOG_TAIL_BYTES = 256 * 1024  # of a run's log, rendered into its page; the live stream goes on from there
@@ -108,79 +105,6 @@ def dashboard_live(request: Request, served: Served, visitor: SignedIn) -> HTMLR
     return page(request, "dashboard_live.html", visitor, **dashboard_view(request, served, visitor))
 
 
-def plan_view(name: str, plan: dict) -> dict:
-    """NAME's PLAN (as GET /api/v1/plan/NAME answers it) for a page: commands in a line, what it must be marked."""
-    checkpoint = get(name)
-    hosts = []
-    for host, entry in sorted(plan["plan"]["hosts"].items()):
-        operations = [
-            {"name": operation["name"], "commands": [shown(command) for command in operation["commands"]]}
-            for operation in entry.get("operations", [])
-        ]
-        hosts.append({"name": host, "entry": entry, "operations": operations})
-    return {
-        "checkpoint": checkpoint,
-        "plan": plan,
-        "hosts": hosts,
-        "needs_approval": checkpoint.approval_required or plan["disruptive"],
-        "risky": risky(checkpoint) if checkpoint.destructive or plan["disruptive"] else None,
-    }
-
-
-@router.get("/plan")
-def plan_page(
-    request: Request,
-    served: Served,
-    visitor: SignedIn,
-    checkpoint: Annotated[str, Query(max_length=80)] = "",
-) -> HTMLResponse:
-    """Pick a checkpoint (or all of them) and see its plan per host: nothing changes."""
-    names = list(NAMES) if checkpoint == "all" else [checkpoint] if checkpoint else []
-    plans = [
-        plan_view(name, checkpoint_routes.get_plan(known_checkpoint(name), served, visitor.identity)) for name in names
-    ]
-    return page(request, "plan.html", visitor, names=NAMES, chosen=checkpoint, plans=plans)
-
-
-def approval_requests(served: Service, name: str) -> list[dict]:
-    """Who asked for an approval of NAME (the API's and the CLI's "approval requested" events), newest first."""
-    events = [json.loads(event.as_json()) for event in served.db().audit.events(2000)]
-    asked = [e for e in events if e["event"] == "approval requested" and e["target"] == name]
-    return list(reversed(asked))[:5]
-
-
-@router.get("/approvals/{name}")
-def approval_page(
-    request: Request,
-    name: str,
-    served: Served,
-    visitor: SignedIn,
-    done: Annotated[str, Query(max_length=40)] = "",
-) -> HTMLResponse:
-    """The plan being approved, who asked, separation of duties, the approvals; approve, reject, revoke."""
-    name = known_checkpoint_or_action(name)
-    checkpoint = get(name)
-    if name in ACTION_NAMES:
-        raise ApiError(404, "NOT_FOUND", f"{name} is approved with its arguments: open it from the Nodes page")
-    plan = served.plan(name)  # one dry run, as GET /api/v1/approvals/NAME makes it
-    view = plan_view(name, {**plan.as_dict(), "text": plan.describe()})
-    info = approval_info(served, name, plan)
-    requests_ = approval_requests(served, name)
-    every = Approvals(served.db(), served.separation_of_duties).all(name)
-    return page(
-        request,
-        "approval.html",
-        visitor,
-        info=info,
-        view=view,
-        asked=requests_,
-        asked_by_me=any(e["actor"] == visitor.name for e in requests_),
-        acknowledge=needs_risk_acknowledgement(checkpoint, plan),
-        every=list(reversed(every))[:20],
-        done=done,
-    )
-
-
 @router.get("/runs")
 def runs_page(
     request: Request,
@@ -255,31 +179,41 @@ def audit_page(
     return page(request, "audit.html", visitor, events=list(reversed(events)), q=q, verification=verification)
 
 
-@router.get("/nodes/{name}")
-def node_page(
-    request: Request, name: str, served: Served, visitor: SignedIn, diagnose: Annotated[bool, Query()] = False
-) -> HTMLResponse:
-    """One node: Ray's view, host facts and containers (over SSH), its checkpoints, its day-2 actions; with
-    DIAGNOSE, why it is or is not in the cluster (GET /api/v1/cluster/diagnose, this node's finding)."""
+def node_info(served: Service, name: str) -> dict:
+    """The inventory's NAME with Ray's view of it; 404 naming the nodes there are."""
     infos, _loaded = node_infos(served)
     info = next((item for item in infos if item["name"] == name), None)
     if info is None:
         raise ApiError(404, "NOT_FOUND", f"no node {name[:80]!r}; the nodes are {', '.join(i['name'] for i in infos)}")
-    details, facts_problem = attempt(lambda: node_routes.get_node(name, served, visitor.identity))
+    return info
+
+
+def node_facts(served: Service, visitor, name: str) -> dict:
+    """NAME's host facts, containers and checkpoints, read over SSH (GET /api/v1/nodes/NAME), or why not."""
+    details, problem = attempt(lambda: node_routes.get_node(name, served, visitor.identity))
+    return {"details": details, "facts_problem": problem, "behind": None}
+
+
+@router.get("/nodes/{name}")
+def node_page(
+    request: Request,
+    name: str,
+    served: Served,
+    visitor: SignedIn,
+    diagnose: Annotated[bool, Query()] = False,
+    wait: Annotated[bool, Query()] = False,
+) -> HTMLResponse:
+    """One node: Ray's view, its day-2 actions, and its host facts and containers, read over SSH behind the page
+    (/live/nodes/NAME; WAIT reads them in the request); with DIAGNOSE, why it is or is not in the cluster
+    (GET /api/v1/cluster/diagnose, this node's finding)."""
+    info = node_info(served, name)
+    facts = node_facts(served, visitor, name) if wait else {"behind": f"/live/nodes/{name}"}
     findings = cluster_routes.diagnose_nodes(served, visitor.identity) if diagnose else []
     finding = next((item for item in findings if item["host"] == name), None)
-    return page(request, "node.html", visitor, info=info, details=details, facts_problem=facts_problem, finding=finding)
+    return page(request, "node.html", visitor, info=info, finding=finding, **facts)
 
 
-@router.get("/nodes/{name}/removal")
-def removal_page(
-    request: Request, name: str, served: Served, visitor: SignedIn, done: Annotated[str, Query(max_length=40)] = ""
-) -> HTMLResponse:
-    """What removing this worker would do (remove-node's plan) and its approvals; approve and run from here."""
-    from raydeploy.api import models
-    from raydeploy.api.routes import actions
-
-    body = models.RemoveNodeRequest(hosts=[name])
-    plan = actions.plan_removal(served, visitor.identity, body)
-    info = approval_info(served, actions.REMOVE_NODE, None)
-    return page(request, "removal.html", visitor, node=name, plan=plan, approvals=info["approvals"], done=done)
+@router.get("/live/nodes/{name}")
+def node_live(request: Request, name: str, served: Served, visitor: SignedIn) -> HTMLResponse:
+    """NAME's host facts and containers, read now, for static/console.js to swap in."""
+    return page(request, "node_live.html", visitor, info=node_info(served, name), **node_facts(served, visitor, name))

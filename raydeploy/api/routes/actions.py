@@ -96,7 +96,11 @@ def plan_removal(served: Served, _: Viewer, body: models.RemoveNodeRequest) -> d
     return {**plan.as_dict(), "text": plan.describe()}
 
 
-@router.post("/remove-node/approvals", response_model=models.ApprovalResponse)
+@router.post(
+    "/remove-node/approvals",
+    response_model=models.ApprovalResponse,
+    responses={409: {"model": models.Error, "description": "PLAN_CHANGED: the plan is no longer the one read"}},
+)
 def approve_removal(
     request: Request, served: Served, identity: Approver, body: models.RemoveNodeApprovalRequest
 ) -> dict:

@@ -72,7 +72,11 @@ def check_approver(
         )
 
 
-@router.post("/{checkpoint_name}", response_model=models.ApprovalResponse)
+@router.post(
+    "/{checkpoint_name}",
+    response_model=models.ApprovalResponse,
+    responses={409: {"model": models.Error, "description": "PLAN_CHANGED: the plan is no longer the one read"}},
+)
 def grant_approval(
     checkpoint_name: CheckpointName, request: Request, served: Served, identity: Approver, body: models.ApprovalRequest
 ) -> dict:
@@ -91,7 +95,18 @@ def grant_approval(
 
 def granted(served: Service, identity: Identity, name: str, plan: Plan, body: Any) -> dict:
     """Grant NAME's PLAN as IDENTITY with BODY's reason, risks and ttl_minutes; the seed's answer
-    (400 APPROVAL_REFUSED with why). The one grant every approval endpoint makes."""
+    (400 APPROVAL_REFUSED with why). The one grant every approval endpoint makes.
+
+    When BODY names the plan_digest its approver read, the approval binds to that plan or to none: a plan
+    that changed since (the hosts, the inventory) is refused with 409 PLAN_CHANGED, nothing granted."""
+    if body.plan_digest and body.plan_digest != plan.digest:
+        raise ApiError(
+            409,
+            "PLAN_CHANGED",
+            f"{name}'s plan changed since it was read (read {body.plan_digest}, now {plan.digest}): "
+            f"read the new plan and approve it",
+            {"checkpoint": name, "plan_digest": plan.digest},
+        )
     try:
         approval = Approvals(served.db(), served.separation_of_duties).grant(
             plan,

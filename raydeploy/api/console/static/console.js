@@ -66,7 +66,50 @@ function followLog(log) {
   });
 }
 
+// A part made behind the page (a fresh plan, a host's facts): fetched once and swapped in whole. When the
+// fresh part shows the same plan (data-digest) as the page's, the page keeps its own part, with whatever the
+// reader typed or ticked there, and only its age is brought up to date.
+async function loadBehind(part) {
+  try {
+    const response = await fetch(part.dataset.behind, { credentials: "same-origin", cache: "no-store" });
+    if (response.status === 401) {
+      showProblem("You are signed out: sign in again to see the fresh plan.");
+      return;
+    }
+    const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+    const fresh = doc.getElementById(part.id);
+    if (!fresh) {
+      showProblem(`The fresh part could not be made (HTTP ${response.status}): reload the page.`);
+      return;
+    }
+    if (part.dataset.digest && fresh.dataset.digest === part.dataset.digest) {
+      part.removeAttribute("data-behind");
+      const age = part.querySelector(".freshness");
+      const freshAge = fresh.querySelector(".freshness");
+      if (age && freshAge) {
+        age.textContent = freshAge.textContent;
+      }
+      return;
+    }
+    const changed = Boolean(part.dataset.digest);
+    const imported = document.importNode(fresh, true);
+    part.replaceWith(imported);
+    if (changed) {
+      const notice = document.createElement("p");
+      notice.className = "problem";
+      notice.setAttribute("role", "alert");
+      notice.textContent = "The plan changed since this page was made: this is the new one.";
+      imported.prepend(notice);
+    }
+  } catch (error) {
+    showProblem("The console does not answer: reload the page.");
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  for (const part of document.querySelectorAll("[data-behind]")) {
+    loadBehind(part);
+  }
   const live = document.getElementById("live");
   if (live) {
     followDashboard(live);
