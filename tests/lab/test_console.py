@@ -172,10 +172,13 @@ def test_a_viewer_sees_no_action_buttons_and_is_refused_when_posting_directly(br
     base, tokens = console
     vic = person(browser, base, tokens["vic"], screenshot_sign_in=True)
     assert vic.locator("#show-ray-token").count() == 0 and vic.locator("a[href='/audit']").count() == 0
-    vic.goto(f"{base}/approvals/cleanup-existing", timeout=180_000)
+    vic.goto(f"{base}/approvals/cleanup-existing")
+    fresh(vic, "approval-live")
+    assert vic.locator("#plan-digest").count() == 1  # the plan is shown, its forms are not
     assert vic.locator("#approve-form").count() == 0 and vic.locator("#reject-form").count() == 0
-    vic.goto(f"{base}/plan?checkpoint=cleanup-existing", timeout=180_000)
-    assert vic.locator(".run-button").count() == 0
+    vic.goto(f"{base}/plan?checkpoint=cleanup-existing")
+    fresh(vic, "plan-cleanup-existing-live")
+    assert vic.locator("#plan-cleanup-existing .digest").count() == 1 and vic.locator(".run-button").count() == 0
     shot(vic, "viewer-plan")
     csrf = vic.locator("input[name=csrf]").first.get_attribute("value")
     for path, form in (
@@ -225,3 +228,66 @@ def test_an_admin_gets_the_ray_token_from_the_console_and_signs_in_to_the_ray_da
     dialog.wait_for(state="hidden", timeout=60_000)
     dashboard.wait_for_load_state("networkidle", timeout=60_000)
     shot(dashboard, "ray-dashboard-signed-in")
+
+
+def requests_log(base: str, token: str, run_id: str) -> list[str]:
+    """The whole log of the ended run RUN_ID, line by line, as the API streams it from the start."""
+    import requests
+
+    answer = requests.get(
+        f"{base}/api/v1/runs/{run_id}/log", headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=120
+    )
+    return [data for event, _id, data in log_events(answer) if event == "log"]
+
+
+def log_events(answer) -> Iterator[tuple[str, str, str]]:
+    """(event, id, data) of each server-sent event of the streaming response ANSWER, as they arrive."""
+    event, event_id, data = "message", "", []
+    for line in answer.iter_lines(decode_unicode=True):
+        if line == "":
+            if data:
+                yield event, event_id, "\n".join(data)
+            event, event_id, data = "message", "", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("id:"):
+            event_id = line[3:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+
+
+def test_the_live_log_resumes_after_a_dropped_connection_with_no_line_lost_or_repeated(console, deployed):
+    """What the browser's EventSource does when its connection drops: it reconnects with the Last-Event-ID of
+    the last line it had. Here by hand, on a real run, through the console's session."""
+    from bench.ui import signed_in
+
+    base, tokens = console
+    session = signed_in(base, tokens["olga"])
+    started = session.post(
+        f"{base}/api/v1/checkpoints/final-validation",
+        json={"force": True},
+        headers={"Authorization": f"Bearer {tokens['olga']}"},
+        timeout=120,
+    )
+    assert started.status_code == 202, started.text
+    run_id = started.json()["execution_id"]
+    before: list[str] = []
+    with session.get(f"{base}/runs/{run_id}/log", stream=True, timeout=300) as first:
+        for event, event_id, data in log_events(first):
+            assert event == "log", (event, data)  # the run is still going when the connection drops
+            before.append(data)
+            last_id = event_id
+            if len(before) == 2:
+                break  # the connection drops here
+    after, end = [], None
+    with session.get(
+        f"{base}/runs/{run_id}/log", headers={"Last-Event-ID": last_id}, stream=True, timeout=600
+    ) as again:
+        for event, _event_id, data in log_events(again):
+            if event == "end":
+                end = data
+                break
+            after.append(data)
+    assert end and '"succeeded"' in end, end
+    whole = requests_log(base, tokens["olga"], run_id)
+    assert before + after == whole and len(after) > 0
