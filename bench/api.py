@@ -7,10 +7,12 @@ themselves (`api_health_uncached`: answers with age_s == 0).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 
 import requests
 
@@ -58,29 +60,37 @@ def poll_health(base: str, headers: dict[str, str], count: int) -> tuple[list[fl
     return every, uncached
 
 
-def scenario_api(runs: int, workers: int) -> dict:
-    """On one fresh deployed lab: --runs rounds of REQUESTS health requests through `raydeploy api`."""
-    with fresh_lab("rdbench-api", workers) as lab:
+@contextlib.contextmanager
+def deployed_api(name: str, workers: int, role: str, rate_limit: int) -> Iterator[tuple[str, str]]:
+    """A fresh lab NAME, deployed, and `raydeploy api` over it with a token of ROLE and RATE_LIMIT requests a
+    second; yields (base URL, token) once it answers, stops the server and removes the lab after."""
+    with fresh_lab(name, workers) as lab:
         timed(FULL_DEPLOY, lab.env)
         env = {**os.environ, **lab.env}
         token = subprocess.run(
-            [RAYDEPLOY, "api", "token", "create", "--name", "bench", "--role", "viewer"],
+            [RAYDEPLOY, "api", "token", "create", "--name", "bench", "--role", role],
             cwd=REPO, env=env, capture_output=True, text=True, check=True, timeout=60,
         ).stdout.strip()  # fmt: skip
         port = free_port()
         server = subprocess.Popen(
-            [RAYDEPLOY, "api", "--port", str(port), "--rate-limit", "100000"], cwd=REPO, env=env,
+            [RAYDEPLOY, "api", "--port", str(port), "--rate-limit", str(rate_limit)], cwd=REPO, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
-        every, uncached = [], []
         try:
             wait_until_up(base)
-            for _ in range(max(runs, 1)):
-                some, fresh = poll_health(base, {"Authorization": f"Bearer {token}"}, REQUESTS)
-                every += some
-                uncached += fresh
+            yield base, token
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def scenario_api(runs: int, workers: int) -> dict:
+    """On one fresh deployed lab: --runs rounds of REQUESTS health requests through `raydeploy api`."""
+    every, uncached = [], []
+    with deployed_api("rdbench-api", workers, "viewer", 100000) as (base, token):
+        for _ in range(max(runs, 1)):
+            some, fresh = poll_health(base, {"Authorization": f"Bearer {token}"}, REQUESTS)
+            every += some
+            uncached += fresh
     return {"figures": {"api_health": figure(every, "ms"), "api_health_uncached": figure(uncached, "ms")}}

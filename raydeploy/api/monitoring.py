@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -63,29 +65,29 @@ def federate(base_url: str, match: str) -> str:
     return body.decode("utf-8", errors="replace")
 
 
-def grafana_dashboards(base_url: str, password: str) -> list[dict[str, str]]:
-    """Grafana's dashboards from its search API, each checked: uid and title strings, a /d/ path."""
+def fetched_json(url: str, who: str, **options) -> Any:
+    """GET URL of WHO ("Grafana at http://..."), its answer capped and parsed: the JSON, or an UpstreamError that
+    says what went wrong (not reachable, another status, not JSON). Redirects are not followed."""
     try:
-        response = requests.get(
-            f"{base_url}/api/search",
-            params={"type": "dash-db", "limit": 500},
-            auth=("admin", password),
-            timeout=TIMEOUT_S,
-            allow_redirects=False,
-            stream=True,
-        )
+        response = requests.get(url, timeout=TIMEOUT_S, allow_redirects=False, stream=True, **options)
     except requests.RequestException as error:
-        raise UpstreamError(f"Grafana at {base_url} cannot be reached: {_clean(str(error))}") from None
+        raise UpstreamError(f"{who} cannot be reached: {_clean(str(error))}") from None
     with response:
         if response.status_code != 200:
-            raise UpstreamError(f"Grafana at {base_url} answered {response.status_code} on /api/search")
-        body = _read_capped(response, MAX_JSON_BYTES, f"Grafana at {base_url}")
+            raise UpstreamError(f"{who} answered {response.status_code} on {urlsplit(url).path}")
+        body = _read_capped(response, MAX_JSON_BYTES, who)
     try:
-        items = json.loads(body)
+        return json.loads(body)
     except ValueError:
-        raise UpstreamError(
-            f"Grafana at {base_url} answered something that is not JSON", 502, "UPSTREAM_INVALID"
-        ) from None
+        raise UpstreamError(f"{who} answered something that is not JSON", 502, "UPSTREAM_INVALID") from None
+
+
+def grafana_dashboards(base_url: str, password: str) -> list[dict[str, str]]:
+    """Grafana's dashboards from its search API, each checked: uid and title strings, a /d/ path."""
+    who = f"Grafana at {base_url}"
+    items = fetched_json(
+        f"{base_url}/api/search", who, params={"type": "dash-db", "limit": 500}, auth=("admin", password)
+    )
     if not isinstance(items, list):
         raise UpstreamError(
             f"Grafana at {base_url} answered a {type(items).__name__}, not a list", 502, "UPSTREAM_INVALID"
@@ -118,19 +120,12 @@ def grafana_dashboards(base_url: str, password: str) -> list[dict[str, str]]:
 
 def alerts(base_url: str) -> list[dict[str, str]]:
     """Prometheus' pending and firing alerts (its /api/v1/alerts), each checked and cleaned, firing first."""
+    answer = fetched_json(f"{base_url}/api/v1/alerts", f"Prometheus at {base_url}")
     try:
-        response = requests.get(f"{base_url}/api/v1/alerts", timeout=TIMEOUT_S, allow_redirects=False, stream=True)
-    except requests.RequestException as error:
-        raise UpstreamError(f"Prometheus at {base_url} cannot be reached: {_clean(str(error))}") from None
-    with response:
-        if response.status_code != 200:
-            raise UpstreamError(f"Prometheus at {base_url} answered {response.status_code} on /api/v1/alerts")
-        body = _read_capped(response, MAX_JSON_BYTES, f"Prometheus at {base_url}")
-    try:
-        items = json.loads(body)["data"]["alerts"]
+        items = answer["data"]["alerts"]
         if not isinstance(items, list):
             raise TypeError
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise UpstreamError(f"Prometheus at {base_url} answered no list of alerts", 502, "UPSTREAM_INVALID") from None
     found = []
     for item in items:
