@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -408,16 +410,16 @@ def test_grafana_dashboards_are_404_when_grafana_is_not_deployed_naming_the_sett
     assert {d["id"] for d in body["details"]["provisioned_when_deployed"]} >= {"raydeploy-hosts"}
 
 
-def test_grafanas_answers_are_untrusted(tmp_path):
-    """Grafana cannot run here (no image offline): a loopback server answers as a hostile Grafana would."""
+@contextlib.contextmanager
+def scripted_answers() -> Iterator[tuple[str, list[tuple[int, bytes]]]]:
+    """A loopback HTTP server answering each GET with the next (status, body) a test puts in the list it yields,
+    as an upstream (Prometheus, Grafana) could; a 302 points at a link-local address. Yields (base URL, list)."""
     import http.server
     import threading
 
-    from raydeploy.api.monitoring import UpstreamError, grafana_dashboards
+    answers: list[tuple[int, bytes]] = []
 
-    answers = []
-
-    class Hostile(http.server.BaseHTTPRequestHandler):
+    class Scripted(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             status, body = answers.pop(0)
             self.send_response(status)
@@ -429,10 +431,19 @@ def test_grafanas_answers_are_untrusted(tmp_path):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", answers
+    finally:
+        server.shutdown()
+
+
+def test_grafanas_answers_are_untrusted(tmp_path):
+    """Grafana cannot run here (no image offline): a loopback server answers as a hostile Grafana would."""
+    from raydeploy.api.monitoring import UpstreamError, grafana_dashboards
+
+    with scripted_answers() as (base, answers):
         answers.append(
             (
                 200,
@@ -466,8 +477,6 @@ def test_grafanas_answers_are_untrusted(tmp_path):
         answers.append((200, b'{"not": "a list"}'))
         with pytest.raises(UpstreamError, match="not a list"):
             grafana_dashboards(base, "secret")
-    finally:
-        server.shutdown()
 
 
 def test_a_streamed_body_over_the_cap_is_refused_too(api):
@@ -636,7 +645,10 @@ def test_an_actions_arguments_are_checked_before_anything_is_planned(api):
     assert api.store.approvals() == []
 
 
-def recorded_approval(store, approval_id: str, checkpoint: str = "cleanup-existing") -> None:
+def recorded_approval(
+    store, approval_id: str, checkpoint: str = "cleanup-existing", approved_by: str = "carol"
+) -> None:
+    """An approval recorded as valid, as a grant records it."""
     store.insert_approval(
         {
             "id": approval_id,
@@ -644,7 +656,7 @@ def recorded_approval(store, approval_id: str, checkpoint: str = "cleanup-existi
             "fingerprint": "fp",
             "plan_digest": "d" * 16,
             "plan_summary": "{}",
-            "approved_by": "carol",
+            "approved_by": approved_by,
             "reason": "CHG-1",
             "acknowledge_risks": 1,
             "created_at": "2026-11-30T00:00:00.000000Z",
@@ -728,30 +740,12 @@ def test_the_audit_is_searched_and_its_verification_names_an_edited_event(api):
 
 def test_prometheus_alerts_are_untrusted(tmp_path):
     """A loopback server answers /api/v1/alerts as a hostile or broken Prometheus could."""
-    import http.server
-    import threading
-
     from raydeploy.api.monitoring import UpstreamError, alerts
 
-    answers = []
-
-    class Hostile(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            status, body = answers.pop(0)
-            self.send_response(status)
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     firing = {"labels": {"alertname": "RayNodeDown\x1b[31m", "severity": "critical", "node": "worker-2"},
               "annotations": {"summary": "worker-2 left"}, "state": "firing", "activeAt": "2026-11-30T10:00:00Z"}  # fmt: skip
     pending = {"labels": {"alertname": "HighLoad"}, "state": "pending"}
-    try:
+    with scripted_answers() as (base, answers):
         answers.append((200, json.dumps({"data": {"alerts": [pending, "junk", {"labels": 5}, firing]}}).encode()))
         assert alerts(base) == [
             {"name": "RayNodeDown?[31m", "state": "firing", "severity": "critical", "summary": "worker-2 left",
@@ -764,5 +758,3 @@ def test_prometheus_alerts_are_untrusted(tmp_path):
         answers.append((500, b""))
         with pytest.raises(UpstreamError, match="answered 500"):
             alerts(base)
-    finally:
-        server.shutdown()

@@ -21,7 +21,7 @@ from raydeploy.api.console.rendering import HERE
 from raydeploy.api.console.sessions import Sessions
 from raydeploy.api.tokens import TokenStore
 from tests.conftest import BIN, REPO
-from tests.unit.test_api import LOOPBACK_INVENTORY, free_port
+from tests.unit.test_api import LOOPBACK_INVENTORY, free_port, recorded_approval
 
 ROLES = ("viewer", "operator", "approver", "admin")
 HOSTILE = "<script>alert(1)</script>"
@@ -55,22 +55,7 @@ def events(client, name: str) -> list:
 
 def valid_approval(client, checkpoint: str = "cleanup-existing") -> str:
     """An approval recorded as valid (as a grant records it), for revoking."""
-    client.store.insert_approval(
-        {
-            "id": "0123456789ab",
-            "checkpoint": checkpoint,
-            "fingerprint": "fp",
-            "plan_digest": "d" * 16,
-            "plan_summary": "{}",
-            "approved_by": "user-approver",
-            "reason": "CHG-1",
-            "acknowledge_risks": 1,
-            "created_at": "2026-11-30T00:00:00.000000Z",
-            "expires_at": "2099-01-01T00:00:00.000000Z",
-            "status": "valid",
-            "source": "api",
-        }
-    )
+    recorded_approval(client.store, "0123456789ab", checkpoint, approved_by="user-approver")
     return "0123456789ab"
 
 
