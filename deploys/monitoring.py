@@ -11,6 +11,8 @@ inventory is removed if it ran, and reported as off, with the inventory's reason
 from __future__ import annotations
 
 import json
+import math
+import re
 import shlex
 from io import StringIO
 
@@ -191,21 +193,36 @@ def http_ready(container_name: str, port: int, path: str, timeout_s: int = 60):
 
 
 @operation()
-def prometheus_targets_up(wanted: list[tuple[str, str]], port: int, timeout_s: int = 120):
+def prometheus_targets_up(wanted: list[tuple[str, str]], port: int, settle_s: int = 0, timeout_s: int = 120):
     """
     Wait until Prometheus scrapes every WANTED (job, node) target, and every other active target,
     successfully; fail naming the missing ones.
 
     + wanted: (job, node label) pairs, e.g. ("ray", "worker-1")
     + port: Prometheus's port
+    + settle_s: a target found down is looked at again this much later before it counts (a scrape interval)
     + timeout_s: how long to wait (Ray's service discovery and the first scrape take a few seconds)
     """
-    targets = host.get_fact(PrometheusTargets, container=PROMETHEUS, port=port)
+    targets = host.get_fact(PrometheusTargets, container=PROMETHEUS, port=port, settle_s=settle_s)
     missing = [(job, node) for job, node in wanted if node not in targets["up"].get(job, [])]
     if not missing and not targets["down"]:
         host.noop(f"Prometheus scrapes all {len(wanted)} expected targets")
         return
     yield _wait_targets_command(wanted, port, timeout_s)
+
+
+PROMETHEUS_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
+
+
+def duration_s(text: str) -> float:
+    """A Prometheus duration (the settings checked its form: 1m30s, 15s, 500ms) in seconds.
+
+    >>> duration_s("1m30s"), duration_s("500ms")
+    (90.0, 0.5)
+    """
+    return float(
+        sum(int(count) * PROMETHEUS_UNITS[unit] for count, unit in re.findall(r"([0-9]+)(ms|s|m|h|d|w|y)", text))
+    )
 
 
 def _wait_targets_command(wanted: list[tuple[str, str]], port: int, timeout_s: int) -> str:
@@ -260,7 +277,10 @@ def prometheus(node: Node, cluster: Cluster) -> None:
     elif started.will_change:
         http_ready(name="Prometheus ready", container_name=PROMETHEUS, port=settings.prometheus_port, path="/-/ready")
     prometheus_targets_up(
-        name="Prometheus scrapes every node and Ray node", wanted=wanted, port=settings.prometheus_port
+        name="Prometheus scrapes every node and Ray node",
+        wanted=wanted,
+        port=settings.prometheus_port,
+        settle_s=math.ceil(duration_s(settings.prometheus_scrape_interval)) + 2,
     )
 
 

@@ -18,6 +18,16 @@ def prometheus_query(container: str, port: int, path: str) -> str:
     return f"docker exec {shlex.quote(container)} wget -q -O - {shlex.quote(url)} 2>/dev/null || echo '{{}}'"
 
 
+def asked_again_if_unsettled(ask: str, settle_s: int) -> str:
+    """Shell: run ASK (a command printing an answer to TARGETS_PATH); when a target in it is down or not yet
+    scraped, print ASK's answer SETTLE_S seconds later instead (0: ASK alone). Prometheus writes its JSON
+    without spaces, so the health of a target reads `"health":"down"`."""
+    if not settle_s:
+        return ask
+    unsettled = """*'"health":"down"'*|*'"health":"unknown"'*"""
+    return f'answer=$({ask}); case "$answer" in {unsettled}) sleep {int(settle_s)}; {ask};; *) echo "$answer";; esac'
+
+
 def targets(answer: str) -> list[dict[str, str]]:
     """The active targets in an answer to TARGETS_PATH; ValueError when it is not one.
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 from pyinfra.facts.docker import DockerContainers, DockerImages
 
 from deploys.cleanup import Leftover
@@ -18,7 +19,7 @@ from deploys.scripts.wait_prometheus_targets import not_scraped
 from deploys.scripts.wait_ray_nodes import not_ready
 from facts.containers import container_views, image_ids
 from facts.prometheus import PrometheusTargets
-from facts.prometheus_answers import describe_down, targets
+from facts.prometheus_answers import asked_again_if_unsettled, describe_down, targets
 from facts.ray import RayNodes, RayStatus
 from facts.ray_answers import alive_nodes, status_active_nodes, status_total
 from facts.resources import ListeningPorts, tcp_holders, tcp_listeners
@@ -106,6 +107,17 @@ def test_prometheus_targets_are_read_with_their_job_node_health_and_last_scrape(
     assert all(t["last_scrape"].startswith("20") for t in found)
     fact = PrometheusTargets().process(lines("prometheus_targets.json"))
     assert fact["down"] == [] and sorted(fact["up"]["node"]) == ["head", "worker-1", "worker-2"]
+
+
+@pytest.mark.parametrize(("fixture", "asked"), [("prometheus_targets.json", 1), ("prometheus_targets_down.json", 2)])
+def test_a_target_found_down_is_asked_about_again_a_scrape_later_before_it_counts(tmp_path, fixture, asked):
+    # The real Prometheus answers (captured): the shell's pattern must find a down target in its compact JSON.
+    count = tmp_path / "asked"
+    ask = f"echo x >> {count}; cat {FIXTURES / fixture}"
+    output = subprocess.run(["sh", "-c", asked_again_if_unsettled(ask, 1)], capture_output=True, text=True, check=True)
+    assert len(count.read_text().splitlines()) == asked
+    assert json.loads(output.stdout) == json.loads(captured(fixture))
+    assert asked_again_if_unsettled(ask, 0) == ask
 
 
 def test_a_target_prometheus_cannot_scrape_is_described_with_its_error():
