@@ -9,10 +9,13 @@ the command lines of the processes it starts (README, "Secrets").
 from __future__ import annotations
 
 import json
+import re
 import shlex
+from datetime import UTC, datetime
 
 from pyinfra import host, logger
 from pyinfra.api import deploy, operation
+from pyinfra.context import ctx_state
 from pyinfra.operations import files
 
 from deploys.components import RAY_HEAD, RAY_REDIS, RAY_WORKER
@@ -35,6 +38,7 @@ from deploys.ray_versions import storage_namespace
 from deploys.secret_files import digest, secret_file
 from deploys.settings import Settings
 from deploys.topology import Cluster, Node
+from facts.containers import Containers
 from facts.ray import RayNodes, RayStatus
 
 REDIS_VOLUME = "raydeploy-redis-data"
@@ -234,7 +238,11 @@ def old_env_files_absent(paths: tuple[str, ...]) -> None:
 
 @operation()
 def ray_nodes_alive(
-    expected: dict[str, tuple[str, int]], dashboard_port: int, timeout_s: int, before: dict[str, str] | None = None
+    expected: dict[str, tuple[str, int]],
+    dashboard_port: int,
+    timeout_s: int,
+    before: dict[str, str] | None = None,
+    stale: dict[str, str] | None = None,
 ):
     """
     Wait until the head reports every EXPECTED node alive, each node's metrics port answers and
@@ -244,10 +252,11 @@ def ray_nodes_alive(
     + dashboard_port: the head's dashboard port
     + timeout_s: how long to wait
     + before: cluster address -> node id, as the head listed them before this run changed anything
+    + stale: cluster address -> id of a node listed there that is already gone (stale_node_ids)
 
-    A node whose Ray container this run recreated counts only with a new node id: the head lists a
-    killed node ALIVE until its health checks miss. The wait runs deploys/scripts/wait_ray_nodes.py
-    on the head host.
+    A node whose Ray container this run recreated, or whose listed node is STALE, counts only with a
+    new node id: the head lists a killed node ALIVE until its health checks miss. The wait runs
+    deploys/scripts/wait_ray_nodes.py on the head host.
 
     .. code:: python
 
@@ -266,7 +275,7 @@ def ray_nodes_alive(
         address: (before or {})[address]
         for address, (name, _) in expected.items()
         if name in recreated and address in (before or {})
-    }
+    } | (stale or {})
 
     def ready(address: str) -> bool:
         node_id = nodes.get(address, {}).get("node_id")
@@ -281,6 +290,35 @@ def ray_nodes_alive(
     yield python_script(
         "deploys/scripts/wait_ray_nodes.py", ("facts/ray_answers.py", "deploys/scripts/polling.py"), arguments
     )
+
+
+def stale_node_ids(cluster: Cluster, listed: dict[str, dict]) -> dict[str, str]:
+    """Cluster address -> id of the node the head LISTED there (RayNodes) that started before the Ray
+    container on that host did, read on each host now: a container restarted outside raydeploy (by hand,
+    by Docker after a crash) leaves its old node ALIVE in the head's table until its health checks miss.
+    Both times come from that host's own clock (the raylet stamps its node's start)."""
+    stale = {}
+    for member in cluster.nodes:
+        node = listed.get(member.settings.cluster_address)
+        name = RAY_HEAD if member.role == "head" else RAY_WORKER
+        found = (ctx_state.get().inventory.get_host(member.name).get_fact(Containers) or {}).get(name)
+        started = docker_time_ms(found["started_at"]) if found else None
+        if node and started and node.get("start_time_ms", 0) < started - 1000:
+            stale[member.settings.cluster_address] = node["node_id"]
+    return stale
+
+
+def docker_time_ms(stamp: str) -> int | None:
+    """Docker's StartedAt (RFC 3339, nanoseconds, UTC) in ms since the epoch; None for "never" or no time.
+
+    >>> docker_time_ms("2026-11-30T20:46:35.123456789Z"), docker_time_ms("0001-01-01T00:00:00Z")
+    (1796071595123, None)
+    """
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?Z", stamp or "")
+    if not match or stamp.startswith("0001-"):
+        return None
+    seconds = datetime.fromisoformat(match[1]).replace(tzinfo=UTC).timestamp()
+    return int(seconds * 1000 + float(match[2] or 0) * 1000)
 
 
 @deploy("Ray cluster")
@@ -327,6 +365,7 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
         ray_nodes_alive(
             name=JOIN_WAIT,
             before={address: node["node_id"] for address, node in ray_nodes_before.items()},
+            stale=stale_node_ids(cluster, ray_nodes_before),
             expected={
                 member.settings.cluster_address: (member.name, member.settings.ray_metrics_export_port)
                 for member in cluster.nodes

@@ -42,7 +42,8 @@ def alive_nodes(answer: str) -> dict[str, dict] | None:
 
     .. code:: python
 
-        {"10.0.0.11": {"node_id": "76b0...", "resources": {"CPU": 2.0, "memory": 2.4e10, ...}}}
+        {"10.0.0.11": {"node_id": "76b0...", "start_time_ms": 1796071595123,
+                       "resources": {"CPU": 2.0, "memory": 2.4e10, ...}}}
     """
     try:
         rows = list(json.loads(answer)["data"]["result"]["result"])
@@ -53,6 +54,7 @@ def alive_nodes(answer: str) -> dict[str, dict] | None:
     for row in sorted(alive, key=lambda row: row.get("start_time_ms") or 0):
         nodes[str(row["node_ip"])] = {
             "node_id": str(row.get("node_id", "")),
+            "start_time_ms": int(row.get("start_time_ms") or 0),
             "resources": {key: float(value) for key, value in (row.get("resources_total") or {}).items()},
         }
     return nodes

@@ -56,14 +56,19 @@ def back_in(lab, wrapper) -> None:
 
 
 def test_a_blocked_gcs_port_is_diagnosed(cluster):
-    lab, wrapper, _ = cluster
+    lab, wrapper, with_inventory = cluster
     worker, head_address = lab.host("worker-1"), lab.state().head.cluster_address
     rule = f"OUTPUT -p tcp -d {head_address} --dport 6379 -j REJECT"
     worker.check_output(f"iptables -I {rule}")
     try:
         worker.check_output("docker restart ray-worker")
         time.sleep(5)
-        # The head may list the node alive for a while yet: its raylet being gone is what counts.
+        # The head lists the node of the container before its restart ALIVE for a while yet: a deploy now
+        # must not count it as the worker being in the cluster (the container changes nothing, so the deploy
+        # recreates nothing: only the node's start, before the container's, gives it away).
+        waited = with_inventory("deploy", "--only", "ray-deployment", "--auto-approve")
+        assert waited.returncode == 1, waited.output
+        assert f"worker-1: this host cannot reach the head's GCS at {head_address}:6379" in waited.output
         found = wrapper("diagnose", "worker-1")
         assert found.returncode == 1, found.output
         assert f"worker-1: this host cannot reach the head's GCS at {head_address}:6379" in found.output
