@@ -18,6 +18,7 @@ from deploys.prerequisites import PORT_OWNERS
 from deploys.specs import container_specs
 from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, SPEC_LABEL, Containers
+from facts.gpus import NvidiaGpus
 from facts.processes import BareMetalRayProcesses
 from facts.resources import ListeningPorts, tcp_listeners
 from templates import TEMPLATES
@@ -111,10 +112,12 @@ def container_result(
 
 
 def expected_specs(
-    node: Node, cluster: Cluster, secret_of: Callable[[str], str]
+    node: Node, cluster: Cluster, secret_of: Callable[[str], str], host=None
 ) -> tuple[dict[str, ContainerSpec], str]:
+    """The specs NODE's containers should have; on a GPU host HOST's nvidia-smi says how many GPUs Ray offers."""
+    gpus_found = len(read_fact(host, NvidiaGpus)["gpus"]) if host and node.settings.gpu == "nvidia" else None
     try:
-        return container_specs(node, cluster, secret_of), ""
+        return container_specs(node, cluster, secret_of, gpus_found), ""
     except MissingSecret as error:
         return {}, f"secret {error} is not in the state directory {node.settings.state_dir}"
 
@@ -129,7 +132,7 @@ def ray_deployment(host, node: Node, cluster: Cluster, secret_of: Callable[[str]
     wanted = sorted(wanted_ray_components(node))
     if not wanted:
         return [Result(RAY, "ray containers", node.name, NOT_DEPLOYED, "a monitoring-only host runs no Ray")]
-    specs, why = expected_specs(node, cluster, secret_of)
+    specs, why = expected_specs(node, cluster, secret_of, host)
     found = read_fact(host, Containers)
     results = [
         container_result(RAY, node, name, found.get(name), specs.get(name), settings.container_restart_policy, why)
