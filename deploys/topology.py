@@ -150,16 +150,22 @@ def build_cluster(
     )
 
 
+def worker_groups_in(
+    groups: dict[str, list[str]], group_data: dict[str, dict[str, Any]], workers: list[str]
+) -> WorkerGroups:
+    """The groups under `workers` among GROUPS (name -> member names): every group but the role groups
+    (and pyinfra's `all`) whose hosts are all workers, with its members and its own data (GROUP_DATA)."""
+    return {
+        name: (names, dict(group_data.get(name, {})))
+        for name, names in groups.items()
+        if name not in (*ROLE_GROUPS, "all") and names and set(names) <= set(workers)
+    }
+
+
 def inventory_worker_groups(workers: list[str]) -> WorkerGroups:
-    """The inventory's groups under `workers`: every group but the role groups (and pyinfra's `all`) whose
-    hosts are all workers, with its members and its own data (group_data/NAME.py or the inventory's)."""
-    found: WorkerGroups = {}
-    for name, members in inventory.groups.items():
-        names = [member.name for member in members]
-        if name in (*ROLE_GROUPS, "all") or not names or not set(names) <= set(workers):
-            continue
-        found[name] = (names, dict(inventory.get_group_data(name)))
-    return found
+    """The worker groups of pyinfra's current inventory (group data from the inventory or group_data/)."""
+    groups = {name: [member.name for member in members] for name, members in inventory.groups.items()}
+    return worker_groups_in(groups, {name: inventory.get_group_data(name) for name in groups}, workers)
 
 
 def load_cluster() -> Cluster:
