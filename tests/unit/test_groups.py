@@ -5,11 +5,15 @@ and daemon.json say. The same paths on real hosts: tests/lab/test_groups.py."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
+import socket
 from pathlib import Path
 
 import pytest
 import yaml
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
 from deploys.components import monitoring_components
 from deploys.gpus import docker_gpu_args, gpu_problems, offered_gpus, toolkit_sources_line
@@ -19,6 +23,9 @@ from deploys.ray_cluster import resource_flags, worker_spec
 from deploys.settings import SettingsError, settings_from_data
 from deploys.topology import Cluster, Node, build_cluster, worker_groups_in
 from facts.gpus import NO_DRIVER, parse_gpus
+from raydeploy.api.app import create_app
+from raydeploy.api.tokens import TokenStore
+from raydeploy.commands import status
 from raydeploy.node_groups import describe, node_groups
 from validate.gpu_checks import gpu_job_problems
 from validate.host_checks import rendered_daemon_json
@@ -227,3 +234,57 @@ def test_final_validation_names_each_gpu_node_whose_gpu_task_did_not_see_a_gpu()
         "gpu-2 (group gpu): the GPU task ran without CUDA_VISIBLE_DEVICES (it saw no GPU)",
         "gpu-3 (group gpu): no task asking for a GPU ran there",
     ]
+
+
+# Every host a closed port on loopback: the head never answers, so Ray's view is UNKNOWN.
+GROUPED_INVENTORY = """
+_closed = {{"ssh_hostname": "127.0.0.1", "ssh_port": {port}, "dashboard_access_url": "http://127.0.0.1:{port}"}}
+head = [("head", dict(_closed, cluster_address="10.0.0.1"))]
+workers = [("cpu-1", dict(_closed, cluster_address="10.0.0.2")), ("gpu-1", dict(_closed, cluster_address="10.0.0.3"))]
+gpu = (["gpu-1"], {{"gpu": "nvidia", "ray_resources": {{"big": 4}}}})
+"""
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_the_apis_nodes_and_raydeploy_status_show_each_nodes_group_and_offers(tmp_path):
+    inventory = tmp_path / "grouped.py"
+    inventory.write_text(GROUPED_INVENTORY.format(port=closed_port()))
+    app = create_app(str(inventory), tmp_path / "state")
+    token = TokenStore(app.state.store).create("viewer", "viewer", "test")[1]
+    answer = TestClient(app).get("/api/v1/nodes", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    nodes = {node["name"]: node for node in answer.json()}
+    assert {name: node["group"] for name, node in nodes.items()} == {"head": "head", "cpu-1": "workers", "gpu-1": "gpu"}
+    assert nodes["gpu-1"]["offers"]["resources"] == {"big": 4.0} and nodes["gpu-1"]["offers"]["gpu"] == "nvidia"
+    assert nodes["gpu-1"]["offers"]["image"] == "rayproject/ray:2.60.0-py311-gpu"
+    result = CliRunner().invoke(status, ["-i", str(inventory), "--state-dir", str(tmp_path / "state")])
+    assert result.exit_code == 0, result.output
+    assert re.search(
+        r"node: gpu-1\s+group gpu\s+cpus all, gpus every one nvidia-smi lists \(nvidia\), resources", result.output
+    )
+    assert re.search(
+        r"node: cpu-1\s+group workers\s+cpus all, gpus 0, image rayproject/ray:2.60.0-py311-cpu", result.output
+    )
+
+
+def test_the_console_shows_each_nodes_group_and_what_it_offers_ray(tmp_path):
+    from tests.unit.test_console import sign_in
+
+    inventory = tmp_path / "grouped.py"
+    inventory.write_text(GROUPED_INVENTORY.format(port=closed_port()))
+    app = create_app(str(inventory), tmp_path / "state")
+    client = TestClient(app, raise_server_exceptions=False)
+    sign_in(client, TokenStore(app.state.store).create("viewer", "viewer", "test")[1])
+    page = client.get("/nodes/gpu-1")
+    assert page.status_code == 200, page.text[:500]
+    assert '<dd id="group">gpu</dd>' in page.text
+    offers = re.search(r'<dd id="offers">(.*?)</dd>', page.text, re.S)[1]
+    assert "all CPUs" in offers and "(nvidia)" in offers and "big: 4.0" in offers and "py311-gpu" in offers, offers
+    table = client.get("/live/dashboard").text
+    assert re.search(r'href="/nodes/gpu-1">gpu-1</a></td><td>worker</td><td class="group">gpu</td>', table), table
+    assert '<td class="resources">big: 4.0</td>' in table
