@@ -273,6 +273,11 @@ def prometheus(node: Node, cluster: Cluster) -> None:
     started = container(name="Prometheus container", spec=prometheus_spec(settings))
     wanted = [("ray", member.name) for member in cluster.nodes]
     wanted += [("node", member.name) for member in cluster.hosts if member.settings.node_exporter_enabled]
+    wanted += [
+        ("dcgm", member.name)
+        for member in cluster.hosts
+        if member.settings.gpu == "nvidia" and member.settings.dcgm_exporter_enabled
+    ]
     wanted += [("cadvisor", member.name) for member in cluster.hosts if member.settings.cadvisor_enabled]
     if not started.will_change and any(op.will_change for op in changed):
         prometheus_reloaded(

@@ -14,6 +14,7 @@ from jinja2 import Environment, FileSystemLoader
 from deploys.cleanup import is_legacy_container
 from deploys.components import MONITORING_COMPONENTS, monitoring_components, wanted_ray_components
 from deploys.containers import ContainerSpec
+from deploys.gpus import TOOLKIT_PACKAGE
 from deploys.prerequisites import PORT_OWNERS
 from deploys.specs import container_specs
 from deploys.topology import Cluster, Node
@@ -42,6 +43,16 @@ def rendered_daemon_json(node: Node) -> dict:
     return json.loads(environment.get_template("docker/daemon.json.j2").render(settings=node.settings))
 
 
+def toolkit_result(host, node: Node) -> Result:
+    """On a GPU host: NVIDIA's Container Toolkit, which provides the runtime daemon.json registers."""
+    toolkit = host.package(TOOLKIT_PACKAGE)
+    if toolkit.is_installed:
+        return passed(DOCKER, f"package {TOOLKIT_PACKAGE}", node.name, f"version {toolkit.version}")
+    return failed(
+        DOCKER, f"package {TOOLKIT_PACKAGE}", node.name, "not installed on a gpu: nvidia host: run docker-installation"
+    )
+
+
 def docker_installation(host, node: Node) -> list[Result]:
     settings = node.settings
     package = "docker-ce" if settings.docker_source == "docker-ce" else "docker.io"
@@ -51,6 +62,8 @@ def docker_installation(host, node: Node) -> list[Result]:
         results.append(passed(DOCKER, f"package {package}", node.name, f"version {installed.version}"))
     else:
         results.append(failed(DOCKER, f"package {package}", node.name, "not installed: run docker-installation"))
+    if settings.gpu == "nvidia":
+        results.append(toolkit_result(host, node))
     service = host.service("docker")
     problems = [] if service.is_running else ["not running (systemctl status docker)"]
     if not service.is_enabled:

@@ -288,3 +288,12 @@ def test_the_console_shows_each_nodes_group_and_what_it_offers_ray(tmp_path):
     table = client.get("/live/dashboard").text
     assert re.search(r'href="/nodes/gpu-1">gpu-1</a></td><td>worker</td><td class="group">gpu</td>', table), table
     assert '<td class="resources">big: 4.0</td>' in table
+
+
+def test_the_dcgm_exporter_runs_on_all_gpus_as_nvidia_documents_it():
+    from deploys.monitoring import dcgm_exporter_spec
+
+    spec = dcgm_exporter_spec(settings(gpu="nvidia"))
+    run = shlex.split(spec.run_command())
+    assert run[-1] == "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.5-3.4.1-ubuntu22.04"
+    assert {"--runtime=nvidia", "--gpus=all", "--cap-add=SYS_ADMIN", "--env=DCGM_EXPORTER_LISTEN=:9400"} <= set(run)
