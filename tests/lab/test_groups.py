@@ -95,10 +95,10 @@ def test_prerequisites_on_a_gpu_host_without_a_driver_fail_naming_it(groups_lab,
     assert f"worker-2: {NO_DRIVER}" in output, output
 
 
-def refused(lab: TestLab, inventory: str) -> str:
-    """Run the whole deploy on INVENTORY; it must fail before changing any host. Its output."""
+def refused(lab: TestLab, inventory: str, deploy_file: str = "deploys/ray.py") -> str:
+    """Run DEPLOY_FILE (default: the whole deploy) on INVENTORY; it must fail before changing any host. Its output."""
     before = {name: host_state(lab, name) for name in ("head", *WORKERS)}
-    result = lab.pyinfra(inventory, "deploys/ray.py", check=False)
+    result = lab.pyinfra(inventory, deploy_file, check=False)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert {name: host_state(lab, name) for name in ("head", *WORKERS)} == before, "a refused deploy changed a host"
@@ -121,11 +121,13 @@ def test_a_group_with_another_ray_release_is_refused_naming_host_group_and_image
 
 def test_more_gpus_than_the_host_has_are_refused_naming_host_group_and_setting(groups_lab, tmp_path, stand_in_driver):
     inventory = grouped(groups_lab, tmp_path, {"gpu": (["worker-2"], {"gpu": "nvidia", "ray_num_gpus": 4})})
+    problem = "worker-2: ray_num_gpus=4 (group gpu) is more GPUs than the host has: nvidia-smi lists 2 (0, 1)"
     output = refused(groups_lab, inventory)
     assert "prerequisites-check failed on 1 of 3 hosts, nothing was changed" in output, output
-    assert "worker-2: ray_num_gpus=4 (group gpu) is more GPUs than the host has: nvidia-smi lists 2 (0, 1)" in output, (
-        output
-    )
+    assert problem in output, output
+    # ray-deployment run on its own checks again, before any of its operations.
+    alone = refused(groups_lab, inventory, "deploys/ray-deployment.py")
+    assert "ray-deployment GPU check failed on 1 of 3 hosts, nothing was changed" in alone and problem in alone, alone
 
 
 def test_dry_run_of_a_gpu_worker_plans_the_toolkit_and_its_exact_docker_run(groups_lab, tmp_path, stand_in_driver):
