@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import REPO
+from tests.conftest import BIN, REPO, api_server, run_command
 from tests.lab.conftest import DeployedCluster, TestLab, grand_total
 
 WORKERS = ("worker-1", "worker-2")
@@ -238,3 +238,23 @@ def test_a_mixed_cluster_deploys_and_a_job_asking_for_a_groups_resource_runs_onl
     # A second run converges: the groups' settings are what runs.
     again = groups_lab.pyinfra(inventory, "deploys/ray-deployment.py")
     assert grand_total(again.stdout + again.stderr)[0] == 0, again.stdout
+    nodes = api_nodes(groups_lab, inventory, tmp_path / "state")
+    assert {name: node["group"] for name, node in nodes.items()} == {
+        "head": "head",
+        "worker-1": "small",
+        "worker-2": "big",
+    }
+    assert nodes["worker-2"]["resources"]["big"] == 4 and nodes["worker-2"]["cpus"] == 2, nodes["worker-2"]
+    assert nodes["worker-1"]["offers"]["labels"] == {"team": "a"} and nodes["worker-1"]["status"] == "ONLINE"
+
+
+def api_nodes(lab: TestLab, inventory: str, state_dir: Path) -> dict[str, dict]:
+    """GET /api/v1/nodes of `raydeploy api` serving INVENTORY, by node name."""
+    env = {**lab.env, "RAYDEPLOY_STATE_DIR": str(state_dir)}
+    token = run_command(
+        [str(BIN / "raydeploy"), "api", "token", "create", "--name", "viewer", "--role", "viewer"], env=env, check=True
+    ).stdout.strip()
+    with api_server(["-i", inventory], env, state_dir / "api-server.log") as base:
+        answer = requests.get(f"{base}/api/v1/nodes", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return {node["name"]: node for node in answer.json()}
