@@ -9,8 +9,10 @@ RAY_COMPONENTS = (RAY_HEAD, RAY_WORKER, RAY_REDIS)
 # The monitoring stack's containers (names as the product this replaces gave them; ours carry labels).
 NODE_EXPORTER, CADVISOR, PROMETHEUS, GRAFANA = "node-exporter", "cadvisor", "prometheus", "grafana"
 NODE_COMPONENTS = (NODE_EXPORTER, CADVISOR)  # on every host
+DCGM_EXPORTER = "dcgm-exporter"
+GPU_COMPONENTS = (DCGM_EXPORTER,)  # on every gpu: nvidia host
 MONITORING_HOST_COMPONENTS = (PROMETHEUS, GRAFANA)  # on the monitoring host
-MONITORING_COMPONENTS = NODE_COMPONENTS + MONITORING_HOST_COMPONENTS
+MONITORING_COMPONENTS = NODE_COMPONENTS + GPU_COMPONENTS + MONITORING_HOST_COMPONENTS
 
 
 def wanted_ray_components(node: Node) -> set[str]:
@@ -30,6 +32,8 @@ def monitoring_components(node: Node, cluster: Cluster) -> dict[str, bool]:
     """Each monitoring component that belongs on NODE, and whether the inventory turns it on."""
     settings = node.settings
     components = {NODE_EXPORTER: settings.node_exporter_enabled, CADVISOR: settings.cadvisor_enabled}
+    if settings.gpu == "nvidia":
+        components[DCGM_EXPORTER] = settings.dcgm_exporter_enabled
     if is_monitoring_host(node, cluster):
         components |= {PROMETHEUS: settings.prometheus_enabled, GRAFANA: settings.grafana_enabled}
     return components

@@ -10,6 +10,7 @@ from pyinfra.facts.deb import DebArch, DebPackages
 from pyinfra.facts.server import LinuxDistribution
 from pyinfra.operations import apt, files, server, systemd
 
+from deploys.gpus import install_container_toolkit
 from deploys.settings import Settings
 from templates import TEMPLATES
 
@@ -19,7 +20,8 @@ DOCKER_CE_KEYRING = "/etc/apt/keyrings/docker.asc"
 
 @deploy("Install Docker")
 def install_docker(settings: Settings) -> None:
-    """Docker from `settings.docker_source`, daemon.json from its template, the service enabled and running.
+    """Docker from `settings.docker_source`, daemon.json from its template, the service enabled and running;
+    on a gpu: nvidia host also NVIDIA's Container Toolkit, whose runtime daemon.json registers.
 
     + settings: this host's settings (docker_source, log rotation, mirrors, data-root, docker_users)
     """
@@ -46,6 +48,8 @@ def install_docker(settings: Settings) -> None:
             update=_missing(DOCKER_CE_PACKAGES),
             cache_time=3600,
         )
+    # Before Docker (re)starts: daemon.json names the toolkit's runtime on a GPU host.
+    install_container_toolkit(settings)
     systemd.service(
         name="Docker enabled and running; restarted when daemon.json changed",
         service="docker.service",

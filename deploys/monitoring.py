@@ -20,7 +20,14 @@ from pyinfra import host, logger
 from pyinfra.api import deploy, operation
 from pyinfra.operations import files
 
-from deploys.components import CADVISOR, GRAFANA, NODE_EXPORTER, PROMETHEUS, monitoring_components
+from deploys.components import (
+    CADVISOR,
+    DCGM_EXPORTER,
+    GRAFANA,
+    NODE_EXPORTER,
+    PROMETHEUS,
+    monitoring_components,
+)
 from deploys.containers import ContainerSpec, HealthCheck, container, container_absent, images_present
 from deploys.credentials import secret
 from deploys.host_scripts import python_script
@@ -91,6 +98,23 @@ def cadvisor_spec(settings: Settings) -> ContainerSpec:
         # cAdvisor's documented way to run: it reads every cgroup and the kernel log.
         extra_args=("--privileged", "--device=/dev/kmsg"),
         health=HealthCheck(command=_wget(port, "/healthz"), start_period="30s"),
+    )
+
+
+def dcgm_exporter_spec(settings: Settings) -> ContainerSpec:
+    """NVIDIA's DCGM exporter, run as NVIDIA documents it (all GPUs, host network, SYS_ADMIN for DCGM's
+    profiling metrics): GPU health that Ray's own GPU metrics lack (temperature, power, ECC and XID
+    errors, clocks, NVLink), per GPU and whoever uses it."""
+    port = settings.dcgm_exporter_port
+    return ContainerSpec(
+        name=DCGM_EXPORTER,
+        component=DCGM_EXPORTER,
+        image=settings.dcgm_exporter_image,
+        env=(("DCGM_EXPORTER_LISTEN", f":{port}"),),
+        restart=settings.container_restart_policy,
+        extra_args=("--runtime=nvidia", "--gpus=all", "--cap-add=SYS_ADMIN"),
+        # Its Ubuntu image has bash but no promise of curl or wget: the port answering is the check.
+        health=HealthCheck(command=f"bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}'", start_period="30s"),
     )
 
 
@@ -266,6 +290,11 @@ def prometheus(node: Node, cluster: Cluster) -> None:
     started = container(name="Prometheus container", spec=prometheus_spec(settings))
     wanted = [("ray", member.name) for member in cluster.nodes]
     wanted += [("node", member.name) for member in cluster.hosts if member.settings.node_exporter_enabled]
+    wanted += [
+        ("dcgm", member.name)
+        for member in cluster.hosts
+        if member.settings.gpu == "nvidia" and member.settings.dcgm_exporter_enabled
+    ]
     wanted += [("cadvisor", member.name) for member in cluster.hosts if member.settings.cadvisor_enabled]
     if not started.will_change and any(op.will_change for op in changed):
         prometheus_reloaded(
@@ -312,6 +341,7 @@ def monitoring_images(settings: Settings, components: dict[str, bool]) -> list[s
         CADVISOR: settings.cadvisor_image,
         PROMETHEUS: settings.prometheus_image,
         GRAFANA: settings.grafana_image,
+        DCGM_EXPORTER: settings.dcgm_exporter_image,
     }
     return [images[component] for component, enabled in components.items() if enabled]
 
@@ -336,6 +366,8 @@ def monitoring_stack(node: Node, cluster: Cluster) -> None:
         container(name="node-exporter container", spec=node_exporter_spec(settings))
     if components[CADVISOR]:
         container(name="cAdvisor container", spec=cadvisor_spec(settings))
+    if components.get(DCGM_EXPORTER):
+        container(name="DCGM exporter container (GPU metrics)", spec=dcgm_exporter_spec(settings))
     if components.get(PROMETHEUS):
         prometheus(node, cluster)
     if components.get(GRAFANA):

@@ -85,6 +85,11 @@ def prometheus_config(cluster: Cluster) -> str:
             for node in cluster.hosts
             if node.settings.cadvisor_enabled
         ],
+        dcgm_exporters=[
+            Target(node.name, f"{node.settings.cluster_address}:{node.settings.dcgm_exporter_port}")
+            for node in cluster.hosts
+            if node.settings.gpu == "nvidia" and node.settings.dcgm_exporter_enabled
+        ],
         ray_sd_url=ray_sd_url(cluster),
         sd_refresh_interval=monitor.prometheus_scrape_interval,
         ray_token_file=PROMETHEUS_RAY_TOKEN if cluster.head.settings.ray_auth_mode == "token" else "",

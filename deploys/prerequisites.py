@@ -6,14 +6,16 @@ of every host is reported at once and the run stops before any operation.
 
 from __future__ import annotations
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.facts.server import LinuxDistribution, Which
 
 from deploys.cleanup import Leftover, find_leftovers
+from deploys.gpus import gpu_problems
 from deploys.host_facts import fact_since_last_change
 from deploys.host_problems import report
 from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, Containers
+from facts.gpus import NvidiaGpus
 from facts.resources import HostResources, ListeningPorts, Reachable, tcp_holders
 
 SUPPORTED_OS = {"Debian": ("11", "12"), "Ubuntu": ("22.04", "24.04")}
@@ -28,6 +30,7 @@ PORT_OWNERS = {
     "cadvisor_port": "cadvisor",
     "prometheus_port": "prometheus",
     "grafana_port": "grafana",
+    "dcgm_exporter_port": "dcgm-exporter",
 }
 
 
@@ -58,6 +61,7 @@ def problems_of(node: Node, cluster: Cluster) -> list[str]:
     if not host.get_fact(Which, command="python3"):
         problems.append("python3 is missing: install it (apt-get install -y python3)")
     problems += port_conflicts(node, cluster)
+    problems += gpu_prerequisites(node)
     if node.role == "worker":
         head_address = cluster.head.settings.cluster_address
         if not host.get_fact(Reachable, address=head_address):
@@ -66,6 +70,21 @@ def problems_of(node: Node, cluster: Cluster) -> list[str]:
                 f"check routes and firewalls, or the head's cluster_address"
             )
     return problems
+
+
+def gpu_prerequisites(node: Node) -> list[str]:
+    """On a host marked gpu: nvidia (or asking Ray for GPUs): the driver answers nvidia-smi, and has the GPUs
+    the settings ask for. The driver's version is logged, for the operator to see which one runs."""
+    settings = node.settings
+    if settings.gpu != "nvidia" and not settings.ray_num_gpus and not settings.gpu_devices:
+        return []
+    found = host.get_fact(NvidiaGpus)
+    if found["driver"]:
+        names = ", ".join(f"{gpu['index']}: {gpu['name']}" for gpu in found["gpus"])
+        host.log(f"NVIDIA driver {found['driver']}, {len(found['gpus'])} GPUs ({names})", logger.info)
+    elif settings.gpu == "nvidia":
+        host.log(f"nvidia-smi: {found['error']}", logger.warning)
+    return gpu_problems(node.name, node.group, settings, found)
 
 
 def port_conflicts(node: Node, cluster: Cluster) -> list[str]:

@@ -21,7 +21,9 @@ from pyinfra.operations import files
 from deploys.components import RAY_HEAD, RAY_REDIS, RAY_WORKER
 from deploys.containers import ContainerSpec, HealthCheck, container, images_present
 from deploys.credentials import secret
+from deploys.gpus import docker_gpu_args, gpu_problems, offered_gpus
 from deploys.host_facts import hosts_changed_by
+from deploys.host_problems import report
 from deploys.host_scripts import python_script
 from deploys.host_secrets import (
     CONFIG_DIR,
@@ -39,6 +41,7 @@ from deploys.secret_files import digest, secret_file
 from deploys.settings import Settings
 from deploys.topology import Cluster, Node
 from facts.containers import Containers
+from facts.gpus import NvidiaGpus
 from facts.ray import RayNodes, RayStatus
 
 REDIS_VOLUME = "raydeploy-redis-data"
@@ -81,14 +84,21 @@ def files_digest(files: list[SecretFile | None]) -> str:
     return digest("\0".join(f"{file.path}={file.content}" for file in files if file))
 
 
-def resource_flags(settings: Settings) -> list[str]:
+def resource_flags(settings: Settings, gpus_found: int | None = None) -> list[str]:
+    """What the node offers Ray: its settings, and on a GPU host the GPUs nvidia-smi found (GPUS_FOUND)
+    unless ray_num_gpus or gpu_devices say how many."""
     flags = []
     if settings.ray_num_cpus is not None:
         flags.append(f"--num-cpus={settings.ray_num_cpus}")
-    if settings.ray_num_gpus is not None:
-        flags.append(f"--num-gpus={settings.ray_num_gpus}")
+    gpus = offered_gpus(settings, gpus_found)
+    if gpus is not None:
+        flags.append(f"--num-gpus={gpus}")
+    if settings.ray_memory_mb is not None:
+        flags.append(f"--memory={settings.ray_memory_mb * 1024 * 1024}")
     if settings.ray_resources:
         flags.append(f"--resources={json.dumps(settings.ray_resources, sort_keys=True)}")
+    if settings.ray_labels:
+        flags.append(f"--labels={','.join(f'{key}={value}' for key, value in sorted(settings.ray_labels.items()))}")
     if settings.ray_object_store_memory_mb is not None:
         flags.append(f"--object-store-memory={settings.ray_object_store_memory_mb * 1024 * 1024}")
     return flags
@@ -108,9 +118,14 @@ def metrics_environment(cluster: Cluster) -> dict[str, str]:
 
 
 def head_spec(
-    node: Node, cluster: Cluster, token: SecretFile | None, redis_password: SecretFile | None
+    node: Node,
+    cluster: Cluster,
+    token: SecretFile | None,
+    redis_password: SecretFile | None,
+    gpus_found: int | None = None,
 ) -> ContainerSpec:
-    """The head; with REDIS_PASSWORD (Redis enabled) it keeps the GCS tables in Redis."""
+    """The head; with REDIS_PASSWORD (Redis enabled) it keeps the GCS tables in Redis; GPUS_FOUND: how many
+    GPUs nvidia-smi lists on a GPU host."""
     settings = node.settings
     start = [
         "ray", "start", "--head", "--block", "--disable-usage-stats",
@@ -120,7 +135,7 @@ def head_spec(
         f"--dashboard-port={settings.ray_dashboard_port}",
         f"--ray-client-server-port={settings.ray_client_port}",
         f"--metrics-export-port={settings.ray_metrics_export_port}",
-        *resource_flags(settings),
+        *resource_flags(settings, gpus_found),
     ]  # fmt: skip
     command = tuple(start)
     environment = ray_environment(settings, token) | metrics_environment(cluster)
@@ -142,6 +157,7 @@ def head_spec(
         files_digest=files_digest(secrets),
         volumes=(f"{settings.ray_temp_dir}:/tmp/ray", *(file.volume for file in secrets)),
         shm_size=settings.ray_shm_size,
+        extra_args=docker_gpu_args(settings),
         # `ray health-check` is a Python CLI that imports Ray: seconds on an idle host, far more on a
         # busy one, where a 5 s timeout marked a healthy head unhealthy.
         health=HealthCheck(
@@ -152,7 +168,8 @@ def head_spec(
     )
 
 
-def worker_spec(node: Node, head: Node, token: SecretFile | None) -> ContainerSpec:
+def worker_spec(node: Node, head: Node, token: SecretFile | None, gpus_found: int | None = None) -> ContainerSpec:
+    """A worker of its group's settings, joined to HEAD; GPUS_FOUND: how many GPUs nvidia-smi lists on a GPU host."""
     settings = node.settings
     gcs = f"{head.settings.cluster_address}:{head.settings.ray_gcs_port}"
     start = [
@@ -160,7 +177,7 @@ def worker_spec(node: Node, head: Node, token: SecretFile | None) -> ContainerSp
         f"--address={gcs}",
         f"--node-ip-address={settings.cluster_address}",
         f"--metrics-export-port={settings.ray_metrics_export_port}",
-        *resource_flags(settings),
+        *resource_flags(settings, gpus_found),
     ]  # fmt: skip
     # Join only once the head's GCS answers, so a worker started first does not give up.
     script = (
@@ -177,6 +194,7 @@ def worker_spec(node: Node, head: Node, token: SecretFile | None) -> ContainerSp
         files_digest=files_digest([token]),
         volumes=(token.volume,) if token else (),
         shm_size=settings.ray_shm_size,
+        extra_args=docker_gpu_args(settings),
         health=HealthCheck(command="pgrep -x raylet >/dev/null", start_period="120s"),
     )
 
@@ -321,6 +339,17 @@ def docker_time_ms(stamp: str) -> int | None:
     return int(seconds * 1000 + float(match[2] or 0) * 1000)
 
 
+def checked_gpus(node: Node) -> int | None:
+    """How many GPUs nvidia-smi lists on NODE (None on a host not marked gpu: nvidia, never asked); every
+    host's GPU problems are reported together and stop the run before anything changes."""
+    settings = node.settings
+    asks = settings.gpu == "nvidia" or bool(settings.ray_num_gpus) or bool(settings.gpu_devices)
+    found = host.get_fact(NvidiaGpus) if asks and node.role != "monitoring" else None
+    # Every host reports (an empty list too): the report is complete only once every host has.
+    report("ray-deployment GPU check", gpu_problems(node.name, node.group, settings, found) if found else [])
+    return len(found["gpus"]) if found else None
+
+
 @deploy("Ray cluster")
 def ray_cluster(node: Node, cluster: Cluster) -> None:
     """This node's part of the Ray cluster; on the head, finally wait for every node.
@@ -331,6 +360,7 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
     + node: the node being deployed
     + cluster: the whole cluster
     """
+    gpus_found = checked_gpus(node)  # before any operation: a GPU count the host lacks stops the deploy
     if node.role == "monitoring":
         host.log("ray-deployment: no Ray on a monitoring-only host", logger.info)
         return
@@ -349,9 +379,9 @@ def ray_cluster(node: Node, cluster: Cluster) -> None:
     if secrets.get("redis-conf"):
         container(name="Redis for GCS fault tolerance", spec=redis_spec(settings, secrets["redis-conf"]))
     if is_head:
-        spec = head_spec(node, cluster, secrets["token"], secrets.get("redis-password"))
+        spec = head_spec(node, cluster, secrets["token"], secrets.get("redis-password"), gpus_found)
     else:
-        spec = worker_spec(node, cluster.head, secrets["token"])
+        spec = worker_spec(node, cluster.head, secrets["token"], gpus_found)
     if restarting:  # every node at once, after every pull, before any container is recreated
         ray_stopped(name=STOP_FOR_RESTART, container_name=spec.name)
     # Two lines, two operations (pyinfra names an operation once for every host): the head first, then

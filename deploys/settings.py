@@ -10,6 +10,7 @@ README's table.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -105,6 +106,11 @@ Environment = Annotated[
 DockerSource = Literal["docker-ce", "distro"]
 RayAuthMode = Literal["token", "disabled"]
 RestartPolicy = Literal["unless-stopped", "always", "on-failure"]
+GpuKind = Literal["none", "nvidia"]
+Labels = Annotated[
+    dict[str, Annotated[str, BeforeValidator(_scalar_as_text), Strict()]],
+    Allowed("must map label names to str values", dict_type="must be a mapping"),
+]
 
 
 def setting(default: Any, meaning: str, **constraints: Any) -> Any:
@@ -146,8 +152,14 @@ class Settings(BaseModel):
         DEFAULT_RAY_IMAGE, "Ray image; one Ray release (and Python version) on every node, Ray refuses mixed versions"
     )
     ray_num_cpus: Count | None = setting(None, "CPUs Ray offers on this node (default: all it sees)", ge=0)
-    ray_num_gpus: Count | None = setting(None, "GPUs Ray offers on this node (default: Ray detects)", ge=0)
+    ray_num_gpus: Count | None = setting(
+        None, "GPUs Ray offers on this node (default: as many as nvidia-smi lists on a gpu: nvidia host)", ge=0
+    )
+    ray_memory_mb: Count | None = setting(
+        None, "Memory Ray offers for tasks and actors, in MiB (default: Ray's)", ge=64
+    )
     ray_resources: Amounts = setting(dict, "Custom Ray resources, name: amount")
+    ray_labels: Labels = setting(dict, "Ray node labels, name: value (tasks select nodes by them)")
     ray_object_store_memory_mb: Count | None = setting(
         None, "Object store size in MiB (default: Ray's, 30% of memory)", ge=64
     )
@@ -163,6 +175,12 @@ class Settings(BaseModel):
     ray_container_uid: Uid = setting(
         1000, "User id the Ray image runs as (rayproject/ray: ray, 1000); owns its secret files"
     )
+    # GPUs
+    gpu: GpuKind = setting("none", "nvidia: the host has NVIDIA GPUs (Container Toolkit, --gpus, the GPU image)")
+    gpu_devices: Names = setting(list, "GPUs given to the Ray container, by index or UUID (default: all)")
+    ray_gpu_image: Text = setting(
+        "", "Ray image on gpu: nvidia hosts (default: ray_image with its -cpu tag suffix as -gpu); same Ray release"
+    )
     # Redis (Ray GCS fault tolerance)
     redis_enabled: Flag = setting(True, "Run Redis beside the head so a restarted head recovers the cluster")
     redis_image: Text = setting("redis:7.0", "Redis image")
@@ -177,6 +195,11 @@ class Settings(BaseModel):
     cadvisor_enabled: Flag = setting(True, "Run cAdvisor (container metrics) on this node")
     cadvisor_image: Text = setting("gcr.io/cadvisor/cadvisor:v0.47.2", "cAdvisor image")
     cadvisor_port: Port = setting(8081, "cAdvisor port (host network)")
+    dcgm_exporter_enabled: Flag = setting(True, "gpu: nvidia hosts: run NVIDIA's DCGM exporter (GPU health metrics)")
+    dcgm_exporter_image: Text = setting(
+        "nvcr.io/nvidia/k8s/dcgm-exporter:3.3.5-3.4.1-ubuntu22.04", "DCGM exporter image"
+    )
+    dcgm_exporter_port: Port = setting(9400, "gpu: nvidia hosts: DCGM exporter port (host network)")
     prometheus_enabled: Flag = setting(True, "Monitoring host: run Prometheus")
     prometheus_image: Text = setting("prom/prometheus:v2.42.0", "Prometheus image")
     prometheus_port: Port = setting(9090, "Monitoring host: Prometheus port")
@@ -232,6 +255,8 @@ class Settings(BaseModel):
             ports["node_exporter_port"] = self.node_exporter_port
         if self.cadvisor_enabled:
             ports["cadvisor_port"] = self.cadvisor_port
+        if self.gpu == "nvidia" and self.dcgm_exporter_enabled:
+            ports["dcgm_exporter_port"] = self.dcgm_exporter_port
         if monitoring and self.prometheus_enabled:
             ports["prometheus_port"] = self.prometheus_port
         if monitoring and self.grafana_enabled:
@@ -270,9 +295,11 @@ def refusals(host_name: str, given: dict[str, Any], error: ValidationError) -> l
     return list(lines.values())
 
 
-def settings_from_data(host_name: str, data: dict[str, Any], ssh_hostname: str | None = None) -> Settings:
+def settings_from_data(
+    host_name: str, data: dict[str, Any], ssh_hostname: str | None = None, label: str | None = None
+) -> Settings:
     """Settings for one host from its data (keys not ours are ignored, None keeps a default); every bad key
-    reported at once."""
+    reported at once, each line starting with LABEL (default: the host's name; "gpu-1 (group gpu)")."""
     fields = Settings.model_fields
     given = {
         name: value
@@ -282,34 +309,73 @@ def settings_from_data(host_name: str, data: dict[str, Any], ssh_hostname: str |
     try:
         settings = Settings.model_validate(given)
     except ValidationError as error:
-        raise SettingsError("\n".join(refusals(host_name, given, error))) from None
+        raise SettingsError("\n".join(refusals(label or host_name, given, error))) from None
     derived = {
         "cluster_address": settings.cluster_address or ssh_hostname or host_name,
         "state_dir": settings.state_dir or os.environ.get("RAYDEPLOY_STATE_DIR") or ".raydeploy",
+        "ray_image": node_ray_image(settings),
     }
     return settings.model_copy(update=derived)
 
 
+def node_ray_image(settings: Settings) -> str:
+    """The Ray image this host runs: on a GPU host the GPU build of the same release, so that one
+    ray_image for the whole cluster still gives GPU nodes CUDA (`rayproject/ray:2.60.0-py311-gpu`)."""
+    if settings.gpu != "nvidia":
+        return settings.ray_image
+    if settings.ray_gpu_image:
+        return settings.ray_gpu_image
+    return re.sub(r"-cpu$", "-gpu", settings.ray_image)
+
+
+# Keys of group data that are pyinfra's own (connection, operation arguments), not settings.
+CONNECTION_KEY = re.compile(r"^(_|ssh_|winrm_|chroot_|local_)")
+
+
+def unknown_group_keys(group: str, members: Iterable[str], data: dict[str, Any]) -> list[str]:
+    """A line per key of worker group GROUP's data that is no setting, for each of its MEMBERS: a
+    misspelt key would otherwise be ignored, and the group deployed without what it asked for."""
+    problems = []
+    for key in data:
+        if key in Settings.model_fields or CONNECTION_KEY.match(key):
+            continue
+        near = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        problems += [
+            f"{member} (group {group}): {key} is not a setting{hint}; the settings are the README's table"
+            for member in members
+        ]
+    return problems
+
+
 def mixed_releases(images: list[tuple[str, str]]) -> list[str]:
-    """A problem when the Ray nodes' images (node name, ray_image) carry different Ray releases or Python
+    """A problem when the Ray nodes' images (node label, ray_image) carry different Ray releases or Python
     minor versions (deploys/ray_versions.py): images of one release (a CPU and a GPU image) may differ."""
     first = images[0][1] if images else ""
     if all(same_release(first, image) for _, image in images):
         return []
-    groups: dict[str, list[str]] = {}
-    for name, image in images:
-        release = release_of(image)
-        groups.setdefault(str(release) if release else f"image {image} (its tag names no Ray release)", []).append(name)
-    per_release = "; ".join(f"{', '.join(names)}: {release}" for release, names in groups.items())
+    per_node = "; ".join(
+        f"{name}: ray_image={image} is {release_of(image) or 'an image whose tag names no Ray release'}"
+        for name, image in images
+    )
     return [
-        f"inventory: the Ray nodes' images carry different Ray releases ({per_release}); Ray refuses mixed "
-        "versions in one cluster: give every node a ray_image of one release (and one Python version)"
+        f"inventory: the Ray nodes' images carry different Ray releases ({per_node}); Ray refuses mixed "
+        "versions in one cluster: give every node and group a ray_image of one release (and one Python version)"
     ]
 
 
-def check_cluster(hosts: Iterable[tuple[str, str, Settings]], monitoring: Iterable[str] = ()) -> None:
-    """Checks across hosts, given (name, role, settings) for each and the monitoring group: all problems at once."""
+def node_label(name: str, group: str | None) -> str:
+    """How refusals name a host: with its worker group when it has one ("gpu-1 (group gpu)")."""
+    return f"{name} (group {group})" if group else name
+
+
+def check_cluster(
+    hosts: Iterable[tuple[str, str, Settings]], monitoring: Iterable[str] = (), groups: dict[str, str] | None = None
+) -> None:
+    """Checks across hosts, given (name, role, settings) for each, the monitoring group and each worker's
+    group (GROUPS, name -> group): all problems at once."""
     hosts = list(hosts)
+    groups = groups or {}
     monitoring = list(monitoring)
     problems: list[str] = []
     if len(monitoring) > 1:
@@ -325,7 +391,9 @@ def check_cluster(hosts: Iterable[tuple[str, str, Settings]], monitoring: Iterab
     if both:
         problems.append(f"inventory: {', '.join(both)} is in both 'head' and 'workers'; a host has one role")
     ray_nodes = [(name, role, settings) for name, role, settings in hosts if role != "monitoring"]
-    problems += mixed_releases([(name, settings.ray_image) for name, _, settings in ray_nodes])
+    problems += mixed_releases(
+        [(node_label(name, groups.get(name)), settings.ray_image) for name, _, settings in ray_nodes]
+    )
     addresses: dict[str, str] = {}
     for name, role, settings in hosts:
         if settings.cluster_address in addresses:

@@ -16,6 +16,7 @@ from raydeploy.audit import AuditKeyError, AuditTrail
 from raydeploy.checkpoints import ACTION_NAMES, CHECKPOINTS, NAMES, check_arguments, get
 from raydeploy.host_records import host_notices, inventory_hosts
 from raydeploy.node_actions import removal_data
+from raydeploy.node_groups import describe as describe_node
 from raydeploy.plans import PlanError, make_plan
 from raydeploy.secret_access import SHOWABLE, SecretUnavailable, reveal
 from raydeploy.state import LockHeld, StateError, StateStore
@@ -348,6 +349,8 @@ def plan(name, inventory, state_dir, limit, show_commands, with_data, as_json):
     else:
         for each in plans:
             click.echo(each.describe(commands=show_commands))
+        for row in runner.inventory_nodes(inventory):
+            click.echo(f"node: {describe_node(row)}")
         if (directory / "state.db").is_file():  # a plan never creates a state directory
             store = open_store(inventory, state_dir)
             for notice in host_notices(store.hosts(), inventory_hosts(inventory), inventory):
@@ -488,6 +491,8 @@ def status(inventory, state_dir, as_json):
         click.echo(f"resume: {report['resume']}")
     for notice in report.get("hosts", []):
         click.echo(f"host: {notice}")
+    for row in report.get("nodes", []):
+        click.echo(f"node: {describe_node(row)}")
 
 
 @click.command()

@@ -647,7 +647,20 @@ def status_report(store: StateStore, inventory: str) -> dict:
         answer["hosts"] = [str(problem)]
     else:
         answer["hosts"] = host_notices(store.hosts(), known, inventory) if known is not None else []
+    answer["nodes"] = inventory_nodes(inventory)
     return answer
+
+
+def inventory_nodes(inventory: str) -> list[dict]:
+    """Each Ray node's group and what it offers Ray (raydeploy/node_groups.py); [] for an unreadable inventory,
+    which the rest of the status already reports."""
+    from raydeploy.node_groups import node_groups
+    from validate.inventory import InventoryError, load
+
+    try:
+        return node_groups(load(inventory).cluster)
+    except InventoryError:
+        return []
 
 
 def interactive() -> bool:

@@ -14,10 +14,12 @@ from jinja2 import Environment, FileSystemLoader
 from deploys.cleanup import is_legacy_container
 from deploys.components import MONITORING_COMPONENTS, monitoring_components, wanted_ray_components
 from deploys.containers import ContainerSpec
+from deploys.gpus import TOOLKIT_PACKAGE
 from deploys.prerequisites import PORT_OWNERS
 from deploys.specs import container_specs
 from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, SPEC_LABEL, Containers
+from facts.gpus import NvidiaGpus
 from facts.processes import BareMetalRayProcesses
 from facts.resources import ListeningPorts, tcp_listeners
 from templates import TEMPLATES
@@ -41,6 +43,16 @@ def rendered_daemon_json(node: Node) -> dict:
     return json.loads(environment.get_template("docker/daemon.json.j2").render(settings=node.settings))
 
 
+def toolkit_result(host, node: Node) -> Result:
+    """On a GPU host: NVIDIA's Container Toolkit, which provides the runtime daemon.json registers."""
+    toolkit = host.package(TOOLKIT_PACKAGE)
+    if toolkit.is_installed:
+        return passed(DOCKER, f"package {TOOLKIT_PACKAGE}", node.name, f"version {toolkit.version}")
+    return failed(
+        DOCKER, f"package {TOOLKIT_PACKAGE}", node.name, "not installed on a gpu: nvidia host: run docker-installation"
+    )
+
+
 def docker_installation(host, node: Node) -> list[Result]:
     settings = node.settings
     package = "docker-ce" if settings.docker_source == "docker-ce" else "docker.io"
@@ -50,6 +62,8 @@ def docker_installation(host, node: Node) -> list[Result]:
         results.append(passed(DOCKER, f"package {package}", node.name, f"version {installed.version}"))
     else:
         results.append(failed(DOCKER, f"package {package}", node.name, "not installed: run docker-installation"))
+    if settings.gpu == "nvidia":
+        results.append(toolkit_result(host, node))
     service = host.service("docker")
     problems = [] if service.is_running else ["not running (systemctl status docker)"]
     if not service.is_enabled:
@@ -111,10 +125,12 @@ def container_result(
 
 
 def expected_specs(
-    node: Node, cluster: Cluster, secret_of: Callable[[str], str]
+    node: Node, cluster: Cluster, secret_of: Callable[[str], str], host=None
 ) -> tuple[dict[str, ContainerSpec], str]:
+    """The specs NODE's containers should have; on a GPU host HOST's nvidia-smi says how many GPUs Ray offers."""
+    gpus_found = len(read_fact(host, NvidiaGpus)["gpus"]) if host and node.settings.gpu == "nvidia" else None
     try:
-        return container_specs(node, cluster, secret_of), ""
+        return container_specs(node, cluster, secret_of, gpus_found), ""
     except MissingSecret as error:
         return {}, f"secret {error} is not in the state directory {node.settings.state_dir}"
 
@@ -129,7 +145,7 @@ def ray_deployment(host, node: Node, cluster: Cluster, secret_of: Callable[[str]
     wanted = sorted(wanted_ray_components(node))
     if not wanted:
         return [Result(RAY, "ray containers", node.name, NOT_DEPLOYED, "a monitoring-only host runs no Ray")]
-    specs, why = expected_specs(node, cluster, secret_of)
+    specs, why = expected_specs(node, cluster, secret_of, host)
     found = read_fact(host, Containers)
     results = [
         container_result(RAY, node, name, found.get(name), specs.get(name), settings.container_restart_policy, why)

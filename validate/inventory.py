@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deploys.settings import SettingsError
-from deploys.topology import Cluster, build_cluster
+from deploys.topology import Cluster, build_cluster, worker_groups_in
 
 GROUPS = ("head", "workers", "monitoring")
 
@@ -83,6 +83,19 @@ def read_inventory_file(path: str) -> tuple[list[tuple[str, dict[str, Any]]], di
     return [(name, group_data[name] | own) for name, own in data.items()], groups
 
 
+def read_group_data(path: str) -> dict[str, dict[str, Any]]:
+    """Each group's own data in inventory file PATH (the data of its `(hosts, data)` tuple)."""
+    return {
+        key: dict(value[1])
+        for key, value in runpy.run_path(path).items()
+        if not key.startswith("_")
+        and isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], list)
+        and isinstance(value[1], dict)
+    }
+
+
 def load(path: str, state_dir: str | None = None) -> LoadedInventory:
     """Read inventory file PATH the way `pyinfra PATH ...` does (it contacts no host).
 
@@ -101,7 +114,8 @@ def load(path: str, state_dir: str | None = None) -> LoadedInventory:
     if state_dir:
         members = [(name, {"state_dir": str(state_dir)} | data) for name, data in members]
     try:
-        cluster = build_cluster(members, {group: groups.get(group, []) for group in GROUPS})
+        worker_groups = worker_groups_in(groups, read_group_data(path), groups.get("workers", []))
+        cluster = build_cluster(members, {group: groups.get(group, []) for group in GROUPS}, worker_groups)
     except SettingsError as error:
         raise InventoryError(f"inventory {path}: bad inventory data:\n{error}") from None
     return LoadedInventory(path=path, cluster=cluster, ssh={name: _ssh_target(name, data) for name, data in members})

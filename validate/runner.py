@@ -19,7 +19,7 @@ import testinfra
 from deploys.credentials import read_secret
 from deploys.topology import Cluster, Node
 from raydeploy.checkpoints import NAMES
-from validate import host_checks, http_checks, smoke
+from validate import gpu_checks, host_checks, http_checks, smoke
 from validate.inventory import LoadedInventory, write_ssh_config
 from validate.results import CLUSTER, FAIL, UNREACHABLE, Report, Result
 
@@ -36,8 +36,8 @@ HOST_SECTIONS = {
     "monitoring-deployment": ("monitoring-deployment",),
 }
 CLUSTER_SECTIONS = {
-    "all": ("ray", "prometheus", "grafana", "smoke"),
-    "final-validation": ("ray", "prometheus", "grafana", "smoke"),
+    "all": ("ray", "prometheus", "grafana", "smoke", "gpu"),
+    "final-validation": ("ray", "prometheus", "grafana", "smoke", "gpu"),
     "health": ("ray", "prometheus", "grafana"),
     "ray-deployment": ("ray",),
     "monitoring-deployment": ("prometheus", "grafana"),
@@ -89,7 +89,9 @@ HOST_CHECKS = {
     "prerequisites-check": lambda host, node, cluster, secret_of: host_checks.prerequisites(host, node),
     "docker-installation": lambda host, node, cluster, secret_of: host_checks.docker_installation(host, node),
     "cleanup-existing": lambda host, node, cluster, secret_of: host_checks.cleanup(host, node),
-    "ray-deployment": host_checks.ray_deployment,
+    "ray-deployment": lambda host, node, cluster, secret_of: (
+        host_checks.ray_deployment(host, node, cluster, secret_of) + gpu_checks.ray_gpus(host, node, cluster, secret_of)
+    ),
     "monitoring-deployment": host_checks.monitoring_deployment,
 }
 
@@ -114,6 +116,8 @@ def _cluster_section(section: str, cluster: Cluster, secret_of) -> list[Result]:
         return http_checks.grafana(cluster, secret_of)
     if section == "smoke":
         return smoke.smoke_job(cluster, secret_of)
+    if section == "gpu":
+        return gpu_checks.gpu_job(cluster, secret_of)
     raise AssertionError(section)
 
 

@@ -40,37 +40,10 @@ print("RAYDEPLOY_SMOKE " + json.dumps({"alive": sorted(n["NodeManagerAddress"] f
 
 
 def smoke_job(cluster: Cluster, secret_of: Callable[[str], str], timeout_s: float = 120) -> list[Result]:
-    url = dashboard_url(cluster)
-    try:
-        headers = ray_headers(cluster, secret_of)
-    except Exception as error:
-        return [failed(CHECKPOINT, CHECK, CLUSTER, f"cannot authenticate: {error}")]
-    submission = f"raydeploy-smoke-{int(time.time() * 1000)}"
-    body = {"entrypoint": f"python -c {shlex.quote(JOB)}", "submission_id": submission}
-    try:
-        response = requests.post(f"{url}/api/jobs/", json=body, headers=headers, timeout=10)
-        response.raise_for_status()
-    except requests.RequestException as error:
-        return [failed(CHECKPOINT, CHECK, CLUSTER, f"submitting to {url}/api/jobs/: {error}")]
-    status, message = "PENDING", ""
-    try:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            info = requests.get(f"{url}/api/jobs/{submission}", headers=headers, timeout=10).json()
-            status, message = info.get("status"), info.get("message") or ""
-            if status in ("SUCCEEDED", "FAILED", "STOPPED"):
-                break
-            time.sleep(0.5)
-        logs = requests.get(f"{url}/api/jobs/{submission}/logs", headers=headers, timeout=10).json().get("logs", "")
-    except (requests.RequestException, ValueError, AttributeError) as error:
-        return [failed(CHECKPOINT, CHECK, CLUSTER, f"following job {submission}: {error}")]
-    finally:
-        leftover = _clean_up(url, submission, headers)
-    if leftover:
-        return [failed(CHECKPOINT, CHECK, CLUSTER, f"{leftover} (it {status or 'did not finish'})")]
-    if status != "SUCCEEDED":
-        tail = " | ".join(logs.strip().splitlines()[-3:])
-        return [failed(CHECKPOINT, CHECK, CLUSTER, f"job {submission} {status or 'unknown'} {message} {tail}".strip())]
+    logs, failure = job_logs(cluster, secret_of, JOB, CHECK, "smoke", timeout_s)
+    if failure:
+        return [failure]
+    submission = "the smoke job"
     line = next((line for line in logs.splitlines() if line.startswith(MARKER)), None)
     if line is None:
         return [failed(CHECKPOINT, CHECK, CLUSTER, f"job {submission} printed no report")]
@@ -85,6 +58,47 @@ def smoke_job(cluster: Cluster, secret_of: Callable[[str], str], timeout_s: floa
     counts = {by_address.get(address, address): ran_on.count(address) for address in sorted(set(ran_on))}
     detail = f"{len(ran_on)} tasks ran on " + ", ".join(f"{name} ({count})" for name, count in counts.items())
     return [verdict(CHECKPOINT, CHECK, CLUSTER, problems, detail)]
+
+
+def job_logs(
+    cluster: Cluster, secret_of: Callable[[str], str], script: str, check: str, name: str, timeout_s: float = 120
+) -> tuple[str, Result | None]:
+    """Run SCRIPT as a Ray job through the Jobs API (submission raydeploy-NAME-<ms>) and delete it: its logs,
+    or a failed CHECK saying why not. One path for every job validation runs (the smoke job, the GPU job)."""
+    url = dashboard_url(cluster)
+    try:
+        headers = ray_headers(cluster, secret_of)
+    except Exception as error:
+        return "", failed(CHECKPOINT, check, CLUSTER, f"cannot authenticate: {error}")
+    submission = f"raydeploy-{name}-{int(time.time() * 1000)}"
+    body = {"entrypoint": f"python -c {shlex.quote(script)}", "submission_id": submission}
+    try:
+        response = requests.post(f"{url}/api/jobs/", json=body, headers=headers, timeout=10)
+        response.raise_for_status()
+    except requests.RequestException as error:
+        return "", failed(CHECKPOINT, check, CLUSTER, f"submitting to {url}/api/jobs/: {error}")
+    status, message = "PENDING", ""
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            info = requests.get(f"{url}/api/jobs/{submission}", headers=headers, timeout=10).json()
+            status, message = info.get("status"), info.get("message") or ""
+            if status in ("SUCCEEDED", "FAILED", "STOPPED"):
+                break
+            time.sleep(0.5)
+        logs = requests.get(f"{url}/api/jobs/{submission}/logs", headers=headers, timeout=10).json().get("logs", "")
+    except (requests.RequestException, ValueError, AttributeError) as error:
+        return "", failed(CHECKPOINT, check, CLUSTER, f"following job {submission}: {error}")
+    finally:
+        leftover = _clean_up(url, submission, headers)
+    if leftover:
+        return "", failed(CHECKPOINT, check, CLUSTER, f"{leftover} (it {status or 'did not finish'})")
+    if status != "SUCCEEDED":
+        tail = " | ".join(logs.strip().splitlines()[-3:])
+        return "", failed(
+            CHECKPOINT, check, CLUSTER, f"job {submission} {status or 'unknown'} {message} {tail}".strip()
+        )
+    return logs, None
 
 
 def _clean_up(url: str, submission: str, headers: dict[str, str], timeout_s: float = 30) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from validate import host_checks, http_checks, smoke
+from validate import gpu_checks, host_checks, http_checks, smoke
 from validate.conftest import expect
 
 
@@ -12,6 +12,7 @@ def test_docker_installation(host, node):
 
 def test_ray_deployment(host, node, cluster, secret_of):
     expect(host_checks.ray_deployment(host, node, cluster, secret_of))
+    expect(gpu_checks.ray_gpus(host, node, cluster, secret_of))
 
 
 def test_monitoring_deployment(host, node, cluster, secret_of):
@@ -32,3 +33,7 @@ def test_grafana(cluster, secret_of):
 
 def test_ray_smoke_job(cluster, secret_of):
     expect(smoke.smoke_job(cluster, secret_of))
+
+
+def test_ray_gpu_job(cluster, secret_of):
+    expect(gpu_checks.gpu_job(cluster, secret_of))

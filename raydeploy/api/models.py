@@ -402,14 +402,32 @@ class AuditEvent(BaseModel):
 # Nodes and monitoring ---------------------------------------------------------------------------
 
 
+class NodeOffers(BaseModel):
+    """What the node's settings (its group's and its own) give Ray; null where Ray decides."""
+
+    cpus: int | None = Field(description="ray_num_cpus; null: every CPU Ray sees")
+    gpus: int | None = Field(description="GPUs offered; null: every GPU nvidia-smi lists on this gpu: nvidia host")
+    gpu: Literal["none", "nvidia"]
+    memory_mb: int | None = Field(description="ray_memory_mb; null: Ray's default")
+    resources: dict[str, float] = Field(description="Custom Ray resources (ray_resources)")
+    labels: dict[str, str] = Field(description="Ray node labels (ray_labels)")
+    image: str = Field(description="The Ray image this node runs (the GPU build on a GPU host)")
+
+
 class NodeInfo(BaseModel):
     name: str
     ip: str
     role: Literal["head", "worker"]
+    group: str = Field(description="The worker group (an inventory group under `workers`), else the role's group")
     status: Literal["ONLINE", "OFFLINE", "UNKNOWN"]
     containers: list[str]
     cpus: float | None = Field(None, description="CPUs Ray counts on this node (while it is alive)")
+    gpus: float | None = Field(None, description="GPUs Ray counts on this node (while it is alive)")
     memory_gib: float | None = Field(None, description="Memory Ray counts on this node, GiB (while it is alive)")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Every resource Ray counts on this node (while it is alive), custom ones too"
+    )
+    offers: NodeOffers
 
 
 class SystemInfo(BaseModel):
@@ -432,6 +450,8 @@ class NodeDetails(BaseModel):
     name: str
     ip: str
     role: str
+    group: str
+    offers: NodeOffers
     status: str
     system_info: SystemInfo
     containers: list[ContainerInfo]

@@ -136,6 +136,7 @@ def cluster_health(served: Service, max_age_s: float = HEALTH_CACHE_S) -> dict:
 def node_infos(served: Service) -> tuple[list[dict], object]:
     """The inventory's hosts with the Ray head's view of each (ONLINE/OFFLINE/UNKNOWN), and the inventory."""
     from deploys.components import expected_containers
+    from raydeploy.node_groups import offers
     from validate import http_checks
     from validate.runner import SecretReader
 
@@ -158,10 +159,14 @@ def node_infos(served: Service) -> tuple[list[dict], object]:
                 "name": node.name,
                 "ip": node.settings.cluster_address,
                 "role": node.role,
+                "group": node.group,
                 "status": status,
                 "containers": sorted(expected_containers(node, cluster)),
                 "cpus": resources.get("CPU"),
+                "gpus": resources.get("GPU"),
                 "memory_gib": round(resources["memory"] / 2**30, 1) if "memory" in resources else None,
+                "resources": {key: value for key, value in resources.items() if not key.startswith("node:")},
+                "offers": offers(node),
             }
         )
     return infos, loaded

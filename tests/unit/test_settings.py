@@ -180,10 +180,12 @@ def test_mixed_ray_releases_are_refused_naming_each_node():
             ]
         )
     assert str(refused.value) == (
-        "inventory: the Ray nodes' images carry different Ray releases (h: Ray 2.60.0 (Python 3.11); "
-        "w1: Ray 2.59.0 (Python 3.11); w2: Ray 2.60.0 (Python 3.10); w3: image my/ray:latest (its tag names no "
-        "Ray release)); Ray refuses mixed versions in one cluster: give every node a ray_image of one release "
-        "(and one Python version)"
+        "inventory: the Ray nodes' images carry different Ray releases ("
+        "h: ray_image=rayproject/ray:2.60.0-py311-cpu is Ray 2.60.0 (Python 3.11); "
+        "w1: ray_image=rayproject/ray:2.59.0-py311-cpu is Ray 2.59.0 (Python 3.11); "
+        "w2: ray_image=rayproject/ray:2.60.0-py310-cpu is Ray 2.60.0 (Python 3.10); "
+        "w3: ray_image=my/ray:latest is an image whose tag names no Ray release); Ray refuses mixed versions in "
+        "one cluster: give every node and group a ray_image of one release (and one Python version)"
     )
 
 
