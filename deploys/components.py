@@ -8,8 +8,9 @@ RAY_HEAD, RAY_WORKER, RAY_REDIS = "ray-head", "ray-worker", "ray-redis"
 RAY_COMPONENTS = (RAY_HEAD, RAY_WORKER, RAY_REDIS)
 # The monitoring stack's containers (names as the product this replaces gave them; ours carry labels).
 NODE_EXPORTER, CADVISOR, PROMETHEUS, GRAFANA = "node-exporter", "cadvisor", "prometheus", "grafana"
+ALERTMANAGER = "alertmanager"
 NODE_COMPONENTS = (NODE_EXPORTER, CADVISOR)  # on every host
-MONITORING_HOST_COMPONENTS = (PROMETHEUS, GRAFANA)  # on the monitoring host
+MONITORING_HOST_COMPONENTS = (PROMETHEUS, GRAFANA, ALERTMANAGER)  # on the monitoring host
 MONITORING_COMPONENTS = NODE_COMPONENTS + MONITORING_HOST_COMPONENTS
 
 
@@ -31,7 +32,11 @@ def monitoring_components(node: Node, cluster: Cluster) -> dict[str, bool]:
     settings = node.settings
     components = {NODE_EXPORTER: settings.node_exporter_enabled, CADVISOR: settings.cadvisor_enabled}
     if is_monitoring_host(node, cluster):
-        components |= {PROMETHEUS: settings.prometheus_enabled, GRAFANA: settings.grafana_enabled}
+        components |= {
+            PROMETHEUS: settings.prometheus_enabled,
+            GRAFANA: settings.grafana_enabled,
+            ALERTMANAGER: settings.alertmanager_enabled,
+        }
     return components
 
 

@@ -28,6 +28,7 @@ PORT_OWNERS = {
     "cadvisor_port": "cadvisor",
     "prometheus_port": "prometheus",
     "grafana_port": "grafana",
+    "alertmanager_port": "alertmanager",
 }
 
 
