@@ -140,15 +140,26 @@ def _not_deployed(cluster: Cluster, component: str) -> list[Result]:
     return [Result(MONITORING, component, CLUSTER, NOT_DEPLOYED, reason)]
 
 
+def _not_ready(component: str, url: str) -> list[Result]:
+    """[a failure] unless URL/-/ready answers 200 (Prometheus and Alertmanager both serve it), else []."""
+    try:
+        ready = _get(f"{url}/-/ready")
+    except requests.RequestException as error:
+        return [failed(MONITORING, component, CLUSTER, f"{url}: {error}")]
+    if ready.status_code != 200:
+        return [failed(MONITORING, component, CLUSTER, f"{url}/-/ready answered {ready.status_code}")]
+    return []
+
+
 def prometheus(cluster: Cluster) -> list[Result]:
     off = _not_deployed(cluster, "prometheus")
     if off:
         return off
     url = prometheus_access(cluster)
+    not_ready = _not_ready("prometheus", url)
+    if not_ready:
+        return not_ready
     try:
-        ready = _get(f"{url}/-/ready")
-        if ready.status_code != 200:
-            return [failed(MONITORING, "prometheus", CLUSTER, f"{url}/-/ready answered {ready.status_code}")]
         response = _get(f"{url}{TARGETS_PATH}")
         response.raise_for_status()
         found = targets(response.text)
@@ -216,12 +227,9 @@ def alertmanager(cluster: Cluster) -> list[Result]:
     if off:
         return off
     url = alertmanager_access(cluster)
-    try:
-        ready = _get(f"{url}/-/ready")
-    except requests.RequestException as error:
-        return [failed(MONITORING, "alertmanager", CLUSTER, f"{url}/-/ready: {error}")]
-    if ready.status_code != 200:
-        return [failed(MONITORING, "alertmanager", CLUSTER, f"{url}/-/ready answered {ready.status_code}")]
+    not_ready = _not_ready("alertmanager", url)
+    if not_ready:
+        return not_ready
     results = [passed(MONITORING, "alertmanager", CLUSTER, f"{url}: ready")]
     if not cluster.monitoring[0].settings.prometheus_enabled:
         return results
