@@ -13,6 +13,7 @@ import time
 
 import pytest
 import requests
+import yaml
 
 from deploys.settings import Settings
 from facts.alertmanager_answers import ALERTMANAGERS_PATH, active_alertmanagers, sends_to_port
@@ -48,6 +49,20 @@ class AlertLab(DeployedCluster):
     def workers(self) -> int:
         return len(self.lab.state().workers)
 
+    def settle(self, timeout_s: float = 120) -> None:
+        """Every Ray node alive and every Prometheus target up (what monitoring-deployment's own wait wants);
+        DeployedCluster.wait_until_settled knows the 1+2 lab only."""
+        self.wait_for_alive(1 + self.workers(), timeout_s)
+        nodes = {"head", *(worker.name for worker in self.lab.state().workers)}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            targets = self.targets()
+            ray = {t["labels"].get("node") for t in targets if t["labels"].get("job") == "ray"}
+            if ray >= nodes and all(t["health"] == "up" for t in targets):
+                return
+            time.sleep(2)
+        raise AssertionError(f"Prometheus targets not all up after {timeout_s} s: {self.targets()}")
+
 
 @pytest.fixture(scope="module")
 def alerting(make_lab) -> AlertLab:
@@ -77,9 +92,26 @@ def test_the_deployed_config_checks_and_prometheus_sends_its_alerts_to_alertmana
     assert requests.get(f"{alerting.alertmanager}/-/ready", timeout=10).status_code == 200
     answer = requests.get(f"{alerting.prometheus}{ALERTMANAGERS_PATH}", timeout=10).text
     assert sends_to_port(active_alertmanagers(answer), Settings().alertmanager_port), answer
-    status = requests.get(f"{alerting.alertmanager}/api/v2/status", timeout=10).json()
-    assert "RayNodeLost" not in status["config"]["original"]  # the rules stay in Prometheus
-    assert 'receiver: "critical"' in status["config"]["original"]
+    loaded = yaml.safe_load(
+        requests.get(f"{alerting.alertmanager}/api/v2/status", timeout=10).json()["config"]["original"]
+    )
+    assert [(route["receiver"], route["matchers"]) for route in loaded["route"]["routes"]] == [
+        ("critical", ['severity="critical"'])
+    ]
+
+
+def test_validate_checks_alertmanager_is_ready_and_prometheus_sends_to_it(alerting: AlertLab):
+    result = alerting.lab.raydeploy(
+        "validate", "--checkpoint", "monitoring-deployment", "--format", "json", check=False
+    )
+    results = {(r["check"], r["host"]): r for r in json.loads(result.stdout)["results"]}
+    for check in (
+        ("alertmanager", "cluster"),
+        ("prometheus sends alerts", "cluster"),
+        ("container alertmanager", "head"),
+    ):
+        assert results[check]["status"] == "pass", results[check]
+    assert "127.0.0.1:9093" in results[("prometheus sends alerts", "cluster")]["detail"]
 
 
 def test_the_webhook_url_is_in_no_output_no_command_line_and_a_0600_file_of_alertmanagers_user(alerting: AlertLab):
@@ -95,7 +127,7 @@ def test_the_webhook_url_is_in_no_output_no_command_line_and_a_0600_file_of_aler
 
 
 def test_a_second_run_changes_nothing(alerting: AlertLab):
-    alerting.wait_until_settled(every_target=True)
+    alerting.settle()
     again = deploy(alerting.lab, "deploys/monitoring-deployment.py", *data_args())
     assert grand_total(again.output) == (0, 0), changed_operations(again.output)
 
@@ -149,7 +181,7 @@ def test_a_lost_ray_node_reaches_the_receiver_and_so_does_its_return(alerting: A
     print(f"RayNodeLost delivered {fired.received_at - stopped_at:.1f} s after the worker stopped")
     resolved = alerting.receiver.wait_for(is_notice("RayNodeLost", "resolved"), 180, after=started_at)
     print(f"resolved notice {resolved.received_at - started_at:.1f} s after the worker started")
-    alerting.wait_for_alive(nodes)
+    alerting.settle()
 
 
 def test_a_config_that_does_not_check_stops_the_deploy_and_leaves_the_running_one(alerting: AlertLab):
