@@ -15,9 +15,11 @@ import pytest
 import requests
 import yaml
 
+from deploys.monitoring_config import alertmanager_config
 from deploys.settings import Settings
 from facts.alertmanager_answers import ALERTMANAGERS_PATH, active_alertmanagers, sends_to_port
 from raydeploy.lab.alert_receiver import AlertReceiver, gateway_address, is_notice
+from tests.clusters import make_cluster
 from tests.lab.conftest import DeployedCluster, TestLab, changed_operations, deploy, grand_total
 
 # Short enough for a test: RayNodeLost fires 10 s after a node is lost; group changes go out every 5 s.
@@ -29,6 +31,8 @@ ALERT_DATA = {
 }
 WEBHOOK_TOKEN = "rdtest-hook-7c1e9f0a4b2d"
 CONFIG = "/etc/raydeploy/alertmanager/alertmanager.yml"
+AMTOOL_IMAGE = "raydeploy-lab/alertmanager:v0.25.0"
+SMTP = {"alert_smtp_from": "ray@example.com", "alert_smtp_to": "ops@example.com"}
 
 
 def data_args(**extra: str) -> list[str]:
@@ -78,6 +82,28 @@ def alerting(make_lab) -> AlertLab:
     assert grand_total(result.output)[1] == 0, result.output
     yield AlertLab(lab, receiver, webhook_url, result.output)
     receiver.close()
+
+
+def test_amtool_checks_the_config_rendered_for_every_receiver_and_refuses_a_bad_one(engine, alerting, tmp_path):
+    # `alerting` brought the lab up, which built the Alertmanager image with its amtool.
+    every = make_cluster(
+        alert_critical_receivers=["webhook", "slack", "email"],
+        alert_warning_receivers=["slack"],
+        alert_smtp_smarthost="mail.example.com:587",
+        alert_smtp_from="ray@example.com",
+        alert_smtp_to="ops@example.com, oncall@example.com",
+        alert_smtp_username="ray",
+        alert_slack_channel="#ray-alerts",
+    )
+    (tmp_path / "good.yml").write_text(alertmanager_config(every, webhook_url="https://hooks.example.com/x"))
+    bad = make_cluster(alert_critical_receivers=["email"], alert_smtp_smarthost="mail.example.com", **SMTP)
+    (tmp_path / "bad.yml").write_text(alertmanager_config(bad))
+    amtool = ["run", "--rm", "--user=0", "--entrypoint=amtool", f"--volume={tmp_path}:/c:ro", AMTOOL_IMAGE]
+    good = engine.run([*amtool, "check-config", "/c/good.yml"], check=False)
+    assert good.returncode == 0 and "SUCCESS" in good.stdout, good.stdout + good.stderr
+    assert "3 receivers" in good.stdout
+    refused = engine.run([*amtool, "check-config", "/c/bad.yml"], check=False)
+    assert refused.returncode != 0 and "missing port in address" in refused.stdout + refused.stderr
 
 
 def alertmanager_container(alerting: AlertLab) -> tuple[str, str]:
