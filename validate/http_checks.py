@@ -152,13 +152,10 @@ def _not_ready(component: str, url: str) -> list[Result]:
 
 
 def prometheus(cluster: Cluster) -> list[Result]:
-    off = _not_deployed(cluster, "prometheus")
-    if off:
-        return off
     url = prometheus_access(cluster)
-    not_ready = _not_ready("prometheus", url)
-    if not_ready:
-        return not_ready
+    unavailable = _not_deployed(cluster, "prometheus") or _not_ready("prometheus", url)
+    if unavailable:
+        return unavailable
     try:
         response = _get(f"{url}{TARGETS_PATH}")
         response.raise_for_status()
@@ -223,13 +220,10 @@ def grafana(cluster: Cluster, secret_of: Callable[[str], str]) -> list[Result]:
 
 def alertmanager(cluster: Cluster) -> list[Result]:
     """Alertmanager is ready, and Prometheus (when it runs) sends its alerts to it."""
-    off = _not_deployed(cluster, "alertmanager")
-    if off:
-        return off
     url = alertmanager_access(cluster)
-    not_ready = _not_ready("alertmanager", url)
-    if not_ready:
-        return not_ready
+    unavailable = _not_deployed(cluster, "alertmanager") or _not_ready("alertmanager", url)
+    if unavailable:
+        return unavailable
     results = [passed(MONITORING, "alertmanager", CLUSTER, f"{url}: ready")]
     if not cluster.monitoring[0].settings.prometheus_enabled:
         return results
