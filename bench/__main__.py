@@ -36,6 +36,9 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
             under 30 s), then `raydeploy rollback --auto-approve` the same way back to 2.59.0. Peer:
             `ray up` on identical hosts at 2.59.0, docker.image edited to 2.60.0 and `ray up` again,
             then `ray down` + `ray up` (see bench/upgrade.py for how downtime is read).
+  alerts    on one fresh deployed lab with Alertmanager's webhook pointed at a receiver on this machine:
+            a worker's Ray container stopped until RayNodeLost reaches the receiver (target under
+            alert_ray_node_lost_for + 30 s; the bench sets 30 s), started until the resolved notice (--runs).
   all       every scenario above, each on its own fresh labs: one table, one JSON file.
 
 Example: .venv/bin/python -m bench all --runs 3
@@ -51,6 +54,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench import report
+from bench.alerts import scenario_alerts
 from bench.api import scenario_api
 from bench.day2 import scenario_grow, scenario_reboot
 from bench.measure import BenchError, machine
@@ -80,6 +84,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "reboot": lambda args: scenario_reboot(args.runs, args.workers),
     "destroy": lambda args: scenario_destroy(args.runs, args.workers),
     "upgrade": lambda args: scenario_upgrade(args.runs, args.workers),
+    "alerts": lambda args: scenario_alerts(args.runs, args.workers),
 }
 
 

@@ -8,10 +8,11 @@ RAY_HEAD, RAY_WORKER, RAY_REDIS = "ray-head", "ray-worker", "ray-redis"
 RAY_COMPONENTS = (RAY_HEAD, RAY_WORKER, RAY_REDIS)
 # The monitoring stack's containers (names as the product this replaces gave them; ours carry labels).
 NODE_EXPORTER, CADVISOR, PROMETHEUS, GRAFANA = "node-exporter", "cadvisor", "prometheus", "grafana"
+ALERTMANAGER = "alertmanager"
 NODE_COMPONENTS = (NODE_EXPORTER, CADVISOR)  # on every host
 DCGM_EXPORTER = "dcgm-exporter"
 GPU_COMPONENTS = (DCGM_EXPORTER,)  # on every gpu: nvidia host
-MONITORING_HOST_COMPONENTS = (PROMETHEUS, GRAFANA)  # on the monitoring host
+MONITORING_HOST_COMPONENTS = (PROMETHEUS, GRAFANA, ALERTMANAGER)  # on the monitoring host
 MONITORING_COMPONENTS = NODE_COMPONENTS + GPU_COMPONENTS + MONITORING_HOST_COMPONENTS
 
 
@@ -35,7 +36,11 @@ def monitoring_components(node: Node, cluster: Cluster) -> dict[str, bool]:
     if settings.gpu == "nvidia":
         components[DCGM_EXPORTER] = settings.dcgm_exporter_enabled
     if is_monitoring_host(node, cluster):
-        components |= {PROMETHEUS: settings.prometheus_enabled, GRAFANA: settings.grafana_enabled}
+        components |= {
+            PROMETHEUS: settings.prometheus_enabled,
+            GRAFANA: settings.grafana_enabled,
+            ALERTMANAGER: settings.alertmanager_enabled,
+        }
     return components
 
 

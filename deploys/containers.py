@@ -175,3 +175,26 @@ def container_absent(container_name: str, component: str | None = None):
         host.noop(f"container {container_name} is absent")
         return
     yield f"docker rm --force {shlex.quote(container_name)}"
+
+
+def wget_command(port: int, path: str) -> str:
+    """A shell command that succeeds when PATH on PORT answers 200, run inside a container that has wget."""
+    return f"wget -q -O /dev/null http://127.0.0.1:{port}{path}"
+
+
+@operation()
+def http_ready(container_name: str, port: int, path: str, timeout_s: int = 60):
+    """
+    Wait until PATH on PORT answers inside CONTAINER_NAME; fail after TIMEOUT_S naming it.
+
+    + container_name: the container to ask from (it has wget)
+    + port: the port
+    + path: the URL path that answers 200 when ready
+    + timeout_s: how long to wait
+    """
+    check = f"docker exec {shlex.quote(container_name)} {wget_command(port, path)}"
+    yield (
+        f"for _ in $(seq 1 {timeout_s}); do {check} 2>/dev/null && exit 0; sleep 1; done; "
+        f"echo {shlex.quote(f'{host.name}: {container_name} not ready at :{port}{path} after {timeout_s} s')} >&2; "
+        "exit 1"
+    )

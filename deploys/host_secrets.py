@@ -98,3 +98,56 @@ def grafana_password_file(settings: Settings, secret_of: SecretOf) -> SecretFile
     return SecretFile(
         f"{GRAFANA_PASSWORD} (read by Grafana)", GRAFANA_PASSWORD, password, settings.grafana_container_uid
     )
+
+
+# Alertmanager's directory, mounted whole (read-only) at /etc/alertmanager: a file replaced in it is seen
+# at once, and Alertmanager reads the *_file secrets at each notice. Its config holds the generic
+# webhook's URL (0.25 has no url_file for webhooks), so the config is a secret file too.
+ALERTMANAGER_DIR = f"{CONFIG_DIR}/alertmanager"
+ALERTMANAGER_MOUNT = "/etc/alertmanager"
+ALERTMANAGER_CONFIG = f"{ALERTMANAGER_DIR}/alertmanager.yml"
+# Where a new config waits for `amtool check-config` before it replaces the running one's.
+ALERTMANAGER_CANDIDATE_DIR = f"{CONFIG_DIR}/alertmanager-candidate"
+# The receivers' secrets the operator puts in <state_dir>/secrets (mode 0600), by receiver.
+ALERT_SECRETS = {"webhook": "alert-webhook-url", "slack": "alert-slack-url", "email": "alert-smtp-password"}
+ALERT_SECRET_FILES = {"slack": "slack-api-url", "email": "smtp-password"}
+
+
+class MissingAlertSecret(Exception):
+    """A receiver the settings route alerts to has no secret in the state directory; the message says where."""
+
+
+def alert_receivers(settings: Settings) -> list[str]:
+    """The receivers any severity routes to, each once, in a fixed order."""
+    routed = {*settings.alert_critical_receivers, *settings.alert_warning_receivers}
+    return [receiver for receiver in ALERT_SECRETS if receiver in routed]
+
+
+def alert_secret(settings: Settings, receiver: str, read: Callable[[str], str | None]) -> str:
+    """The secret of RECEIVER (read from the state directory by READ, never generated)."""
+    name = ALERT_SECRETS[receiver]
+    value = read(name)
+    if not value:
+        raise MissingAlertSecret(
+            f"alerts are routed to {receiver} (alert_critical_receivers / alert_warning_receivers), but "
+            f"{settings.state_dir}/secrets/{name} does not exist: put the {receiver} secret there "
+            "(one line, mode 0600) and deploy again; nothing was changed."
+        )
+    return value
+
+
+def alert_secret_files(settings: Settings, read: Callable[[str], str | None]) -> list[SecretFile]:
+    """Alertmanager's secret files beside its config: the Slack webhook URL, the SMTP password (when used)."""
+    used = alert_receivers(settings)
+    if "email" in used and not settings.alert_smtp_username:
+        used.remove("email")  # no authentication, no password
+    return [
+        SecretFile(
+            f"{ALERTMANAGER_DIR}/{ALERT_SECRET_FILES[receiver]} (read by Alertmanager)",
+            f"{ALERTMANAGER_DIR}/{ALERT_SECRET_FILES[receiver]}",
+            alert_secret(settings, receiver, read),
+            settings.alertmanager_container_uid,
+        )
+        for receiver in used
+        if receiver in ALERT_SECRET_FILES
+    ]

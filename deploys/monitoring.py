@@ -1,4 +1,5 @@
-"""monitoring-deployment: node-exporter and cAdvisor on every host, Prometheus and Grafana on the monitoring host.
+"""monitoring-deployment: node-exporter and cAdvisor on every host, Prometheus, Grafana and Alertmanager on the
+monitoring host (Alertmanager: deploys/alertmanager.py).
 
 Prometheus scrapes itself, every node-exporter and cAdvisor, and every Ray node through the Ray
 head's service-discovery endpoint; its config and alert rules come from templates/ (see
@@ -20,15 +21,26 @@ from pyinfra import host, logger
 from pyinfra.api import deploy, operation
 from pyinfra.operations import files
 
+from deploys.alertmanager import alertmanager
 from deploys.components import (
+    ALERTMANAGER,
     CADVISOR,
     DCGM_EXPORTER,
     GRAFANA,
+    MONITORING_HOST_COMPONENTS,
     NODE_EXPORTER,
     PROMETHEUS,
     monitoring_components,
 )
-from deploys.containers import ContainerSpec, HealthCheck, container, container_absent, images_present
+from deploys.containers import (
+    ContainerSpec,
+    HealthCheck,
+    container,
+    container_absent,
+    http_ready,
+    images_present,
+    wget_command,
+)
 from deploys.credentials import secret
 from deploys.host_scripts import python_script
 from deploys.host_secrets import (
@@ -57,10 +69,6 @@ GRAFANA_DIR = f"{CONFIG_DIR}/grafana"
 GRAFANA_VOLUME = "raydeploy-grafana-data"
 
 
-def _wget(port: int, path: str) -> str:
-    return f"wget -q -O /dev/null http://127.0.0.1:{port}{path}"
-
-
 def node_exporter_spec(settings: Settings) -> ContainerSpec:
     port = settings.node_exporter_port
     return ContainerSpec(
@@ -75,7 +83,7 @@ def node_exporter_spec(settings: Settings) -> ContainerSpec:
         restart=settings.container_restart_policy,
         volumes=("/:/host:ro,rslave",),
         extra_args=("--pid=host",),
-        health=HealthCheck(command=_wget(port, "/metrics"), start_period="10s"),
+        health=HealthCheck(command=wget_command(port, "/metrics"), start_period="10s"),
     )
 
 
@@ -97,7 +105,7 @@ def cadvisor_spec(settings: Settings) -> ContainerSpec:
         ),
         # cAdvisor's documented way to run: it reads every cgroup and the kernel log.
         extra_args=("--privileged", "--device=/dev/kmsg"),
-        health=HealthCheck(command=_wget(port, "/healthz"), start_period="30s"),
+        health=HealthCheck(command=wget_command(port, "/healthz"), start_period="30s"),
     )
 
 
@@ -138,7 +146,7 @@ def prometheus_spec(settings: Settings) -> ContainerSpec:
         command=tuple(flags),
         restart=settings.container_restart_policy,
         volumes=(f"{PROMETHEUS_DIR}:/etc/prometheus:ro", f"{PROMETHEUS_VOLUME}:/prometheus"),
-        health=HealthCheck(command=_wget(port, "/-/ready"), interval="5s", start_period="30s"),
+        health=HealthCheck(command=wget_command(port, "/-/ready"), interval="5s", start_period="30s"),
     )
 
 
@@ -174,7 +182,7 @@ def grafana_spec(node: Node, cluster: Cluster, password: SecretFile, provisionin
         # Grafana reads datasources and its password at start only (dashboards it rescans by itself).
         files_digest=digest(provisioning + files_digest([password])),
         volumes=tuple(volumes),
-        health=HealthCheck(command=_wget(port, "/api/health"), start_period="60s"),
+        health=HealthCheck(command=wget_command(port, "/api/health"), start_period="60s"),
     )
 
 
@@ -196,24 +204,6 @@ def prometheus_reloaded(container_name: str, port: int, wanted: list[tuple[str, 
     failed = f"{host.name}: Prometheus refused its new config and keeps the old one; see: docker logs {container_name}"
     yield f"{reload} || {{ echo {shlex.quote(failed)} >&2; exit 1; }}"
     yield _wait_targets_command(wanted, port, 120) + ' "$(date +%s)"'
-
-
-@operation()
-def http_ready(container_name: str, port: int, path: str, timeout_s: int = 60):
-    """
-    Wait until PATH on PORT answers inside CONTAINER_NAME; fail after TIMEOUT_S naming it.
-
-    + container_name: the container to ask from (it has wget)
-    + port: the port
-    + path: the URL path that answers 200 when ready
-    + timeout_s: how long to wait
-    """
-    check = f"docker exec {shlex.quote(container_name)} {_wget(port, path)}"
-    yield (
-        f"for _ in $(seq 1 {timeout_s}); do {check} 2>/dev/null && exit 0; sleep 1; done; "
-        f"echo {shlex.quote(f'{host.name}: {container_name} not ready at :{port}{path} after {timeout_s} s')} >&2; "
-        "exit 1"
-    )
 
 
 @operation()
@@ -342,6 +332,7 @@ def monitoring_images(settings: Settings, components: dict[str, bool]) -> list[s
         PROMETHEUS: settings.prometheus_image,
         GRAFANA: settings.grafana_image,
         DCGM_EXPORTER: settings.dcgm_exporter_image,
+        ALERTMANAGER: settings.alertmanager_image,
     }
     return [images[component] for component, enabled in components.items() if enabled]
 
@@ -368,11 +359,14 @@ def monitoring_stack(node: Node, cluster: Cluster) -> None:
         container(name="cAdvisor container", spec=cadvisor_spec(settings))
     if components.get(DCGM_EXPORTER):
         container(name="DCGM exporter container (GPU metrics)", spec=dcgm_exporter_spec(settings))
+    # Before Prometheus, which sends it alerts as soon as its new config names it.
+    if components.get(ALERTMANAGER):
+        alertmanager(node, cluster)
     if components.get(PROMETHEUS):
         prometheus(node, cluster)
     if components.get(GRAFANA):
         grafana(node, cluster)
-    for component in (PROMETHEUS, GRAFANA):
+    for component in MONITORING_HOST_COMPONENTS:
         if component not in components:  # not the monitoring host (any more)
             container_absent(
                 name=f"No {component} container (not the monitoring host)",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from deploys.host_secrets import ALERT_SECRET_FILES, ALERTMANAGER_MOUNT
 from deploys.topology import Cluster, Node
 from templates import TEMPLATES
 
@@ -21,6 +22,9 @@ PROMETHEUS_RAY_TOKEN = f"{PROMETHEUS_CONFIG_DIR}/ray-auth-token"
 DASHBOARDS = ("hosts.json", "containers.json")
 # Filesystems the disk alert ignores: memory-backed, images, and container layers.
 IGNORED_FSTYPES = "tmpfs|ramfs|squashfs|overlay|nsfs|fuse.lxcfs"
+# Slack's message: Alertmanager's own Go templates, one line per alert.
+SLACK_TITLE = "[{{ .Status | toUpper }}] {{ .CommonLabels.alertname }} ({{ .CommonLabels.cluster }})"
+SLACK_TEXT = "{{ range .Alerts }}{{ .Annotations.summary }}\n{{ end }}"
 
 _environment = Environment(
     loader=FileSystemLoader(str(TEMPLATES)),
@@ -49,6 +53,11 @@ def monitoring_node(cluster: Cluster) -> Node:
 def prometheus_url(cluster: Cluster) -> str:
     node = monitoring_node(cluster)
     return f"http://{node.settings.cluster_address}:{node.settings.prometheus_port}"
+
+
+def alertmanager_url(cluster: Cluster) -> str:
+    node = monitoring_node(cluster)
+    return f"http://{node.settings.cluster_address}:{node.settings.alertmanager_port}"
 
 
 def grafana_url(cluster: Cluster) -> str:
@@ -94,6 +103,8 @@ def prometheus_config(cluster: Cluster) -> str:
         sd_refresh_interval=monitor.prometheus_scrape_interval,
         ray_token_file=PROMETHEUS_RAY_TOKEN if cluster.head.settings.ray_auth_mode == "token" else "",
         ray_nodes=[Target(node.name, node.settings.cluster_address) for node in cluster.nodes],
+        # Alertmanager runs on the same host, on the host network.
+        alertmanager=f"127.0.0.1:{monitor.alertmanager_port}" if monitor.alertmanager_enabled else "",
     )
 
 
@@ -112,6 +123,46 @@ def alert_rules(cluster: Cluster) -> str:
         disk_free_percent=monitor.alert_disk_free_percent,
         memory_available_percent=monitor.alert_memory_available_percent,
         container_restarts=monitor.alert_container_restarts,
+    )
+
+
+def alert_routes(cluster: Cluster) -> dict[str, list[str]]:
+    """Severity -> the receivers its alerts go to, for the severities that go anywhere."""
+    monitor = monitoring_node(cluster).settings
+    routes = {"critical": monitor.alert_critical_receivers, "warning": monitor.alert_warning_receivers}
+    return {severity: list(kinds) for severity, kinds in routes.items() if kinds}
+
+
+def alertmanager_config(cluster: Cluster, webhook_url: str = "") -> str:
+    """alertmanager.yml for CLUSTER; WEBHOOK_URL is the generic webhook's (a secret: the file is 0600)."""
+    monitor = monitoring_node(cluster).settings
+    routes = alert_routes(cluster)
+    used = {kind for kinds in routes.values() for kind in kinds}
+    smtp = None
+    if "email" in used:
+        smtp = {
+            "smarthost": monitor.alert_smtp_smarthost,
+            "sender": monitor.alert_smtp_from,
+            "to": monitor.alert_smtp_to,
+            "username": monitor.alert_smtp_username,
+            "require_tls": monitor.alert_smtp_require_tls,
+            "password_file": f"{ALERTMANAGER_MOUNT}/{ALERT_SECRET_FILES['email']}",
+        }
+    return _render(
+        "alertmanager/alertmanager.yml.j2",
+        cluster_name=monitor.cluster_name,
+        smtp=smtp,
+        group_by=monitor.alert_group_by,
+        group_wait=monitor.alert_group_wait,
+        group_interval=monitor.alert_group_interval,
+        repeat_interval=monitor.alert_repeat_interval,
+        routes=routes,
+        webhook_url=webhook_url,
+        send_resolved=monitor.alert_send_resolved,
+        slack_url_file=f"{ALERTMANAGER_MOUNT}/{ALERT_SECRET_FILES['slack']}",
+        slack_channel=monitor.alert_slack_channel,
+        slack_title=SLACK_TITLE,
+        slack_text=SLACK_TEXT,
     )
 
 

@@ -31,6 +31,7 @@ PORT_OWNERS = {
     "prometheus_port": "prometheus",
     "grafana_port": "grafana",
     "dcgm_exporter_port": "dcgm-exporter",
+    "alertmanager_port": "alertmanager",
 }
 
 

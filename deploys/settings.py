@@ -111,6 +111,13 @@ Labels = Annotated[
     dict[str, Annotated[str, BeforeValidator(_scalar_as_text), Strict()]],
     Allowed("must map label names to str values", dict_type="must be a mapping"),
 ]
+AlertReceiver = Literal["webhook", "slack", "email"]
+Receivers = Annotated[
+    list[AlertReceiver],
+    BeforeValidator(_tuple_as_list),
+    Strict(),
+    Allowed(f"must be a list of: {', '.join(get_args(AlertReceiver))}"),
+]
 
 
 def setting(default: Any, meaning: str, **constraints: Any) -> Any:
@@ -219,6 +226,33 @@ class Settings(BaseModel):
     grafana_iframe_host: Text = setting(
         "", "URL browsers reach Grafana at, for the charts in the Ray dashboard (default: Grafana's own URL)"
     )
+    # Alertmanager, on the monitoring host: where Prometheus's alerts go. The receivers' secrets are files in
+    # <state_dir>/secrets: alert-webhook-url, alert-slack-url, alert-smtp-password (README: "Alerts").
+    alertmanager_enabled: Flag = setting(True, "Monitoring host: run Alertmanager, which delivers the alerts")
+    alertmanager_image: Text = setting("prom/alertmanager:v0.25.0", "Alertmanager image")
+    alertmanager_port: Port = setting(9093, "Monitoring host: Alertmanager port")
+    alertmanager_container_uid: Uid = setting(
+        65534, "User id the Alertmanager image runs as (prom/alertmanager: nobody, 65534); owns its files"
+    )
+    alert_critical_receivers: Receivers = setting(
+        list, "Where critical alerts go: any of webhook, slack, email (none: kept in Alertmanager only)"
+    )
+    alert_warning_receivers: Receivers = setting(list, "Where warning alerts go: any of webhook, slack, email")
+    alert_group_by: Names = setting(
+        lambda: ["alertname", "cluster"], "Labels whose alerts Alertmanager sends together in one notice"
+    )
+    alert_group_wait: Duration = setting("10s", "How long a new group of alerts waits for others before its notice")
+    alert_group_interval: Duration = setting(
+        "5m", "How long a group waits before a notice of its changes (new, resolved)"
+    )
+    alert_repeat_interval: Duration = setting("4h", "How often an alert still firing is sent again")
+    alert_send_resolved: Flag = setting(True, "Also send a notice when an alert resolves")
+    alert_slack_channel: Text = setting("", "Slack: channel to post in (default: the incoming webhook's own)")
+    alert_smtp_smarthost: Text = setting("", "E-mail: SMTP server as host:port")
+    alert_smtp_from: Text = setting("", "E-mail: sender address")
+    alert_smtp_to: Text = setting("", "E-mail: recipient addresses, comma-separated")
+    alert_smtp_username: Text = setting("", "E-mail: SMTP user (empty: no authentication)")
+    alert_smtp_require_tls: Flag = setting(True, "E-mail: require STARTTLS")
     alert_disk_free_percent: Count = setting(10, "DiskAlmostFull fires below this free share of a filesystem", ge=1)
     alert_memory_available_percent: Count = setting(
         10, "MemoryPressure fires below this available share of memory", ge=1
@@ -229,6 +263,9 @@ class Settings(BaseModel):
     dashboard_access_url: Text = setting("", "Head: URL of the Ray dashboard from the machine running raydeploy")
     prometheus_access_url: Text = setting("", "Monitoring host: URL of Prometheus from the machine running raydeploy")
     grafana_access_url: Text = setting("", "Monitoring host: URL of Grafana from the machine running raydeploy")
+    alertmanager_access_url: Text = setting(
+        "", "Monitoring host: URL of Alertmanager from the machine running raydeploy"
+    )
     # Containers
     container_restart_policy: RestartPolicy = setting("unless-stopped", "Docker restart policy of every container")
 
@@ -261,6 +298,8 @@ class Settings(BaseModel):
             ports["prometheus_port"] = self.prometheus_port
         if monitoring and self.grafana_enabled:
             ports["grafana_port"] = self.grafana_port
+        if monitoring and self.alertmanager_enabled:
+            ports["alertmanager_port"] = self.alertmanager_port
         return ports | ray
 
 
@@ -369,6 +408,19 @@ def node_label(name: str, group: str | None) -> str:
     return f"{name} (group {group})" if group else name
 
 
+def alert_problems(name: str, settings: Settings) -> list[str]:
+    """What the monitoring host's alert settings lack for the receivers they route to."""
+    routed = {*settings.alert_critical_receivers, *settings.alert_warning_receivers}
+    if "email" not in routed:
+        return []
+    needed = ("alert_smtp_smarthost", "alert_smtp_from", "alert_smtp_to")
+    return [
+        f"{name}: {key} is empty, and alerts are routed to email (alert_critical_receivers / alert_warning_receivers)"
+        for key in needed
+        if not getattr(settings, key)
+    ]
+
+
 def check_cluster(
     hosts: Iterable[tuple[str, str, Settings]], monitoring: Iterable[str] = (), groups: dict[str, str] | None = None
 ) -> None:
@@ -383,6 +435,9 @@ def check_cluster(
             f"inventory: group 'monitoring' may hold one host; found {len(monitoring)} ({', '.join(monitoring)})"
         )
     monitoring_host = monitoring[0] if monitoring else next((name for name, role, _ in hosts if role == "head"), None)
+    problems += [
+        problem for name, _, settings in hosts if name == monitoring_host for problem in alert_problems(name, settings)
+    ]
     heads = [name for name, role, _ in hosts if role == "head"]
     if len(heads) != 1:
         found = ", ".join(heads) or "none"

@@ -7,7 +7,9 @@ secret by name from the state directory (validation reads, it never generates).
 
 from __future__ import annotations
 
+from deploys.alertmanager import alertmanager_spec
 from deploys.components import (
+    ALERTMANAGER,
     CADVISOR,
     DCGM_EXPORTER,
     GRAFANA,
@@ -21,7 +23,7 @@ from deploys.components import (
 from deploys.containers import ContainerSpec
 from deploys.host_secrets import SecretOf, grafana_password_file
 from deploys.monitoring import cadvisor_spec, dcgm_exporter_spec, grafana_spec, node_exporter_spec, prometheus_spec
-from deploys.monitoring_config import grafana_dashboard_providers, grafana_datasources
+from deploys.monitoring_config import alertmanager_url, grafana_dashboard_providers, grafana_datasources
 from deploys.ray_cluster import head_spec, ray_secret_files, redis_spec, worker_spec
 from deploys.topology import Cluster, Node
 
@@ -53,4 +55,6 @@ def container_specs(
     if components.get(GRAFANA):
         provisioning = grafana_datasources(cluster) + grafana_dashboard_providers(cluster)
         specs[GRAFANA] = grafana_spec(node, cluster, grafana_password_file(settings, secret_of), provisioning)
+    if components.get(ALERTMANAGER):
+        specs[ALERTMANAGER] = alertmanager_spec(settings, alertmanager_url(cluster))
     return specs

@@ -5,7 +5,8 @@ What goes, per host, read from the host's own facts (never from a local record a
 - the files and directories raydeploy writes under /etc/raydeploy (by path, CONFIG_ENTRIES), and
   /etc/raydeploy itself once nothing else is in it; anything else there stays;
 - with purge_data, raydeploy's named volumes (by name, DATA_VOLUMES): Redis's data (the Ray
-  GCS tables) and Prometheus's and Grafana's. Without it they stay, and a later deploy uses them again.
+  GCS tables) and Prometheus's, Grafana's and Alertmanager's (its silences). Without it they stay,
+  and a later deploy uses them again.
 The secret files on hosts go with the deployment (they are under /etc/raydeploy); the control
 host's secrets stay unless the wrapper is told to forget them (`raydeploy destroy --forget-secrets`).
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pyinfra import host, logger
 from pyinfra.api import deploy, operation
 
+from deploys.alertmanager import ALERTMANAGER_VOLUME
 from deploys.host_facts import fact_since_last_change
 from deploys.host_secrets import CONFIG_DIR
 from deploys.monitoring import GRAFANA_VOLUME, PROMETHEUS_VOLUME
@@ -25,7 +27,7 @@ from deploys.ray_cluster import REDIS_VOLUME
 from facts.containers import COMPONENT_LABEL, Containers
 from facts.installed import DirectoryEntries, VolumeNames
 
-DATA_VOLUMES = (REDIS_VOLUME, PROMETHEUS_VOLUME, GRAFANA_VOLUME)
+DATA_VOLUMES = (REDIS_VOLUME, PROMETHEUS_VOLUME, GRAFANA_VOLUME, ALERTMANAGER_VOLUME)
 # Every entry a deploy of any version writes directly under /etc/raydeploy (deploys/host_secrets.py,
 # deploys/monitoring.py), including the env files earlier versions used.
 CONFIG_ENTRIES = (
@@ -35,6 +37,8 @@ CONFIG_ENTRIES = (
     "grafana-admin-password",
     "prometheus",
     "grafana",
+    "alertmanager",
+    "alertmanager-candidate",
     "ray.env",
     "redis.env",
     "grafana.env",

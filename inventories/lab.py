@@ -19,6 +19,7 @@ def _access_urls(lab_host):
         "dashboard_access_url": "ray-dashboard",
         "prometheus_access_url": "prometheus",
         "grafana_access_url": "grafana",
+        "alertmanager_access_url": "alertmanager",
     }
     return {key: f"http://127.0.0.1:{published[service]}" for key, service in urls.items() if service in published}
 
@@ -44,6 +45,7 @@ def _host(lab_host):
             "redis_image": _lab.images.get("redis", "redis:7.0"),
             "prometheus_image": _lab.images.get("prometheus", "prom/prometheus:v2.42.0"),
             "node_exporter_image": _lab.images.get("node-exporter", "prom/node-exporter:v1.5.0"),
+            "alertmanager_image": _lab.images.get("alertmanager", "prom/alertmanager:v0.25.0"),
             # The lab's images are rebuilt from Debian: Ray runs as root, Debian's redis user is 100
             # (the official images: 1000 and 999). Their secret files are owned by these users.
             "ray_container_uid": 0,

@@ -1,6 +1,7 @@
-"""HTTP checks from this machine: the Ray dashboard, Prometheus and Grafana, as the inventory expects them.
+"""HTTP checks from this machine: the Ray dashboard, Prometheus, Grafana and Alertmanager, as the inventory
+expects them.
 
-URLs: `dashboard_access_url`, `prometheus_access_url`, `grafana_access_url` when the inventory
+URLs: `dashboard_access_url`, `prometheus_access_url`, `grafana_access_url`, `alertmanager_access_url` when the inventory
 sets them (the lab publishes its head on 127.0.0.1), else http://<cluster_address>:<port>.
 Answers are untrusted input: anything unexpected is a failure with what was seen, never a crash.
 """
@@ -13,6 +14,7 @@ import requests
 
 from deploys.topology import Cluster
 from facts import ray_answers
+from facts.alertmanager_answers import ALERTMANAGERS_PATH, active_alertmanagers, sends_to_port
 from facts.prometheus_answers import TARGETS_PATH, describe_down, targets
 from facts.ray_answers import NODES_PATH
 from validate.results import CLUSTER, NOT_DEPLOYED, Result, failed, passed, verdict
@@ -36,6 +38,13 @@ def prometheus_access(cluster: Cluster) -> str:
 def grafana_access(cluster: Cluster) -> str:
     monitor = cluster.monitoring[0].settings
     return (monitor.grafana_access_url or f"http://{monitor.cluster_address}:{monitor.grafana_port}").rstrip("/")
+
+
+def alertmanager_access(cluster: Cluster) -> str:
+    monitor = cluster.monitoring[0].settings
+    return (monitor.alertmanager_access_url or f"http://{monitor.cluster_address}:{monitor.alertmanager_port}").rstrip(
+        "/"
+    )
 
 
 def ray_headers(cluster: Cluster, secret_of: Callable[[str], str]) -> dict[str, str]:
@@ -131,15 +140,23 @@ def _not_deployed(cluster: Cluster, component: str) -> list[Result]:
     return [Result(MONITORING, component, CLUSTER, NOT_DEPLOYED, reason)]
 
 
-def prometheus(cluster: Cluster) -> list[Result]:
-    off = _not_deployed(cluster, "prometheus")
-    if off:
-        return off
-    url = prometheus_access(cluster)
+def _not_ready(component: str, url: str) -> list[Result]:
+    """[a failure] unless URL/-/ready answers 200 (Prometheus and Alertmanager both serve it), else []."""
     try:
         ready = _get(f"{url}/-/ready")
-        if ready.status_code != 200:
-            return [failed(MONITORING, "prometheus", CLUSTER, f"{url}/-/ready answered {ready.status_code}")]
+    except requests.RequestException as error:
+        return [failed(MONITORING, component, CLUSTER, f"{url}: {error}")]
+    if ready.status_code != 200:
+        return [failed(MONITORING, component, CLUSTER, f"{url}/-/ready answered {ready.status_code}")]
+    return []
+
+
+def prometheus(cluster: Cluster) -> list[Result]:
+    url = prometheus_access(cluster)
+    unavailable = _not_deployed(cluster, "prometheus") or _not_ready("prometheus", url)
+    if unavailable:
+        return unavailable
+    try:
         response = _get(f"{url}{TARGETS_PATH}")
         response.raise_for_status()
         found = targets(response.text)
@@ -198,4 +215,26 @@ def grafana(cluster: Cluster, secret_of: Callable[[str], str]) -> list[Result]:
             f"Prometheus at {found}",
         )
     )
+    return results
+
+
+def alertmanager(cluster: Cluster) -> list[Result]:
+    """Alertmanager is ready, and Prometheus (when it runs) sends its alerts to it."""
+    url = alertmanager_access(cluster)
+    unavailable = _not_deployed(cluster, "alertmanager") or _not_ready("alertmanager", url)
+    if unavailable:
+        return unavailable
+    results = [passed(MONITORING, "alertmanager", CLUSTER, f"{url}: ready")]
+    if not cluster.monitoring[0].settings.prometheus_enabled:
+        return results
+    prometheus_url = prometheus_access(cluster)
+    try:
+        response = _get(f"{prometheus_url}{ALERTMANAGERS_PATH}")
+        response.raise_for_status()
+        urls = active_alertmanagers(response.text)
+    except (requests.RequestException, ValueError) as error:
+        return [*results, failed(MONITORING, "prometheus sends alerts", CLUSTER, f"{prometheus_url}: {error}")]
+    port = cluster.monitoring[0].settings.alertmanager_port
+    problems = [] if sends_to_port(urls, port) else [f"Prometheus sends alerts to {urls or 'no Alertmanager'}"]
+    results.append(verdict(MONITORING, "prometheus sends alerts", CLUSTER, problems, f"to {', '.join(urls)}"))
     return results

@@ -36,11 +36,11 @@ HOST_SECTIONS = {
     "monitoring-deployment": ("monitoring-deployment",),
 }
 CLUSTER_SECTIONS = {
-    "all": ("ray", "prometheus", "grafana", "smoke", "gpu"),
-    "final-validation": ("ray", "prometheus", "grafana", "smoke", "gpu"),
-    "health": ("ray", "prometheus", "grafana"),
+    "all": ("ray", "prometheus", "grafana", "alertmanager", "smoke", "gpu"),
+    "final-validation": ("ray", "prometheus", "grafana", "alertmanager", "smoke", "gpu"),
+    "health": ("ray", "prometheus", "grafana", "alertmanager"),
     "ray-deployment": ("ray",),
-    "monitoring-deployment": ("prometheus", "grafana"),
+    "monitoring-deployment": ("prometheus", "grafana", "alertmanager"),
 }
 
 
@@ -114,6 +114,8 @@ def _cluster_section(section: str, cluster: Cluster, secret_of) -> list[Result]:
         return http_checks.prometheus(cluster)
     if section == "grafana":
         return http_checks.grafana(cluster, secret_of)
+    if section == "alertmanager":
+        return http_checks.alertmanager(cluster)
     if section == "smoke":
         return smoke.smoke_job(cluster, secret_of)
     if section == "gpu":

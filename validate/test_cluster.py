@@ -31,6 +31,10 @@ def test_grafana(cluster, secret_of):
     expect(http_checks.grafana(cluster, secret_of))
 
 
+def test_alertmanager(cluster):
+    expect(http_checks.alertmanager(cluster))
+
+
 def test_ray_smoke_job(cluster, secret_of):
     expect(smoke.smoke_job(cluster, secret_of))
 

@@ -31,6 +31,7 @@ DEFAULT_RAY_VERSION = "2.60.0"
 # Upstream tags chosen to match the Debian 12 packages inside (each recipe checks the version).
 PROMETHEUS_TAG = "prom/prometheus:v2.42.0"
 NODE_EXPORTER_TAG = "prom/node-exporter:v1.5.0"
+ALERTMANAGER_TAG = "prom/alertmanager:v0.25.0"
 REDIS_TAG = "redis:7.0"
 HOST_IMAGE = f"raydeploy-lab/host:{DEBIAN_SUITE}"
 REGISTRY_IMAGE = "raydeploy-lab/registry:2.8"
@@ -101,6 +102,7 @@ def recipes(ray_version: str | None = DEFAULT_RAY_VERSION) -> list[Recipe]:
         *([ray_recipe(ray_version)] if ray_version else []),
         Recipe("prometheus", "raydeploy-lab/prometheus:v2.42.0", mirror_ref=PROMETHEUS_TAG),
         Recipe("node-exporter", "raydeploy-lab/node-exporter:v1.5.0", mirror_ref=NODE_EXPORTER_TAG),
+        Recipe("alertmanager", "raydeploy-lab/alertmanager:v0.25.0", mirror_ref=ALERTMANAGER_TAG),
         Recipe("redis", "raydeploy-lab/redis:7.0", mirror_ref=REDIS_TAG),
     ]
 

@@ -396,14 +396,15 @@ class Lab:
                 self.engine.run(["start", container])
                 report.started.append(container)
             self._wait_until_booted(container)
-            published = {port: self._published_port(container, port) for port in published_ports(role)}
+            services = {service: port for service, port in HEAD_SERVICE_PORTS.items() if role == "head"}
+            published = self._published_ports(container, [port for port in published_ports(role) if port != 22])
             return LabHost(
                 name=name,
                 role=role,
                 container=container,
                 cluster_address=address,
-                ssh_port=published[22],
-                published={service: published[port] for service, port in HEAD_SERVICE_PORTS.items() if role == "head"},
+                ssh_port=self._published_port(container, 22),
+                published={service: published[port] for service, port in services.items() if port in published},
             )
 
         with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
@@ -463,6 +464,18 @@ class Lab:
             if binding.get("HostIp") == "127.0.0.1":
                 return int(binding["HostPort"])
         raise LabError(f"{container} does not publish port {port} on 127.0.0.1; run `raydeploy lab down` and up again.")
+
+    def _published_ports(self, container: str, ports: list[int]) -> dict[int, int]:
+        """Which of PORTS CONTAINER publishes on 127.0.0.1, and where: a head made by an earlier version lacks
+        the services added since (Alertmanager's), which `lab down` and `lab up` give it."""
+        found = self.engine.inspect("container", container) or {}
+        bindings = (found.get("NetworkSettings") or {}).get("Ports") or {}
+        return {
+            port: int(binding["HostPort"])
+            for port in ports
+            for binding in bindings.get(f"{port}/tcp") or []
+            if binding.get("HostIp") == "127.0.0.1"
+        }
 
     def _wait_until_booted(self, container: str) -> None:
         """systemd has finished booting and sshd answers inside the host."""

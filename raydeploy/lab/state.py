@@ -10,7 +10,7 @@ from pathlib import Path
 DEFAULT_LAB_NAME = "raydeploy"
 LAB_LABEL = "raydeploy.lab"
 ROLE_LABEL = "raydeploy.lab.role"
-HEAD_SERVICE_PORTS = {"ray-dashboard": 8265, "prometheus": 9090, "grafana": 3000}
+HEAD_SERVICE_PORTS = {"ray-dashboard": 8265, "prometheus": 9090, "grafana": 3000, "alertmanager": 9093}
 REGISTRY_PORT = 5000
 
 

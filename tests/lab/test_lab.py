@@ -52,7 +52,7 @@ def test_status_json_names_hosts_roles_addresses_ports_and_urls(lab):
     ]
     assert all(host["status"] == "running" for host in described["hosts"])
     assert all(host["ssh"].startswith("127.0.0.1:") for host in described["hosts"])
-    assert set(described["urls"]) == {"ray-dashboard", "prometheus", "grafana"}
+    assert set(described["urls"]) == {"ray-dashboard", "prometheus", "grafana", "alertmanager"}
     assert all(url.startswith("http://127.0.0.1:") for url in described["urls"].values())
     assert described["registry"]["status"] == "running"
 

@@ -29,6 +29,7 @@ def test_each_host_pulls_the_images_of_the_monitoring_components_it_runs():
     assert monitoring_images(head.settings, monitoring_components(head, cluster)) == [
         "prom/node-exporter:v1.5.0",
         "prom/prometheus:v2.42.0",
+        "prom/alertmanager:v0.25.0",
     ]
     assert monitoring_images(worker.settings, monitoring_components(worker, cluster)) == ["prom/node-exporter:v1.5.0"]
 

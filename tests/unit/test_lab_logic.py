@@ -60,7 +60,7 @@ def test_a_lab_is_one_head_and_numbered_workers():
 
 def test_only_the_head_publishes_the_service_ports():
     assert published_ports("worker") == [22]
-    assert published_ports("head") == [22, 8265, 9090, 3000]
+    assert published_ports("head") == [22, 8265, 9090, 3000, 9093]
 
 
 def test_state_file_round_trips_and_is_private(tmp_path, monkeypatch):
@@ -108,6 +108,7 @@ def test_every_mirrored_image_has_an_upstream_name_and_tag():
         "prometheus": "prom/prometheus:v2.42.0",
         "node-exporter": "prom/node-exporter:v1.5.0",
         "redis": "redis:7.0",
+        "alertmanager": "prom/alertmanager:v0.25.0",
     }
 
 

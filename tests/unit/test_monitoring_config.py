@@ -170,9 +170,17 @@ def test_which_components_belong_where_and_what_final_validation_expects():
         "cadvisor": True,
         "prometheus": True,
         "grafana": False,
+        "alertmanager": True,
     }
     assert monitoring_components(worker, cluster) == {"node-exporter": True, "cadvisor": True}
-    assert expected_containers(head, cluster) == {"ray-head", "ray-redis", "node-exporter", "cadvisor", "prometheus"}
+    assert expected_containers(head, cluster) == {
+        "ray-head",
+        "ray-redis",
+        "node-exporter",
+        "cadvisor",
+        "prometheus",
+        "alertmanager",
+    }
     assert expected_containers(worker, cluster) == {"ray-worker", "node-exporter", "cadvisor"}
 
 
