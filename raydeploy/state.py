@@ -10,7 +10,8 @@ RAYDEPLOY_STATE_DIR moves it):
                       dies), and JSON {lock_id, run_id, pid, hostname, started_at} naming the holder
     logs/<run>.log    everything pyinfra printed during the run
     approvals/*.json  approvals written by hand (the seed's manual path), read and recorded
-    secrets/          generated secrets, 0600 (the deploys write them here, see deploys/credentials.py)
+    secrets/          generated secrets, 0600 (the deploys write them here, see deploys/credentials.py),
+                      and each webhook endpoint's signing secret (webhook-<id>, raydeploy/webhooks.py)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raydeploy import webhook_outbox
 from raydeploy.audit import AuditTrail, now_utc
 
 SCHEMA = """
@@ -192,8 +194,9 @@ class StateStore:
             self.db.row_factory = sqlite3.Row
             os.chmod(path, 0o600)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA + webhook_outbox.SCHEMA)
             self.audit = AuditTrail(self.db, self.directory / "audit.head")
+            self.audit.listeners.append(lambda db, event: webhook_outbox.enqueue(db, event, self.directory))
         except sqlite3.DatabaseError as error:
             raise StateError(
                 f"the state database {path} cannot be used ({error}); nothing was changed. Move it aside "
