@@ -175,7 +175,7 @@ def deliveries(inventory, state_dir, endpoint_id, limit, as_json):
 )
 @timeout_option
 def deliver(inventory, state_dir, retry_now, timeout):
-    """Send what is due in the queue, without `raydeploy api` (exit 1 when something is left pending).
+    """Send what is due in the queue, without `raydeploy api` (exit 1 when anything stays queued).
 
     \b
     Example (cron or a systemd timer, when no API runs):
@@ -183,7 +183,10 @@ def deliver(inventory, state_dir, retry_now, timeout):
     """
     store = open_store(inventory, state_dir, must_exist_inventory=False)
     webhook_delivery.stop_all()  # this command sends in the foreground
-    done = webhook_delivery.drain(store, timeout, retry_now)
-    echo_attempts(done)
-    if any(item["status"] == "pending" for item in done):
-        raise click.ClickException("some deliveries failed and stay queued; see `raydeploy webhooks deliveries`")
+    echo_attempts(webhook_delivery.drain(store, timeout, retry_now))
+    waiting = [row for row in webhook_delivery.deliveries(store, limit=100000) if row["status"] == "pending"]
+    if waiting:
+        raise click.ClickException(
+            f"{len(waiting)} deliveries stay queued, the next try at {min(r['next_attempt_at'] for r in waiting)}; "
+            "see `raydeploy webhooks deliveries` (--now retries them at once)"
+        )
