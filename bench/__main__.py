@@ -36,6 +36,8 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
             under 30 s), then `raydeploy rollback --auto-approve` the same way back to 2.59.0. Peer:
             `ray up` on identical hosts at 2.59.0, docker.image edited to 2.60.0 and `ray up` again,
             then `ray down` + `ray up` (see bench/upgrade.py for how downtime is read).
+  webhooks  no lab: a raydeploy event to its signed delivery at a real receiver on loopback, sent by a
+            real `raydeploy api` and by the process that wrote it (20 events per run; target < 1 s median).
   all       every scenario above, each on its own fresh labs: one table, one JSON file.
 
 Example: .venv/bin/python -m bench all --runs 3
@@ -66,6 +68,7 @@ from bench.scenarios import (
 from bench.ssh_latency import scenario_ssh_latency
 from bench.ui import scenario_ui
 from bench.upgrade import scenario_upgrade
+from bench.webhooks import scenario_webhooks
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "lab-up": lambda args: scenario_lab_up(args.runs, args.workers, args.cold),
@@ -80,6 +83,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "reboot": lambda args: scenario_reboot(args.runs, args.workers),
     "destroy": lambda args: scenario_destroy(args.runs, args.workers),
     "upgrade": lambda args: scenario_upgrade(args.runs, args.workers),
+    "webhooks": lambda args: scenario_webhooks(args.runs),
 }
 
 

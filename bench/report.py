@@ -22,6 +22,8 @@ TARGETS: dict[str, tuple[str, float]] = {
     "head_host_reboot_to_alive": ("< 60 s", 60.0),
     "upgrade_downtime": ("< 30 s", 30.0),
     "rollback_downtime": ("< 30 s", 30.0),
+    "webhook_via_api": ("< 1000 ms", 1000.0),
+    "webhook_in_process": ("< 1000 ms", 1000.0),
 }
 GROWTH_TARGET_PERCENT = 20.0
 

@@ -41,7 +41,9 @@ DEFAULT_TIMEOUT_S = 10.0
 GIVE_UP_AFTER = timedelta(days=1)
 FIRST_RETRY_S = 2
 LONGEST_RETRY_S = 3600
-POLL_S = 0.2
+POLL_S = 0.2  # how often the queue is read for retries and for what other processes queued
+QUICK_S = 0.01  # ... and for HURRY_S after this process queued something
+HURRY_S = 0.5
 ANSWER_READ_BYTES = 65536
 
 
@@ -237,15 +239,19 @@ class Deliverer:
         self.thread = threading.Thread(target=self.loop, name=f"webhooks {directory}", daemon=True)
 
     def loop(self) -> None:
+        """Send, then wait for a wake-up or the next poll. A wake-up comes as an event is queued, before
+        its transaction commits, so for a while after one the queue is read every QUICK_S."""
         store = StateStore(self.directory)
+        hurry_until = 0.0
         try:
             while True:
                 with contextlib.suppress(Exception):  # a broken pass is tried again at the next poll
                     drain(store, self.timeout)
                 if self.stopping.is_set():
                     return
-                self.wake.wait(POLL_S)
-                self.wake.clear()
+                if self.wake.wait(QUICK_S if time.monotonic() < hurry_until else POLL_S):
+                    self.wake.clear()
+                    hurry_until = time.monotonic() + HURRY_S
         finally:
             store.close()
 

@@ -32,6 +32,7 @@ def test_bench_parses_a_scenario_and_its_options():
         "destroy",
         "upgrade",
         "ui",
+        "webhooks",
     } == set(SCENARIOS)
 
 
