@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from raydeploy import webhook_delivery, webhook_outbox, webhooks
+from raydeploy import webhook_delivery, webhook_outbox, webhook_urls, webhooks
 from raydeploy.approvals import Approvals
 from raydeploy.cli import main
 from raydeploy.runner import RunStopped, deploy
@@ -340,6 +340,14 @@ def test_the_guard_checks_every_address_a_name_resolves_to_and_allows_public_one
     with pytest.raises(UrlRefused, match="localhost resolves to"):
         checked("http://localhost:8000/x", allow_private=False)  # ::1 and 127.0.0.1: each one checked
     assert checked("http://localhost:8000/x?a=1", allow_private=True).path == "/x?a=1"
+
+
+def test_a_name_with_one_public_and_one_private_address_is_refused(monkeypatch):
+    """A DNS answer (this machine has none to give) with a public address first and the metadata service after."""
+    answer = [(2, 1, 6, "", ("93.184.215.14", 443)), (2, 1, 6, "", ("169.254.169.254", 443))]
+    monkeypatch.setattr(webhook_urls.socket, "getaddrinfo", lambda *args, **kwargs: answer)
+    with pytest.raises(UrlRefused, match=re.escape("hooks.example.com resolves to 169.254.169.254, a link-local")):
+        checked("https://hooks.example.com/x", allow_private=False)
 
 
 def test_the_guard_runs_again_before_each_delivery(state, receiver):
