@@ -23,16 +23,10 @@ from raydeploy.runner import RunStopped, deploy
 from raydeploy.state import StateStore
 from raydeploy.webhook_urls import UrlRefused, checked
 from tests.conftest import REPO
+from tests.unit import webhook_receiver
 from tests.unit.test_runner import Session, _checkpoint, options
-from tests.unit.webhook_receiver import Receiver
 
-
-@pytest.fixture
-def receiver():
-    started = Receiver()
-    yield started
-    if started.server is not None:
-        started.stop()
+receiver = webhook_receiver.receiver  # the fixture: a real HTTP receiver on 127.0.0.1
 
 
 @pytest.fixture

@@ -16,15 +16,9 @@ from raydeploy.api.tokens import TokenStore
 from raydeploy.cli import main
 from raydeploy.state import StateStore
 from raydeploy.validation_schedule import COMMAND, ScheduleError, Verdict, parse_every, validate_once
-from tests.unit.webhook_receiver import Receiver
+from tests.unit import webhook_receiver
 
-
-@pytest.fixture
-def receiver():
-    started = Receiver()
-    yield started
-    if started.server is not None:
-        started.stop()
+receiver = webhook_receiver.receiver  # the fixture: a real HTTP receiver on 127.0.0.1
 
 
 def serve(state, **options):

@@ -8,6 +8,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
+
 
 class Receiver:
     """ANSWER: "ok" (204), "500", "slow" (answers after SLOW_S), "redirect" (302 to /elsewhere)."""
@@ -67,3 +69,12 @@ class Receiver:
         while len(self.received) < count and time.monotonic() < deadline:
             time.sleep(0.02)
         assert len(self.received) >= count, f"received {len(self.received)} of {count}: {self.types()}"
+
+
+@pytest.fixture
+def receiver():
+    """A started receiver, stopped after the test (the test files import this fixture)."""
+    started = Receiver()
+    yield started
+    if started.server is not None:
+        started.stop()
