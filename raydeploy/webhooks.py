@@ -98,12 +98,18 @@ def add(
         "created_by": actor,
     }
     secret = write_secret(store.directory, endpoint["id"])
-    with store.transaction():
-        store.db.execute(
-            f"INSERT INTO webhook_endpoints ({', '.join(endpoint)}) VALUES ({', '.join('?' for _ in endpoint)})",
-            tuple(endpoint.values()),
-        )
-        store.audit.append(actor, "webhook added", endpoint["id"], url=endpoint["url"], format=format, events=events)
+    try:
+        with store.transaction():
+            store.db.execute(
+                f"INSERT INTO webhook_endpoints ({', '.join(endpoint)}) VALUES ({', '.join('?' for _ in endpoint)})",
+                tuple(endpoint.values()),
+            )
+            store.audit.append(
+                actor, "webhook added", endpoint["id"], url=endpoint["url"], format=format, events=events
+            )
+    except BaseException:  # no endpoint (the audit key missing, say): no secret left behind for it
+        secret_path(store.directory, endpoint["id"]).unlink(missing_ok=True)
+        raise
     return shown(endpoint), secret
 
 
