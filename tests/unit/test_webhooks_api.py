@@ -166,3 +166,19 @@ def test_raydeploy_api_validates_on_its_schedule(tmp_path, receiver):
     assert runs[0]["command"] == COMMAND and runs[0]["status"] == "failed" and runs[0]["error"]
     assert receiver.types() == ["validation.failing"]
     assert store.audit.events()[-1].event in ("validation verdict changed", "webhook added")
+
+
+def test_the_consoles_runs_pages_show_a_scheduled_validation(tmp_path):
+    from tests.unit.test_console import sign_in
+
+    app, _ = serve(tmp_path / "state")
+    token = TokenStore(app.state.store).create("olga", "viewer", "test")[1]
+    failing = [("worker-1", "ray-deployment: raylet alive", "fail", "raylet is not running")]
+    validate_once(app.state.store, "inventories/lab.py", lambda: Verdict(False, failing))
+    run_id = app.state.store.runs(1)[0]["id"]
+    client = TestClient(app, raise_server_exceptions=False)
+    sign_in(client, token)
+    listed = client.get("/runs")
+    assert listed.status_code == 200 and run_id in listed.text and COMMAND in listed.text
+    one = client.get(f"/runs/{run_id}")
+    assert one.status_code == 200 and "raylet is not running" in one.text
