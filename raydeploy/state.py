@@ -6,6 +6,7 @@ RAYDEPLOY_STATE_DIR moves it):
     state.db          runs, per checkpoint per host per operation results, approvals, audit trail
     audit.head        the newest audit event's number and hash (see raydeploy/audit.py; the trail's key, and
                       a head beside it, live apart from this directory: raydeploy/audit_keys.py)
+    webhooks.lock     held (flock) by the one process sending the webhook queue (raydeploy/webhook_delivery.py)
     run.lock          the run lock: held with flock(2) while a run lives (the kernel lets go when its process
                       dies), and JSON {lock_id, run_id, pid, hostname, started_at} naming the holder
     logs/<run>.log    everything pyinfra printed during the run

@@ -473,7 +473,11 @@ def test_events_committed_in_a_transaction_keep_their_heads_and_a_later_rollback
     assert store.audit.key_of_trail().head_file.read_text().split()[0] == "3"
 
 
-def test_each_audit_event_a_webhook_announces_is_queued_with_it_in_the_state_database(store):
+def test_each_audit_event_a_webhook_announces_is_queued_with_it_in_the_state_database(store, monkeypatch):
+    from raydeploy import webhook_outbox
+
+    told: list = []
+    monkeypatch.setattr(webhook_outbox, "QUEUED_LISTENERS", [told.append])  # who sends: told where to look
     store.db.execute(
         "INSERT INTO webhook_endpoints (id, url, format, events, cluster, allow_private, created_at, created_by)"
         " VALUES ('e1', 'http://127.0.0.1:9/refused-by-the-guard', 'json', '[]', 'ray', 0, 't', 'alice')"
@@ -484,3 +488,4 @@ def test_each_audit_event_a_webhook_announces_is_queued_with_it_in_the_state_dat
         "SELECT e.type, e.target, d.endpoint_id FROM webhook_events e JOIN webhook_deliveries d ON d.event_id = e.id"
     ).fetchall()
     assert [tuple(row) for row in queued] == [("run.started", "r1", "e1")]
+    assert told == [store.directory]
