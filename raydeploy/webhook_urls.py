@@ -5,7 +5,7 @@ Whoever may add a webhook must not be able to make raydeploy post to those, or t
 machine's own networks, so a URL is refused when ANY address its host name resolves to is loopback,
 link-local, private, multicast, reserved or unspecified, unless the endpoint was added with
 `--allow-private` (a receiver on your own network, or a test on loopback). The check runs when an
-endpoint is added and again before every delivery, which then connects to an address it checked, so a
+endpoint is added and again before every delivery, which then connects only to addresses it checked, so a
 name that resolves elsewhere later (DNS rebinding) is caught too.
 """
 
@@ -25,13 +25,13 @@ class UrlRefused(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """A checked URL: where to connect (ADDRESS, PORT), and what to ask for there (HOST, PATH)."""
+    """A checked URL: where to connect (ADDRESSES in the resolver's order, PORT), what to ask for there (HOST, PATH)."""
 
     scheme: str
     host: str
     port: int
     path: str
-    address: str
+    addresses: tuple[str, ...]
 
 
 def split(url: str) -> tuple[str, str, int, str]:
@@ -87,4 +87,4 @@ def checked(url: str, allow_private: bool) -> Target:
                     "to its own machine's networks unless the endpoint allows it (--allow-private, API "
                     '"allow_private": true)'
                 )
-    return Target(scheme, host, port, path, addresses[0])
+    return Target(scheme, host, port, path, tuple(addresses))

@@ -330,7 +330,7 @@ def test_a_url_on_this_machines_networks_is_refused_unless_allowed(state, url):
 
 
 def test_the_guard_checks_every_address_a_name_resolves_to_and_allows_public_ones():
-    assert checked("https://93.184.215.14/hook", allow_private=False).address == "93.184.215.14"
+    assert checked("https://93.184.215.14/hook", allow_private=False).addresses == ("93.184.215.14",)
     with pytest.raises(UrlRefused, match="localhost resolves to"):
         checked("http://localhost:8000/x", allow_private=False)  # ::1 and 127.0.0.1: each one checked
     assert checked("http://localhost:8000/x?a=1", allow_private=True).path == "/x?a=1"
@@ -423,3 +423,47 @@ def test_the_command_line_delivers_the_events_it_made_before_it_exits(state, rec
     listed = raydeploy_cli("approvals", "-i", inventory, "--state-dir", str(state), timeout=60)
     assert listed.returncode == 0, listed.stderr
     assert receiver.types() == ["approval.granted", "approval.expired"]
+
+
+@pytest.fixture
+def https_receiver(receiver, tmp_path):
+    """The receiver behind TLS with a certificate for localhost that only SSL_CERT_FILE trusts, when set."""
+    import ssl
+    import subprocess
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    receiver.server.socket = context.wrap_socket(receiver.server.socket, server_side=True)
+    receiver.cert = cert
+    return receiver
+
+
+def test_https_checks_the_receivers_certificate_for_the_urls_host(state, https_receiver, monkeypatch):
+    add_endpoint(state, f"https://localhost:{https_receiver.port}/hook")
+    store = StateStore(state)
+    store.audit.append("alice", "run started", "r1")  # not trusted: refused, nothing posted
+    webhook_delivery.stop_all()
+    assert https_receiver.received == []
+    assert "CERTIFICATE_VERIFY_FAILED" in webhook_delivery.deliveries(store)[0]["last_error"]
+    monkeypatch.setenv("SSL_CERT_FILE", str(https_receiver.cert))  # now trusted, for localhost
+    cli(state, "webhooks", "deliver", "--now")
+    assert https_receiver.types() == ["run.started"]
+
+
+def test_a_name_with_an_address_that_does_not_answer_is_reached_at_the_next(state, receiver, monkeypatch):
+    """localhost as ::1 first (nothing listens there: the receiver is on 127.0.0.1), then 127.0.0.1."""
+    add_endpoint(state, f"http://localhost:{receiver.port}/hook")
+    answer = [(10, 1, 6, "", ("::1", receiver.port, 0, 0)), (2, 1, 6, "", ("127.0.0.1", receiver.port))]
+    real = webhook_urls.socket.getaddrinfo
+    fake = lambda host, *args, **kwargs: answer if host == "localhost" else real(host, *args, **kwargs)  # noqa: E731
+    monkeypatch.setattr(webhook_urls.socket, "getaddrinfo", fake)
+    StateStore(state).audit.append("alice", "run started", "r1")
+    webhook_delivery.stop_all()
+    assert receiver.types() == ["run.started"]
+    assert receiver.received[0][0]["Host"] == f"localhost:{receiver.port}"
