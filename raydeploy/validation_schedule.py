@@ -11,6 +11,7 @@ nothing, and a deploy must not wait for it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import uuid
@@ -113,7 +114,9 @@ class Schedule:
         store = StateStore(self.state_dir)
         try:
             while not self.stopping.is_set():
-                validate_once(store, self.inventory, self.check)
+                # A validation that could not be recorded (the state database busy, say) is tried at the next time.
+                with contextlib.suppress(Exception):
+                    validate_once(store, self.inventory, self.check)
                 self.stopping.wait(self.every.total_seconds())
         finally:
             store.close()
