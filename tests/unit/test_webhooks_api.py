@@ -182,3 +182,28 @@ def test_the_consoles_runs_pages_show_a_scheduled_validation(tmp_path):
     assert listed.status_code == 200 and run_id in listed.text and COMMAND in listed.text
     one = client.get(f"/runs/{run_id}")
     assert one.status_code == 200 and "raylet is not running" in one.text
+
+
+def test_deliveries_survive_a_restart_of_the_real_api(tmp_path, receiver, monkeypatch):
+    """`raydeploy api` in its own process: stopped with deliveries still failing (the receiver down),
+    events made while no API runs, then the receiver and the API started again: all of them arrive, in order."""
+    from tests.conftest import api_server
+
+    state = tmp_path / "state"
+    webhooks.add(StateStore(state), receiver.url, "alice", allow_private=True)
+    monkeypatch.setattr(webhook_outbox, "QUEUED_LISTENERS", [])  # this process only writes events
+    store = StateStore(state)
+    receiver.stop()
+    with api_server(["--state-dir", str(state)], {}, tmp_path / "api-1.log"):
+        store.audit.append("alice", "run started", "run-0")
+        deadline = time.monotonic() + 10
+        while not webhook_delivery.deliveries(store)[0]["attempts"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert webhook_delivery.deliveries(store)[0]["attempts"] >= 1  # the first API tried, and failed
+    for number in (1, 2):
+        store.audit.append("alice", "run started", f"run-{number}")
+    store.db.execute("UPDATE webhook_deliveries SET next_attempt_at='2000-01-01T00:00:00.000000Z'")  # due now
+    receiver.start()
+    with api_server(["--state-dir", str(state)], {}, tmp_path / "api-2.log"):
+        receiver.wait_for(3)
+    assert [document["details"]["target"] for document in receiver.documents()] == ["run-0", "run-1", "run-2"]
