@@ -39,6 +39,8 @@ Scenarios (1 head + --workers workers, default 2; images already in the lab's mi
   alerts    on one fresh deployed lab with Alertmanager's webhook pointed at a receiver on this machine:
             a worker's Ray container stopped until RayNodeLost reaches the receiver (target under
             alert_ray_node_lost_for + 30 s; the bench sets 30 s), started until the resolved notice (--runs).
+  webhooks  no lab: a raydeploy event to its signed delivery at a real receiver on loopback, sent by a
+            real `raydeploy api` and by the process that wrote it (20 events per run; target < 1 s median).
   all       every scenario above, each on its own fresh labs: one table, one JSON file.
 
 Example: .venv/bin/python -m bench all --runs 3
@@ -70,6 +72,7 @@ from bench.scenarios import (
 from bench.ssh_latency import scenario_ssh_latency
 from bench.ui import scenario_ui
 from bench.upgrade import scenario_upgrade
+from bench.webhooks import scenario_webhooks
 
 SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "lab-up": lambda args: scenario_lab_up(args.runs, args.workers, args.cold),
@@ -85,6 +88,7 @@ SCENARIOS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "destroy": lambda args: scenario_destroy(args.runs, args.workers),
     "upgrade": lambda args: scenario_upgrade(args.runs, args.workers),
     "alerts": lambda args: scenario_alerts(args.runs, args.workers),
+    "webhooks": lambda args: scenario_webhooks(args.runs),
 }
 
 

@@ -166,6 +166,8 @@ class AuditTrail:
         self.head_file = head_file
         # The heads before the first event added inside a caller's transaction: put back if it rolls back.
         self._heads_before: tuple[TrailKey, tuple[int, str] | None] | None = None
+        # Told each event inside its transaction (the webhook outbox queues it there: both or neither).
+        self.listeners: list[Callable[[sqlite3.Connection, Event], object]] = []
         connection.executescript(SCHEMA)
         if self._trail_id() is None:
             self._seal()
@@ -187,6 +189,9 @@ class AuditTrail:
                 raise AuditKeyError(trail.missing())
             previous = self.head()
             record = self._insert(trail, key, previous, (actor, event, target, text))
+            added = Event(record[0], record[1], actor, event, target, details, record[6], record[7])
+            for listener in self.listeners:
+                listener(self.connection, added)
             if own:
                 self.connection.execute("COMMIT")
             elif self._heads_before is None:
@@ -197,7 +202,7 @@ class AuditTrail:
                 if trail is not None:
                     self._restore_heads(trail, previous)
             raise
-        return Event(record[0], record[1], actor, event, target, details, record[6], record[7])
+        return added
 
     def _insert(self, trail: TrailKey, key: bytes, previous: tuple[int, str] | None, what: tuple) -> Row:
         seq, prev = (previous[0] + 1, previous[1]) if previous else (1, GENESIS)

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import click
 
-from raydeploy import __version__
+from raydeploy import __version__, webhook_delivery
 from raydeploy.api.cli import api
 from raydeploy.audit import AuditKeyError
 from raydeploy.commands import COMMANDS
 from raydeploy.lab.cli import lab
+from raydeploy.webhook_cli import webhooks_group
 from validate.cli import validate
 
 
 class Commands(click.Group):
     """The command group: a trail whose audit key is missing stops any command that records, as an error
-    that names the key's path and the fix (never a traceback)."""
+    that names the key's path and the fix (never a traceback); webhooks the command queued get their
+    first try before it exits (what fails waits in the queue for `raydeploy api` or `webhooks deliver`)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except AuditKeyError as error:
             raise click.ClickException(str(error)) from None
+        finally:
+            webhook_delivery.stop_all()
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,6 +48,6 @@ def list_in_full(group: click.Group) -> None:
             list_in_full(command)
 
 
-for command in (*COMMANDS, api, lab, validate):
+for command in (*COMMANDS, api, lab, validate, webhooks_group):
     main.add_command(command)
 list_in_full(main)

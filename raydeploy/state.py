@@ -6,11 +6,13 @@ RAYDEPLOY_STATE_DIR moves it):
     state.db          runs, per checkpoint per host per operation results, approvals, audit trail
     audit.head        the newest audit event's number and hash (see raydeploy/audit.py; the trail's key, and
                       a head beside it, live apart from this directory: raydeploy/audit_keys.py)
+    webhooks.lock     held (flock) by the one process sending the webhook queue (raydeploy/webhook_delivery.py)
     run.lock          the run lock: held with flock(2) while a run lives (the kernel lets go when its process
                       dies), and JSON {lock_id, run_id, pid, hostname, started_at} naming the holder
     logs/<run>.log    everything pyinfra printed during the run
     approvals/*.json  approvals written by hand (the seed's manual path), read and recorded
-    secrets/          generated secrets, 0600 (the deploys write them here, see deploys/credentials.py)
+    secrets/          generated secrets, 0600 (the deploys write them here, see deploys/credentials.py),
+                      and each webhook endpoint's signing secret (webhook-<id>, raydeploy/webhooks.py)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from raydeploy import webhook_outbox
 from raydeploy.audit import AuditTrail, now_utc
 
 SCHEMA = """
@@ -192,8 +195,9 @@ class StateStore:
             self.db.row_factory = sqlite3.Row
             os.chmod(path, 0o600)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA + webhook_outbox.SCHEMA)
             self.audit = AuditTrail(self.db, self.directory / "audit.head")
+            self.audit.listeners.append(lambda db, event: webhook_outbox.enqueue(db, event, self.directory))
         except sqlite3.DatabaseError as error:
             raise StateError(
                 f"the state database {path} cannot be used ({error}); nothing was changed. Move it aside "

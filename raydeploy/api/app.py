@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from raydeploy import __version__
+from raydeploy import __version__, webhook_delivery
 from raydeploy.api import errors, models
 from raydeploy.api.console import access as console_access
 from raydeploy.api.console import forms as console_forms
@@ -26,7 +27,8 @@ from raydeploy.api.console import planning as console_planning
 from raydeploy.api.console import signin as console_signin
 from raydeploy.api.console.rendering import HERE as CONSOLE_DIR
 from raydeploy.api.context import Service
-from raydeploy.api.routes import actions, approvals, checkpoints, cluster, monitoring, nodes, runs
+from raydeploy.api.routes import actions, approvals, checkpoints, cluster, monitoring, nodes, runs, webhooks
+from raydeploy.validation_schedule import Schedule
 
 ROUTERS = (
     cluster.router,
@@ -36,6 +38,7 @@ ROUTERS = (
     nodes.router,
     monitoring.router,
     runs.router,
+    webhooks.router,
 )
 # The web console: sign-in, pages, forms (each behind a session, but for signing in).
 CONSOLE = (console_signin.router, console_pages.router, console_planning.router, console_forms.router)
@@ -47,8 +50,13 @@ FLUSH_EVERY_S = 10.0
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Record the bursts of failed authentications as their windows pass, and the open ones at shutdown."""
+    """Record the bursts of failed authentications as their windows pass, and the open ones at shutdown;
+    send the webhook queue (what an earlier process left in it too); validate on the schedule, if any."""
     service: Service = app.state.service
+    webhook_delivery.start(service.state_dir)
+    schedule = None
+    if app.state.validate_every is not None:
+        schedule = Schedule(service.state_dir, service.inventory, app.state.validate_every).start()
 
     async def flush_periodically() -> None:
         while True:
@@ -61,6 +69,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         flusher.cancel()
         await asyncio.to_thread(lambda: service.failed_auth.flush(service.db(), everything=True))
+        if schedule is not None:
+            await asyncio.to_thread(schedule.stop)
+        await asyncio.to_thread(webhook_delivery.stop_all)
 
 
 def create_app(
@@ -70,9 +81,11 @@ def create_app(
     cors_origins: list[str] | None = None,
     rate_limit: int | None = None,
     failed_auth_limit: int | None = None,
+    validate_every: timedelta | None = None,
 ) -> FastAPI:
     """The API over INVENTORY and the wrapper's STATE_DIR; RATE_LIMIT requests per token per minute,
-    FAILED_AUTH_LIMIT failed authentications per client address per minute."""
+    FAILED_AUTH_LIMIT failed authentications per client address per minute; a validation every
+    VALIDATE_EVERY (None: never)."""
     app = FastAPI(
         title="raydeploy API",
         version=__version__,
@@ -87,6 +100,7 @@ def create_app(
     )
     app.state.service = Service(inventory, state_dir, separation_of_duties, rate_limit, failed_auth_limit)
     app.state.store = app.state.service.db()
+    app.state.validate_every = validate_every
     errors.install(app)
     app.add_middleware(console_access.SecurityHeaders)
     app.add_middleware(errors.CapBody)

@@ -61,8 +61,25 @@ def is_loopback(host: str) -> bool:
     type=click.IntRange(1, 1_000_000),
     help="Failed authentications per client address per minute; more are answered 429 (a valid token still works).",
 )
+@click.option(
+    "--validate-every",
+    metavar="DURATION",
+    help="Validate the cluster this often (30s, 5m, 1h; at least 10s), each result a run, a change of verdict "
+    "an event (webhooks: validation.failing / validation.passing). Default: never.",
+)
 @click.pass_context
-def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_duties, rate_limit, failed_auth_limit):
+def api(
+    ctx,
+    inventory,
+    state_dir,
+    host,
+    port,
+    cors_origins,
+    separation_of_duties,
+    rate_limit,
+    failed_auth_limit,
+    validate_every,
+):
     """Serve the REST API (FastAPI on uvicorn), sharing the wrapper's state, lock, approvals and audit trail.
 
     \b
@@ -70,12 +87,14 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
       raydeploy api token create --name ci --role operator   # prints the token once
       raydeploy api                                          # http://127.0.0.1:8000, /docs for the OpenAPI UI
       raydeploy api --host 0.0.0.0 --port 8000               # refused until a token exists
+      raydeploy api --validate-every 5m                      # and validate the cluster every 5 minutes
 
     Every path under /api/v1 needs `Authorization: Bearer <token>`; /healthz and the
     API's own documents (/openapi.json, /docs, /redoc) need none.
     """
     if ctx.invoked_subcommand is not None:
         return
+    every = scheduled(validate_every)
     store = open_store(inventory, state_dir, must_exist_inventory=False)
     tokens = TokenStore(store)
     if not is_loopback(host) and tokens.active_count() == 0:
@@ -101,9 +120,21 @@ def api(ctx, inventory, state_dir, host, port, cors_origins, separation_of_dutie
                 "(scheme and host, no path, no wildcard)"
             )
     app = create_app(
-        inventory, store.directory, separation_of_duties, list(cors_origins), rate_limit, failed_auth_limit
+        inventory, store.directory, separation_of_duties, list(cors_origins), rate_limit, failed_auth_limit, every
     )
     uvicorn.run(app, host=host, port=port, log_level="info", **server_limits())
+
+
+def scheduled(validate_every: str | None):
+    """--validate-every as a timedelta (None when not given); a usage error naming the fix otherwise."""
+    if validate_every is None:
+        return None
+    from raydeploy.validation_schedule import ScheduleError, parse_every
+
+    try:
+        return parse_every(validate_every)
+    except ScheduleError as error:
+        raise click.UsageError(str(error)) from None
 
 
 @api.group()

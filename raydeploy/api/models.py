@@ -487,3 +487,77 @@ class Dashboard(BaseModel):
 class Healthz(BaseModel):
     status: str
     version: str
+
+
+# Webhooks ---------------------------------------------------------------------------------------
+
+WebhookEventType = Literal[
+    "approval.requested",
+    "approval.granted",
+    "approval.rejected",
+    "approval.expired",
+    "run.started",
+    "run.interrupted",
+    "run.rolled_back",
+    "lock.broken",
+    "run.succeeded",
+    "run.failed",
+    "validation.failing",
+    "validation.passing",
+]
+
+
+class WebhookRequest(Request):
+    url: str = Field(min_length=1, max_length=2000, description="Where events are posted (http or https)")
+    format: Literal["json", "slack"] = Field("json", description="json: the signed event; slack: a readable message")
+    events: list[WebhookEventType] = Field(
+        default_factory=list, max_length=20, description="Only these event types (empty: all)"
+    )
+    cluster: str | None = Field(None, max_length=200, description="The cluster's name in each event (default: ray)")
+    console_url: str | None = Field(
+        None, max_length=500, description="The console's base URL, for each event's link to its run or approval"
+    )
+    allow_private: bool = Field(
+        False, description="Allow a URL on loopback, link-local or private addresses (refused otherwise)"
+    )
+
+
+class WebhookEndpoint(BaseModel):
+    id: str
+    url: str
+    format: str
+    events: list[str]
+    cluster: str
+    console_url: str | None
+    allow_private: bool
+    created_at: str
+    created_by: str
+
+
+class WebhookCreated(WebhookEndpoint):
+    secret: str = Field(description="The endpoint's signing secret: given this once, never again")
+
+
+class WebhookDelivery(BaseModel):
+    seq: int
+    endpoint_id: str
+    event_id: str
+    type: str
+    status: str = Field(description="pending, delivered, abandoned (after a day of failures) or cancelled")
+    attempts: int
+    last_code: int | None
+    last_error: str | None
+    last_attempt_at: str | None
+    next_attempt_at: str | None
+    created_at: str
+    delivered_at: str | None
+
+
+class WebhookRemoved(BaseModel):
+    id: str
+    cancelled: int = Field(description="Deliveries it still had queued, now cancelled")
+
+
+class WebhookTested(BaseModel):
+    id: str
+    event_id: str = Field(description="The test event's id: follow it in /api/v1/webhooks/deliveries")

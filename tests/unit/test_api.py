@@ -572,12 +572,23 @@ NEEDS |= {
     ("POST", "/api/v1/actions/remove-node/approvals"): "approver",
     ("POST", "/api/v1/actions/rollback"): "operator",
 }
+NEEDS |= {
+    (method, path): "admin"
+    for method, path in (
+        ("GET", "/api/v1/webhooks"),
+        ("POST", "/api/v1/webhooks"),
+        ("GET", "/api/v1/webhooks/deliveries"),
+        ("DELETE", "/api/v1/webhooks/{endpoint_id}"),
+        ("POST", "/api/v1/webhooks/{endpoint_id}/test"),
+    )
+}
 BODIES = {"/api/v1/approvals/{checkpoint_name}": {"reason": "r", "acknowledge_risks": True}}
+BODIES["/api/v1/webhooks"] = {"url": "http://127.0.0.1:9/refused-without-allow-private"}
 BODIES["/api/v1/actions/remove-node"] = BODIES["/api/v1/actions/remove-node/plan"] = {"hosts": ["worker-2"]}
 BODIES["/api/v1/actions/remove-node/approvals"] = {"hosts": ["worker-2"], "reason": "r", "acknowledge_risks": True}
 BODIES["/api/v1/approvals/{checkpoint_name}/reject"] = {"reason": "r"}
 BODIES["/api/v1/approvals/{checkpoint_name}/revoke"] = {"approval_id": "0123456789ab", "reason": "r"}
-VALUES = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
+VALUES = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope", "endpoint_id": "0123456789ab"}
 
 
 def operations(client) -> list[tuple[str, str, str]]:
@@ -593,9 +604,9 @@ def operations(client) -> list[tuple[str, str, str]]:
 def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at_it(loopback):
     from raydeploy.api.tokens import ROLES
 
-    client = loopback(failed_auth_limit=100)  # 27 operations asked without a token: not a brute force
+    client = loopback(failed_auth_limit=100)  # 32 operations asked without a token: not a brute force
     served = operations(client)
-    assert len(served) == 27
+    assert len(served) == 32
     held = client.store.acquire("20261130T000000Z-cli", "alice")  # so destroy answers 409 and starts nothing
     for method, template, role in served:
         path = template.format(**VALUES)

@@ -180,10 +180,10 @@ def test_only_healthz_and_the_apis_own_documents_answer_without_a_token(tmp_path
         ), (method, path, answer.status_code)
     for path in PUBLIC_PATHS:
         assert client.get(path).status_code == 200, path
-    values = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope"}
+    values = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope", "endpoint_id": "0123456789ab"}
     served = [(method, route.path) for router in ROUTERS for route in router.routes for method in route.methods]
-    assert len(served) == 27  # the seed contract's 17, destroy, diagnose, remove-node's run, plan and approval,
-    # rollback's plan and run, approval revoke, audit verification, Prometheus' alerts
+    assert len(served) == 32  # the seed contract's 17, destroy, diagnose, remove-node's run, plan and approval,
+    # rollback's plan and run, approval revoke, audit verification, Prometheus' alerts, webhooks' 5
     for method, path in served:
         assert_error_shape(client.request(method, path.format(**values)), 401, "UNAUTHORIZED")
     document = client.get("/openapi.json").json()  # and the document says which need the bearer scheme
@@ -356,8 +356,11 @@ def test_a_flood_without_a_token_is_throttled_and_the_state_stays_small(tmp_path
 
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 # These plan over SSH or read a host or Prometheus: with no hosts they answer 503 (the lab test runs them).
+# Webhooks post to whatever URL they are given (generated ones could be anywhere, with allow_private on):
+# tests/unit/test_webhooks_api.py tests them against a receiver on loopback.
 NEEDS_HOSTS = (
-    r"^/api/v1/(plan/|approvals/|actions/remove-node/|nodes/\{|monitoring/(prometheus|alerts)|cluster/diagnose)"
+    r"^/api/v1/(plan/|approvals/|actions/remove-node/|nodes/\{|monitoring/(prometheus|alerts)|cluster/diagnose"
+    r"|webhooks)"
 )
 
 

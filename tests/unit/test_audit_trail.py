@@ -498,3 +498,21 @@ def test_a_head_is_compared_with_the_newest_event(tmp_path, head, problems):
     rows = [(1, "", "", "", "", "{}", "0" * 64, "a" * 64), (2, "", "", "", "", "{}", "a" * 64, "b" * 64)]
     expected = [problem.replace("(H)", f"({tmp_path / 'H'})") for problem in problems]
     assert head_problems(tmp_path / "H", "head", rows if head[0] != "0" else []) == expected
+
+
+def test_a_listener_is_told_each_event_inside_its_transaction_and_an_error_there_undoes_the_event(store):
+    """The webhook outbox listens here: what it writes must commit or roll back with the event."""
+    told = []
+
+    def listener(connection: sqlite3.Connection, event) -> None:
+        told.append((connection.in_transaction, event.seq, event.event, event.details))
+        if event.target == "refused":
+            raise RuntimeError("the outbox could not queue it")
+
+    store.audit.listeners.append(listener)
+    added = store.audit.append("bob", "run started", "r1", command="deploy")
+    assert told == [(True, added.seq, "run started", {"command": "deploy"})]
+    assert added.seq == 5 and added.hash == store.audit.head()[1]
+    with pytest.raises(RuntimeError, match="could not queue"):
+        store.audit.append("bob", "run started", "refused")
+    assert store.audit.head()[0] == 5 and store.audit.verify() == []

@@ -33,6 +33,7 @@ def test_bench_parses_a_scenario_and_its_options():
         "upgrade",
         "ui",
         "alerts",
+        "webhooks",
     } == set(SCENARIOS)
 
 

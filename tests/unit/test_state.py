@@ -471,3 +471,21 @@ def test_events_committed_in_a_transaction_keep_their_heads_and_a_later_rollback
         raise RuntimeError("after the event")
     assert store.audit.verify() == [] and store.audit.head_file.read_text().split()[0] == "3"
     assert store.audit.key_of_trail().head_file.read_text().split()[0] == "3"
+
+
+def test_each_audit_event_a_webhook_announces_is_queued_with_it_in_the_state_database(store, monkeypatch):
+    from raydeploy import webhook_outbox
+
+    told: list = []
+    monkeypatch.setattr(webhook_outbox, "QUEUED_LISTENERS", [told.append])  # who sends: told where to look
+    store.db.execute(
+        "INSERT INTO webhook_endpoints (id, url, format, events, cluster, allow_private, created_at, created_by)"
+        " VALUES ('e1', 'http://127.0.0.1:9/refused-by-the-guard', 'json', '[]', 'ray', 0, 't', 'alice')"
+    )
+    store.audit.append("alice", "checkpoint started", "docker-installation")  # no webhook announces it
+    store.audit.append("alice", "run started", "r1")
+    queued = store.db.execute(
+        "SELECT e.type, e.target, d.endpoint_id FROM webhook_events e JOIN webhook_deliveries d ON d.event_id = e.id"
+    ).fetchall()
+    assert [tuple(row) for row in queued] == [("run.started", "r1", "e1")]
+    assert told == [store.directory]
