@@ -9,16 +9,7 @@ import click
 from raydeploy import webhook_delivery, webhooks
 from raydeploy.commands import inventory_option, open_store, who_am_i
 from raydeploy.webhook_outbox import EVENT_TYPES
-
-
-def inventory_cluster(inventory: str, state_dir: str) -> str:
-    """The inventory head's cluster_name (what Prometheus calls the cluster), or "ray" when it cannot be read."""
-    try:
-        from validate.inventory import load
-
-        return load(inventory, state_dir).cluster.head.settings.cluster_name
-    except Exception:  # an inventory that cannot be read now is no reason to refuse an endpoint
-        return "ray"
+from raydeploy.webhooks import inventory_cluster
 
 
 def timeout_option(function):

@@ -73,6 +73,16 @@ def checked_settings(url: str, format: str, events: list[str], console_url: str 
         raise WebhookError("; ".join(problems) + "; nothing was added")
 
 
+def inventory_cluster(inventory: str, state_dir: str) -> str:
+    """The inventory head's cluster_name (what Prometheus calls the cluster), or "ray" when it cannot be read."""
+    try:
+        from validate.inventory import load
+
+        return load(inventory, state_dir).cluster.head.settings.cluster_name
+    except Exception:  # an inventory that cannot be read now is no reason to refuse an endpoint
+        return "ray"
+
+
 def add(
     store: StateStore,
     url: str,

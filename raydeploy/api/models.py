@@ -513,7 +513,11 @@ class WebhookRequest(Request):
     events: list[WebhookEventType] = Field(
         default_factory=list, max_length=20, description="Only these event types (empty: all)"
     )
-    cluster: str | None = Field(None, max_length=200, description="The cluster's name in each event (default: ray)")
+    cluster: str | None = Field(
+        None,
+        max_length=200,
+        description="The cluster's name in each event (default: the inventory's cluster_name, else ray)",
+    )
     console_url: str | None = Field(
         None, max_length=500, description="The console's base URL, for each event's link to its run or approval"
     )

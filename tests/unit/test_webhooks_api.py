@@ -207,3 +207,22 @@ def test_deliveries_survive_a_restart_of_the_real_api(tmp_path, receiver, monkey
     with api_server(["--state-dir", str(state)], {}, tmp_path / "api-2.log"):
         receiver.wait_for(3)
     assert [document["details"]["target"] for document in receiver.documents()] == ["run-0", "run-1", "run-2"]
+
+
+def test_an_endpoint_added_through_the_api_names_the_inventorys_cluster_unless_told(tmp_path, receiver):
+    from tests.unit.test_api import LOOPBACK_INVENTORY, free_port
+
+    inventory = tmp_path / "inventory.py"
+    text = LOOPBACK_INVENTORY.format(port=free_port(), grafana=False).replace(
+        '"root",', '"root", "cluster_name": "east",'
+    )
+    inventory.write_text(text)
+    app = create_app(str(inventory), tmp_path / "state")
+    token = TokenStore(app.state.store).create("ada", "admin", "test")[1]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        body = {"url": receiver.url, "allow_private": True}
+        headers = {"Authorization": f"Bearer {token}"}
+        named = client.post("/api/v1/webhooks", headers=headers, json=body)
+        told = client.post("/api/v1/webhooks", headers=headers, json={**body, "cluster": "west"})
+        assert (named.json()["cluster"], told.json()["cluster"]) == ("east", "west"), named.text
+    webhook_delivery.stop_all()

@@ -32,7 +32,7 @@ def add_webhook(body: models.WebhookRequest, served: Served, identity: Admin) ->
             identity.name,
             body.format,
             list(body.events),
-            body.cluster or "ray",
+            body.cluster or webhooks.inventory_cluster(served.inventory, str(served.state_dir)),
             body.console_url,
             body.allow_private,
         )
