@@ -533,3 +533,12 @@ def test_every_page_answers_each_role_in_words_never_a_server_error(planned, rol
         assert "<h1>" in answer.text or (path.startswith("/live/") and status == 200), path  # a part, or a page
         if status >= 400:
             assert "What to do:" in answer.text, path
+
+
+def test_the_dashboard_links_the_monitoring_services_the_inventory_deploys(console):
+    sign_in(console, console.issued["viewer"])
+    links = re.findall(
+        r'<li><a href="([^"]+)" rel="noopener noreferrer" target="_blank">([^<]+)</a>', console.get("/").text
+    )
+    assert [label for _, label in links] == ["Ray dashboard", "Prometheus", "Alertmanager (silences)"]  # Grafana off
+    assert all(url.startswith("http://127.0.0.1:") for url, _ in links), links

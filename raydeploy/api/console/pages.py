@@ -44,8 +44,9 @@ def attempt(read: Callable[[], Any]) -> tuple[Any, str | None]:
 
 
 def dashboard_links(served: Service) -> dict[str, str]:
-    """Where the Ray dashboard, Prometheus and Grafana answer, as the inventory says (deployed ones only)."""
-    from validate.http_checks import dashboard_url, grafana_access, prometheus_access
+    """Where the Ray dashboard, Prometheus, Grafana and Alertmanager answer, as the inventory says (deployed ones
+    only)."""
+    from validate.http_checks import alertmanager_access, dashboard_url, grafana_access, prometheus_access
 
     cluster = served.loaded().cluster
     settings = cluster.monitoring[0].settings
@@ -54,6 +55,8 @@ def dashboard_links(served: Service) -> dict[str, str]:
         links["Prometheus"] = prometheus_access(cluster)
     if settings.grafana_enabled:
         links["Grafana"] = grafana_access(cluster)
+    if settings.alertmanager_enabled:
+        links["Alertmanager (silences)"] = alertmanager_access(cluster)
     return links
 
 
