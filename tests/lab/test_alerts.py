@@ -82,6 +82,7 @@ def alerting(make_lab) -> AlertLab:
     assert grand_total(result.output)[1] == 0, result.output
     yield AlertLab(lab, receiver, webhook_url, result.output)
     receiver.close()
+    lab.down()  # its Ray nodes would load the machine for the rest of the session
 
 
 def test_amtool_checks_the_config_rendered_for_every_receiver_and_refuses_a_bad_one(engine, alerting, tmp_path):

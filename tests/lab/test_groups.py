@@ -50,10 +50,11 @@ NO_DRIVER = "host worker-2 is marked gpu: nvidia but has no working NVIDIA drive
 
 
 @pytest.fixture(scope="module")
-def groups_lab(make_lab) -> TestLab:
+def groups_lab(make_lab) -> Iterator[TestLab]:
     lab = make_lab("groups")
     lab.up("--workers", "2")
-    return lab
+    yield lab
+    lab.down()  # its Ray nodes would load the machine for the rest of the session
 
 
 def grouped(lab: TestLab, tmp_path: Path, groups: dict[str, tuple[list[str], dict]]) -> str:

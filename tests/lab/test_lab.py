@@ -117,6 +117,7 @@ def test_a_host_with_the_mirror_pulls_the_lab_images(make_lab):
     assert "Redis server v=7.0." in host.check_output("docker run --rm redis:7.0 redis-server --version")
     ray_image = state.images["ray"]
     assert "2.60.0" in host.check_output(f"docker run --rm {ray_image} bash --login -c 'ray --version'")
+    mirror_lab.down()  # its hosts would load the machine for the rest of the session
 
 
 def test_lab_scales_up_by_adding_only_the_new_worker_and_down_removes_everything(make_lab, lab, engine):

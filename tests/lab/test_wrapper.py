@@ -151,7 +151,8 @@ def canary_lab(make_lab, tmp_path_factory):
         {**lab.env, "RAYDEPLOY_INVENTORY": str(inventory), "RAYDEPLOY_STATE_DIR": str(folder / "state")}
     )
     call.lab, call.state = lab, folder / "state"
-    return call
+    yield call
+    lab.down()  # its Ray nodes would load the machine for the rest of the session
 
 
 def test_a_fresh_lab_stops_at_docker_installation_without_approval_then_deploys_after_approve(canary_lab):
