@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, Host
 from pyinfra.context import ctx_host, ctx_state
 
 _read: dict[tuple[int, str, type, tuple], tuple[int, Any]] = {}
 
 
-def changes_so_far() -> int:
-    """How many operations have run commands on the current host in this run."""
-    state, current = ctx_state.get(), ctx_host.get()
+def changes_so_far(current: Host | None = None) -> int:
+    """How many operations have run commands on CURRENT (the current host) in this run."""
+    state, current = ctx_state.get(), current or ctx_host.get()
     changed = 0
     for op_hash in state.ops[current]:
         meta = state.get_op_data_for_host(current, op_hash).operation_meta
@@ -28,11 +28,12 @@ def changes_so_far() -> int:
     return changed
 
 
-def fact_since_last_change(fact: type[FactBase], **kwargs: Any) -> Any:
-    """FACT on the current host, asked again only if an operation changed the host since it was last asked."""
-    current = ctx_host.get()
+def fact_since_last_change(fact: type[FactBase], on: Host | None = None, **kwargs: Any) -> Any:
+    """FACT on host ON (the current host), asked again only if an operation changed that host since it was
+    last asked: an operation on one host may read another's (the head's join wait reads each node's)."""
+    current = on or ctx_host.get()
     key = (id(ctx_state.get()), current.name, fact, tuple(sorted(kwargs.items())))
-    changes = changes_so_far()
+    changes = changes_so_far(current)
     if key in _read and _read[key][0] == changes:
         return _read[key][1]
     value = current.get_fact(fact, **kwargs)

@@ -22,7 +22,7 @@ from deploys.components import RAY_HEAD, RAY_REDIS, RAY_WORKER
 from deploys.containers import ContainerSpec, HealthCheck, container, images_present
 from deploys.credentials import secret
 from deploys.gpus import docker_gpu_args, gpu_problems, offered_gpus
-from deploys.host_facts import hosts_changed_by
+from deploys.host_facts import fact_since_last_change, hosts_changed_by
 from deploys.host_problems import report
 from deploys.host_scripts import python_script
 from deploys.host_secrets import (
@@ -314,12 +314,14 @@ def stale_node_ids(cluster: Cluster, listed: dict[str, dict]) -> dict[str, str]:
     """Cluster address -> id of the node the head LISTED there (RayNodes) that started before the Ray
     container on that host did, read on each host now: a container restarted outside raydeploy (by hand,
     by Docker after a crash) leaves its old node ALIVE in the head's table until its health checks miss.
-    Both times come from that host's own clock (the raylet stamps its node's start)."""
+    Both times come from that host's own clock (the raylet stamps its node's start). Each host's containers
+    are read once for this and its own container operations (fact_since_last_change)."""
     stale = {}
     for member in cluster.nodes:
         node = listed.get(member.settings.cluster_address)
         name = RAY_HEAD if member.role == "head" else RAY_WORKER
-        found = (ctx_state.get().inventory.get_host(member.name).get_fact(Containers) or {}).get(name)
+        on = ctx_state.get().inventory.get_host(member.name)
+        found = (fact_since_last_change(Containers, on=on) or {}).get(name)
         started = docker_time_ms(found["started_at"]) if found else None
         if node and started and node.get("start_time_ms", 0) < started - 1000:
             stale[member.settings.cluster_address] = node["node_id"]

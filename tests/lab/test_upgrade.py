@@ -145,5 +145,6 @@ def test_mixed_versions_are_refused_naming_the_hosts_and_nothing_changes(lab, tm
     before = images(lab)
     refused = wrapper("deploy", "-i", str(inventory), "--start-from", "ray-deployment", "--auto-approve")
     assert refused.returncode == 1, refused.output
-    assert f"head: Ray {OLD} (Python 3.11); worker-1, worker-2: Ray {NEW} (Python 3.11)" in refused.output
+    for host, release in (("head", OLD), ("worker-1", NEW), ("worker-2", NEW)):
+        assert f"{host}: ray_image=rayproject/ray:{release}-py311-cpu is Ray {release} (Python 3.11)" in refused.output
     assert images(lab) == before
