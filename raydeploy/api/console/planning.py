@@ -112,11 +112,15 @@ def plan_live(request: Request, name: str, served: Served, visitor: SignedIn) ->
     return page(request, "plan_live.html", visitor, card=plan_card(served, known_checkpoint(name), wait=True))
 
 
-def approval_context(served: Service, name: str, found: Shown) -> dict:
-    """What NAME's approval page shows of plan FOUND (nothing of it while it is being made)."""
+def approval_context(served: Service, visitor, name: str, found: Shown) -> dict:
+    """What NAME's approval page (and its live part) shows to VISITOR: who asked, and plan FOUND (nothing of
+    it while it is being made)."""
+    asked = approval_requests(served, name)
+    who = {"name": name, "asked": asked, "asked_by_me": any(e["actor"] == visitor.name for e in asked)}
     if found.plan is None:
-        return {"shown": found, "info": None, "view": None, "acknowledge": False}
+        return {**who, "shown": found, "info": None, "view": None, "acknowledge": False}
     return {
+        **who,
         "shown": found,
         "info": approval_info(served, name, found.plan),
         "view": plan_view(name, found.plan),
@@ -153,19 +157,16 @@ def approval_page(
 ) -> HTMLResponse:
     """The plan being approved, who asked, separation of duties, the approvals; approve, reject, revoke."""
     name = approvable(name)
-    requests_ = approval_requests(served, name)
     every = Approvals(served.db(), served.separation_of_duties).all(name)
+    found = showing(served, name, None, wait, f"/live/approvals/{name}")
     return page(
         request,
         "approval.html",
         visitor,
-        name=name,
         checkpoint=get(name),
-        asked=requests_,
-        asked_by_me=any(e["actor"] == visitor.name for e in requests_),
         every=list(reversed(every))[:20],
         done=done,
-        **approval_context(served, name, showing(served, name, None, wait, f"/live/approvals/{name}")),
+        **approval_context(served, visitor, name, found),
     )
 
 
@@ -173,17 +174,8 @@ def approval_page(
 def approval_live(request: Request, name: str, served: Served, visitor: SignedIn) -> HTMLResponse:
     """NAME's plan and approve/reject forms with a plan made now, for static/console.js to swap in."""
     name = approvable(name)
-    asked = approval_requests(served, name)
-    context = approval_context(served, name, showing(served, name, None, True, ""))
-    return page(
-        request,
-        "approval_live.html",
-        visitor,
-        name=name,
-        asked=asked,
-        asked_by_me=any(e["actor"] == visitor.name for e in asked),
-        **context,
-    )
+    found = showing(served, name, None, True, "")
+    return page(request, "approval_live.html", visitor, **approval_context(served, visitor, name, found))
 
 
 # Day-2 actions: one page each, their arguments in the query, approved and run from the page ------------
