@@ -94,8 +94,10 @@ def read_spec(state_dir: str | Path, run_id: str) -> dict[str, Any]:
 
 
 def recorded_runs(state_dir: str | Path) -> list[str]:
-    """The runs that recorded a spec, oldest first (run ids sort by time)."""
-    return sorted(path.stem for path in (Path(state_dir) / "specs").glob("*.json") if RUN_ID.match(path.stem))
+    """The runs that recorded a spec, oldest first: by the second each started (a run id begins with it;
+    one run at a time holds the lock), then by when the spec was written, for runs of the same second."""
+    paths = [path for path in (Path(state_dir) / "specs").glob("*.json") if RUN_ID.match(path.stem)]
+    return [path.stem for path in sorted(paths, key=lambda path: (path.stem[:16], path.stat().st_mtime_ns))]
 
 
 def settings_changes(current: dict[str, Any], target: dict[str, Any]) -> dict[str, list[str]]:

@@ -3,6 +3,7 @@ and which recorded spec a rollback goes back to."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from deploys.recorded_specs import SpecError, read_spec, recorded_runs, spec_of, write_spec
@@ -39,12 +40,22 @@ def strip(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def rollback_candidate(inventory: str, state_dir: str) -> str | None:
-    """The run a rollback goes back to: the latest recorded spec that differs from the inventory's now."""
+    """The run `raydeploy rollback` goes back to by default: the latest recorded spec that differs from
+    the inventory's now."""
     current = inventory_spec(inventory, state_dir)["digest"]
+    return next((run_id for run_id, digest in readable_specs(state_dir) if digest != current), None)
+
+
+def last_good(state_dir: str) -> tuple[str, str] | None:
+    """The last good spec, for --rollback-on-failure: the newest run that recorded one, and its digest."""
+    return next(readable_specs(state_dir), None)
+
+
+def readable_specs(state_dir: str) -> Iterator[tuple[str, str]]:
+    """(run id, digest) of every recorded spec that reads back whole, newest first: an altered or
+    unreadable record is never gone back to."""
     for run_id in reversed(recorded_runs(state_dir)):
         try:
-            if read_spec(state_dir, run_id)["digest"] != current:
-                return run_id
+            yield run_id, read_spec(state_dir, run_id)["digest"]
         except SpecError:
-            continue  # an altered or unreadable record is never gone back to
-    return None
+            continue

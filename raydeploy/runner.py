@@ -232,14 +232,8 @@ def record_spec(options: RunOptions, run: Run) -> None:
 def rolled_back(options: RunOptions, run: Run, failure: Outcome) -> Outcome:
     """--rollback-on-failure: FAILURE followed a change, so go back to the last good spec by itself
     (approved by the flag, audited as such), validate, and report the run as failed and rolled back."""
-    from raydeploy.converged import rollback_candidate
-
-    try:
-        target = rollback_candidate(options.inventory, str(options.store.directory))
-    except SpecError as problem:
-        target, failure.message = None, f"{failure.message}\n(the last good spec cannot be read: {problem})"
+    target = rollback_target_after(options, run, failure)
     if target is None:
-        say(options, run, "--rollback-on-failure: no earlier good spec recorded: nothing to roll back to")
         return failure
     who = options.requested_by
     say(options, run, f"{failure.checkpoint} failed after changes: rolling back to run {target}'s spec")
@@ -260,6 +254,31 @@ def rolled_back(options: RunOptions, run: Run, failure: Outcome) -> Outcome:
         "" if outcome.status == "succeeded" else f":\n{outcome.message}"
     )
     return Outcome("failed", failure.checkpoint, message, failure.failed_hosts, failure.changed + outcome.changed)
+
+
+def rollback_target_after(options: RunOptions, run: Run, failure: Outcome) -> str | None:
+    """The run whose spec --rollback-on-failure goes back to: the last good one (the newest recorded),
+    unless it is what this run was deploying, as going back would then change nothing. When there is
+    none, FAILURE's message says why it was not rolled back."""
+    from raydeploy.converged import inventory_spec, last_good
+
+    try:
+        good = last_good(str(options.store.directory))
+        attempted = inventory_spec(options.inventory, str(options.store.directory))["digest"]
+    except SpecError as problem:
+        good, why = None, f"the last good spec cannot be read: {problem}"
+    else:
+        why = "no run has recorded a good spec yet"
+    if good is not None and good[1] != attempted:
+        return good[0]
+    if good is not None:
+        why = (
+            f"the last good spec, run {good[0]}'s, is the one this run was deploying, so going back would change "
+            "nothing; fix the cause above and run the same command again"
+        )
+    say(options, run, f"--rollback-on-failure: not rolled back: {why}")
+    failure.message += f"\n(not rolled back: {why})"
+    return None
 
 
 def checkpoint_step(options: RunOptions, run: Run, checkpoint: Checkpoint) -> Outcome:

@@ -341,3 +341,36 @@ def test_without_the_flag_or_a_change_nothing_is_rolled_back(inventory, store, s
     with pytest.raises(RunStopped):
         deploy(options(inventory, store, session, ["ray-deployment"]))
     assert "rollback" not in [name for name, _ in session.executed]
+
+
+def test_a_failure_while_deploying_the_last_good_spec_is_not_rolled_back_to_an_older_one(inventory, store, session):
+    session.changes["ray-deployment"] = {"head": ["Ray head container"]}
+    older = '{"ray_image": "rayproject/ray:2.59.0-py311-cpu"}'
+    Path(inventory).write_text(f'head = [("head", {older})]\nworkers = [("worker-1", {older})]\n')
+    deploy(options(inventory, store, session, ["ray-deployment"]))
+    Path(inventory).write_text('head = ["head"]\nworkers = ["worker-1"]\n')
+    good = deploy(options(inventory, store, session, ["ray-deployment"]))
+    session.failing["ray-deployment"] = {"head": "a worker's container was removed by hand and never joined"}
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["ray-deployment"], rollback_on_failure=True))
+    assert "rollback" not in [name for name, _ in session.executed], "the older spec is not gone back to"
+    assert f"not rolled back: the last good spec, run {good}'s, is the one this run was deploying" in (
+        stopped.value.message
+    )
+    assert "rollback started" not in events(store)
+
+
+def test_the_last_good_spec_is_the_newest_that_reads_back_whole(inventory, store, session):
+    from raydeploy.converged import last_good, rollback_candidate
+
+    session.changes["ray-deployment"] = {"head": ["Ray head container"]}
+    older = '{"ray_image": "rayproject/ray:2.59.0-py311-cpu"}'
+    Path(inventory).write_text(f'head = [("head", {older})]\nworkers = [("worker-1", {older})]\n')
+    first = deploy(options(inventory, store, session, ["ray-deployment"]))
+    Path(inventory).write_text('head = ["head"]\nworkers = ["worker-1"]\n')
+    second = deploy(options(inventory, store, session, ["ray-deployment"]))
+    state_dir = str(store.directory)
+    assert last_good(state_dir)[0] == second
+    assert rollback_candidate(inventory, state_dir) == first, "by hand: the newest spec unlike the inventory's"
+    (store.directory / "specs" / f"{second}.json").write_text("{}")
+    assert last_good(state_dir)[0] == first, "an altered record is never gone back to"
