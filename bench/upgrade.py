@@ -212,24 +212,23 @@ class Probe:
             self._thread.join(timeout=10)
 
 
-class StopWatch:
-    """Streams the kill/die/stop events of CONTAINERS from each lab host's Docker engine, from SINCE
-    until `stop()`: one `docker events` per host over SSH, ended by closing its standard input."""
+class EventWatch:
+    """Streams each lab host's Docker engine events matching FILTERS (`docker events --filter` values),
+    from SINCE until `stop()`: one `docker events` per host over SSH, ended by closing its standard
+    input. Streamed, not read afterwards: an engine answers a later `--since` from the last 256
+    events it keeps, of every kind."""
 
-    def __init__(self, lab: Lab, containers: Iterable[str], since: float, hosts: Iterable[str] | None = None) -> None:
+    def __init__(self, lab: Lab, filters: Iterable[str], since: float, hosts: Iterable[str] | None = None) -> None:
         self.lab = lab
-        self.containers = list(containers)
+        self.filters = list(filters)
         self.since = since
         self.hosts = list(hosts) if hosts is not None else lab.host_names
         self.streams: dict[str, subprocess.Popen] = {}
 
-    def __enter__(self) -> StopWatch:
-        events = " ".join(f"--filter event={event}" for event in STOP_EVENTS)
+    def __enter__(self) -> EventWatch:
+        filters = " ".join(f"--filter {item}" for item in self.filters)
         # The shell waits for this end of the connection to close, then ends the stream.
-        remote = (
-            f"docker events --since {self.since:.3f} --filter type=container {events} --format '{{{{json .}}}}' & "
-            "read _; kill $!"
-        )
+        remote = f"docker events --since {self.since:.3f} {filters} --format '{{{{json .}}}}' & read _; kill $!"
         for host in self.hosts:
             self.streams[host] = subprocess.Popen(
                 ["ssh", "-F", self.lab.status["ssh"]["config"], host, remote],
@@ -240,9 +239,9 @@ class StopWatch:
             )
         return self
 
-    def stop(self) -> list[float]:
-        """End every stream; the stop times seen on any host, in order."""
-        times: list[float] = []
+    def stop(self) -> dict[str, str]:
+        """End every stream; per host, what its engine streamed (one JSON event per line)."""
+        seen: dict[str, str] = {}
         failed = []
         for host, stream in self.streams.items():
             try:
@@ -252,17 +251,36 @@ class StopWatch:
                 output, error = stream.communicate()
             if stream.returncode != 0:
                 failed.append(f"{host}: exit {stream.returncode}: {error.strip()[-500:]}")
-            times += stop_times(output, self.containers)
+            seen[host] = output
         self.streams = {}
         if failed:
             raise BenchError(f"`docker events` did not stream on lab {self.lab.name}: {'; '.join(failed)}")
-        return sorted(times)
+        return seen
 
     def __exit__(self, *exc: object) -> None:
         for stream in self.streams.values():
             stream.kill()
             stream.communicate()
         self.streams = {}
+
+
+class StopWatch:
+    """The kill/die/stop events of CONTAINERS on each lab host (an EventWatch), from SINCE until `stop()`."""
+
+    def __init__(self, lab: Lab, containers: Iterable[str], since: float, hosts: Iterable[str] | None = None) -> None:
+        self.events = EventWatch(lab, ["type=container", *(f"event={event}" for event in STOP_EVENTS)], since, hosts)
+        self.containers = list(containers)
+
+    def __enter__(self) -> StopWatch:
+        self.events.__enter__()
+        return self
+
+    def stop(self) -> list[float]:
+        """End every stream; the stop times seen on any host, in order."""
+        return sorted(time for output in self.events.stop().values() for time in stop_times(output, self.containers))
+
+    def __exit__(self, *exc: object) -> None:
+        self.events.__exit__(*exc)
 
 
 def measure_change(
