@@ -8,11 +8,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import requests
-
 from bench.labs import Lab, fresh_lab
 from bench.measure import FULL_DEPLOY, RAYDEPLOY, BenchError, checkpoint_times, figure, run, timed_output
 from bench.scenarios import WRAPPER_DEPLOY
+from bench.upgrade import Probe, Sample
 
 
 def scenario_grow(runs: int, workers: int) -> dict:
@@ -61,34 +60,33 @@ def scenario_reboot(runs: int, workers: int) -> dict:
         run(WRAPPER_DEPLOY, lab.env)
         expected = 1 + workers
         for _ in range(runs):
-            head.append(reboot(lab, f"{lab.name}-head", expected))
-            worker.append(reboot(lab, f"{lab.name}-worker-1", expected))
+            head.append(reboot(lab, "head", expected))
+            worker.append(reboot(lab, "worker-1", expected))
             print(f"reboot: head host {head[-1]:.1f} s, worker host {worker[-1]:.1f} s until every node is alive")
     return {"figures": {"head_host_reboot_to_alive": figure(head), "worker_host_reboot_to_alive": figure(worker)}}
 
 
-def reboot(lab: Lab, container: str, expected: int, timeout_s: float = 600) -> float:
-    """Restart lab host CONTAINER; seconds until EXPECTED Ray nodes are alive (read from the dashboard)."""
+def rejoined(sample: Sample, expected: int, address: str, since: float) -> bool:
+    """Whether SAMPLE saw the cluster whole again after host ADDRESS restarted at SINCE: EXPECTED
+    distinct addresses alive, ADDRESS's among them as a node started since (a node of the restarted
+    host stays listed ALIVE until the GCS notices it is gone, and Redis brings it back with a head)."""
+    return (
+        sample.ray_version is not None
+        and len(sample.addresses()) == expected
+        and address in sample.addresses(started_since=since)
+    )
+
+
+def reboot(lab: Lab, host: str, expected: int, timeout_s: float = 600) -> float:
+    """Restart lab host HOST's container; seconds until EXPECTED Ray nodes are alive, HOST's one
+    started after the restart (read from the dashboard)."""
     token_file = f"{lab.env['RAYDEPLOY_LAB_HOME']}/{lab.name}/secrets/ray-auth-token"
-    token = Path(token_file).read_text().strip()
-    started = time.monotonic()
-    run(["docker", "restart", container], {})
-    deadline = started + timeout_s
-    while time.monotonic() < deadline:
-        if alive(lab.dashboard_url, token) == expected:
+    probe = Probe(lab.dashboard_url, Path(token_file).read_text().strip())
+    address = next(row["cluster_address"] for row in lab.status["hosts"] if row["name"] == host)
+    since, started = time.time(), time.monotonic()
+    run(["docker", "restart", f"{lab.name}-{host}"], {})
+    while time.monotonic() < started + timeout_s:
+        if rejoined(probe.poll(), expected, address, since):
             return time.monotonic() - started
         time.sleep(1)
-    raise BenchError(f"{expected} Ray nodes were not alive {timeout_s:.0f} s after restarting {container}")
-
-
-def alive(dashboard: str, token: str) -> int:
-    try:
-        answer = requests.get(
-            f"{dashboard}/api/v0/nodes",
-            params={"filter_keys": "state", "filter_predicates": "=", "filter_values": "ALIVE"},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=5,
-        )
-        return len(answer.json()["data"]["result"]["result"])
-    except (requests.RequestException, ValueError, KeyError):
-        return -1
+    raise BenchError(f"{expected} Ray nodes were not alive {timeout_s:.0f} s after restarting {lab.name}-{host}")
