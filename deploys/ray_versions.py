@@ -7,7 +7,7 @@ under a namespace of its own (`RAY_external_storage_namespace`), so that it neve
 cluster's state; the old namespace is deleted once the new cluster is up.
 
 The release is read from the tag as Ray's images spell it (`rayproject/ray:2.60.0-py311-cpu`,
-`...:2.60.0-py311-gpu`, `...:2.60.0`). An image whose tag names no release is taken at its word
+`...:2.60.0-py311-gpu`, `...:2.60.0`, also when pinned by digest: `...:2.60.0-py311-cpu@sha256:...`). An image whose tag names no release is taken at its word
 only for itself: two such images, or one of them and a release, count as different.
 """
 
@@ -40,8 +40,14 @@ def release_of(image: str) -> RayRelease | None:
     RayRelease(ray='2.59.0', python=None)
     >>> release_of("rayproject/ray:latest") is None
     True
+
+    An image pinned by digest as well (`tag@sha256:...`, the exact bytes a rollback goes back to) is
+    read from its tag:
+
+    >>> release_of("rayproject/ray:2.59.0-py311-cpu@sha256:" + "0" * 64)
+    RayRelease(ray='2.59.0', python='3.11')
     """
-    found = TAG.search(image)
+    found = TAG.search(image.split("@", 1)[0])
     if not found:
         return None
     python = f"{found['major']}.{found['minor']}" if found["major"] else None

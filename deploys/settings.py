@@ -364,7 +364,8 @@ def node_ray_image(settings: Settings) -> str:
         return settings.ray_image
     if settings.ray_gpu_image:
         return settings.ray_gpu_image
-    return re.sub(r"-cpu$", "-gpu", settings.ray_image)
+    # A digest pins the CPU build's bytes, not the GPU build's: the GPU build is named by its tag.
+    return re.sub(r"-cpu(@sha256:[0-9a-f]+)?$", "-gpu", settings.ray_image)
 
 
 # Keys of group data that are pyinfra's own (connection, operation arguments), not settings.

@@ -69,8 +69,22 @@ class Containers(ShortFactBase):
 
 
 def image_ids(inspected: list[dict] | None) -> dict[str, str]:
-    """`docker image inspect` output (parsed JSON) as ``{repository:tag: image id}``."""
-    return {tag: image["Id"] for image in inspected or [] for tag in image.get("RepoTags") or []}
+    """`docker image inspect` output (parsed JSON) as ``{reference: image id}``, each image under every
+    reference that pulls it: ``repository:tag``, ``repository@sha256:...`` and, for an image pinned
+    by digest in the inventory, ``repository:tag@sha256:...``."""
+    found = {}
+    for image in inspected or []:
+        tags, digests = image.get("RepoTags") or [], image.get("RepoDigests") or []
+        pinned = [
+            f"{tag}@{digest.split('@', 1)[1]}" for tag in tags for digest in digests if same_repository(tag, digest)
+        ]
+        found.update(dict.fromkeys([*tags, *digests, *pinned], image["Id"]))
+    return found
+
+
+def same_repository(tag: str, digest: str) -> bool:
+    """Whether TAG (``repository:tag``) and DIGEST (``repository@sha256:...``) name one repository."""
+    return tag.rsplit(":", 1)[0] == digest.split("@", 1)[0]
 
 
 class ImageIds(ShortFactBase):

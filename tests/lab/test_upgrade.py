@@ -214,3 +214,24 @@ def test_mixed_versions_are_refused_naming_the_hosts_and_nothing_changes(lab, tm
         assert f"{host}: ray_image=rayproject/ray:{release}-py311-cpu is Ray {release} (Python 3.11)" in refused.output
     assert images(lab) == before
     assert containers(lab) == running, "the same containers, never restarted"
+
+
+def test_an_image_pinned_by_digest_deploys_and_a_second_run_changes_nothing(lab, tmp_path):
+    """A spec records images as the inventory names them: pinned by digest, a rollback goes back to
+    the very bytes even if the tag was pushed again since."""
+    wrapper, head = lab.wrapper, lab.host("head")
+    tag = f"rayproject/ray:{OLD}-py311-cpu"
+    digest = head.check_output(f"docker image inspect --format '{{{{index .RepoDigests 0}}}}' {tag}").split("@")[1]
+    pinned = f"{tag}@{digest}"
+    inventory = tmp_path / "pinned.py"
+    inventory.write_text(
+        "from inventories.lab import head, workers\n"
+        f"head = [(name, {{**data, 'ray_image': {pinned!r}}}) for name, data in head]\n"
+        f"workers = [(name, {{**data, 'ray_image': {pinned!r}}}) for name, data in workers]\n"
+    )
+    deployed = wrapper("deploy", "-i", str(inventory), "--start-from", "ray-deployment", "--auto-approve")
+    assert deployed.returncode == 0, deployed.output
+    assert set(images(lab).values()) == {pinned}
+    assert reported_version(DeployedCluster(lab)) == OLD
+    again = wrapper("plan", "ray-deployment", "-i", str(inventory))
+    assert again.returncode == 0, again.output  # exit 0: nothing left to change, no pull again

@@ -141,6 +141,10 @@ def test_a_gpu_host_runs_the_gpu_build_of_the_clusters_ray_release():
     assert settings(gpu="nvidia").ray_image == "rayproject/ray:2.60.0-py311-gpu"
     assert settings().ray_image == "rayproject/ray:2.60.0-py311-cpu"
     assert settings(gpu="nvidia", ray_gpu_image="my/ray:2.60.0-cuda12").ray_image == "my/ray:2.60.0-cuda12"
+    pinned = "rayproject/ray:2.60.0-py311-cpu@sha256:" + "0" * 64
+    assert settings(gpu="nvidia", ray_image=pinned).ray_image == "rayproject/ray:2.60.0-py311-gpu", (
+        "the CPU build's digest is not the GPU build's"
+    )
 
 
 def test_a_gpu_host_without_a_driver_is_refused_in_the_words_operators_see():

@@ -156,6 +156,11 @@ def test_images_are_read_by_tag_from_pyinfras_image_inspect_fact():
     found = image_ids(DockerImages().process(lines("docker_images.json")))
     assert "rayproject/ray:2.60.0-py311-cpu" in found and "redis:7.0" in found
     assert all(image_id.startswith("sha256:") for image_id in found.values())
+    # An image pinned by digest (what a rollback to the exact bytes names) is present by that reference too.
+    digest = "sha256:d1c6e1522669fb4906f11c6247546de4cfc54b686cd807554ae49d8ad629fa44"
+    ray = found["rayproject/ray:2.60.0-py311-cpu"]
+    assert found[f"rayproject/ray@{digest}"] == found[f"rayproject/ray:2.60.0-py311-cpu@{digest}"] == ray
+    assert f"redis:7.0@{digest}" not in found
 
 
 def test_listening_tcp_ports_are_read_with_pyinfras_ports_parser():
