@@ -260,7 +260,8 @@ class ApprovalRequest(Request):
     data: dict[str, str] = Field(
         default_factory=dict,
         description="A day-2 action's arguments, as its run gave them (destroy: purge_data, forget_secrets = "
-        '"true"); part of the plan, so the approval binds them',
+        '"true"; rollback: rollback_to = the run id; remove-node: remove_hosts, drain_timeout, remove_on_drain_timeout); '
+        "part of the plan, so the approval binds them",
     )
 
 
@@ -279,7 +280,8 @@ class RejectionRequest(Request):
     data: dict[str, str] = Field(
         default_factory=dict,
         description="A day-2 action's arguments, as its run gave them (destroy: purge_data, forget_secrets = "
-        '"true"); part of the plan, so the approval binds them',
+        '"true"; rollback: rollback_to = the run id; remove-node: remove_hosts, drain_timeout, remove_on_drain_timeout); '
+        "part of the plan, so the approval binds them",
     )
 
 
