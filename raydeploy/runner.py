@@ -218,6 +218,9 @@ def record_spec(options: RunOptions, run: Run) -> None:
     """Record what a successful run converged to (raydeploy/converged.py), for `raydeploy rollback`."""
     from raydeploy.converged import record_converged
 
+    if options.limit:  # the hosts left out may not be at the inventory's spec: not a spec to go back to
+        say(options, run, f"no spec recorded: the run was limited to {', '.join(options.limit)}")
+        return
     try:
         digest = record_converged(
             options.inventory, str(options.store.directory), run.id, options.checkpoints, options.data

@@ -374,3 +374,27 @@ def test_the_last_good_spec_is_the_newest_that_reads_back_whole(inventory, store
     assert rollback_candidate(inventory, state_dir) == first, "by hand: the newest spec unlike the inventory's"
     (store.directory / "specs" / f"{second}.json").write_text("{}")
     assert last_good(state_dir)[0] == first, "an altered record is never gone back to"
+
+
+def test_a_run_limited_to_some_hosts_records_no_spec(inventory, store, session):
+    session.changes["ray-deployment"] = {"worker-1": ["Ray worker container"]}
+    limited = deploy(options(inventory, store, session, ["ray-deployment"], limit=["worker-1"]))
+    assert not (store.directory / "specs" / f"{limited}.json").exists(), "head was never brought to that spec"
+    whole = deploy(options(inventory, store, session, ["ray-deployment"]))
+    assert (store.directory / "specs" / f"{whole}.json").is_file()
+
+
+def test_a_failed_final_validation_after_a_change_rolls_back_too(inventory, store, session):
+    session.changes["ray-deployment"] = {"head": ["Ray head container"]}
+    good = deploy(options(inventory, store, session, ["ray-deployment"]))
+    newer = '{"ray_image": "rayproject/ray:2.61.0-py311-cpu"}'
+    Path(inventory).write_text(f'head = [("head", {newer})]\nworkers = [("worker-1", {newer})]\n')
+    session.failing["final-validation"] = {"head": "the smoke job did not run on worker-1"}
+    session.changes["rollback"] = {"head": ["Ray head container"]}
+    session.disrupting.add("rollback")  # back to another Ray release: the flag approves it
+    with pytest.raises(RunStopped) as stopped:
+        deploy(options(inventory, store, session, ["ray-deployment", "final-validation"], rollback_on_failure=True))
+    assert f"rolled back to run {good}'s spec" in stopped.value.message
+    assert stopped.value.message.startswith("final-validation failed on head"), stopped.value.message
+    approval = store.approvals("rollback")[0]
+    assert approval["reason"] == "--rollback-on-failure (final-validation failed)"
