@@ -14,8 +14,9 @@ from raydeploy import runner
 from raydeploy.approvals import ApprovalError, Approvals, parse_ttl
 from raydeploy.audit import AuditKeyError, AuditTrail
 from raydeploy.checkpoints import ACTION_NAMES, CHECKPOINTS, NAMES, check_arguments, get
-from raydeploy.host_records import host_notices, inventory_hosts
-from raydeploy.node_actions import removal_data
+from raydeploy.host_names import UnknownHosts, check_limit
+from raydeploy.host_records import inventory_notices
+from raydeploy.node_actions import removal_data, removal_refusals
 from raydeploy.node_groups import describe as describe_node
 from raydeploy.plans import PlanError, make_plan
 from raydeploy.secret_access import SHOWABLE, SecretUnavailable, reveal
@@ -50,13 +51,44 @@ def json_option(function):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(function)
 
 
-def open_store(inventory: str, state_dir: str | None, must_exist_inventory: bool = True) -> StateStore:
-    if must_exist_inventory and not Path(inventory).is_file():
+def existing_inventory(inventory: str) -> str:
+    if not Path(inventory).is_file():
         raise click.UsageError(f"inventory {inventory}: no such file (give one with -i)")
+    return inventory
+
+
+def open_store(inventory: str, state_dir: str | None, must_exist_inventory: bool = True) -> StateStore:
+    if must_exist_inventory:
+        existing_inventory(inventory)
     try:
         return StateStore(runner.state_dir_for(inventory, state_dir))
     except (StateError, AuditKeyError, OSError) as error:
         raise click.ClickException(str(error)) from None
+
+
+def known_limit(inventory: str, limit: tuple[str, ...]) -> list[str]:
+    """--limit's hosts once each is one of INVENTORY's: a usage error naming the others and listing the
+    inventory's hosts, before a run is recorded or a host contacted (pyinfra would stop with a traceback)."""
+    try:
+        check_limit(inventory, limit)
+    except UnknownHosts as problem:
+        raise click.BadParameter(f"{problem} (see {inventory})", param_hint="--limit") from None
+    except PlanError as problem:
+        raise click.ClickException(str(problem)) from None
+    return list(limit)
+
+
+def refuse_removal(inventory: str, name: str | None, data: dict[str, str]) -> None:
+    """A usage error when NAME is remove-node and the inventory already says its hosts cannot be removed
+    (unknown, the head, the monitoring host): said before any SSH, so even with every host unreachable."""
+    from validate.inventory import InventoryError
+
+    try:
+        problems = removal_refusals(existing_inventory(inventory), name or "", data)
+    except InventoryError as error:
+        raise click.ClickException(str(error)) from None
+    if problems:
+        raise click.UsageError("remove-node refused, nothing was changed:\n" + "\n".join(problems))
 
 
 def separation_default() -> bool:
@@ -111,7 +143,7 @@ def _run(
         command=" ".join(["raydeploy", *sys.argv[1:]]),
         auto_approve=auto_approve,
         interactive=runner.interactive(),
-        limit=list(limit),
+        limit=known_limit(inventory, limit),
         fail_percent=fail_percent,
         separation_of_duties=separation_of_duties,
         data=data or {},
@@ -214,6 +246,7 @@ def remove_node(
         data = removal_data(list(hosts), drain_timeout, remove_on_drain_timeout)
     except ValueError as problem:
         raise click.BadParameter(str(problem), param_hint="--drain-timeout") from None
+    refuse_removal(inventory, "remove-node", data)
     _run(inventory, state_dir, ["remove-node"], auto_approve, (), 0, separation_of_duties, data)
 
 
@@ -326,7 +359,8 @@ def plan(name, inventory, state_dir, limit, show_commands, with_data, as_json):
     """What each checkpoint would change, on which host, and the plan's digest (a dry run).
 
     --json gives each plan's document: per host, per operation, the commands and file hashes the
-    digest covers (secrets redacted), and the notes beside them.
+    digest covers (secrets redacted), and the notes beside them; and in `notices` the hosts a run
+    deployed that have left the inventory (or that remove-node removed and it still names).
 
     \b
     Examples:
@@ -336,25 +370,27 @@ def plan(name, inventory, state_dir, limit, show_commands, with_data, as_json):
 
     Exit status (as Terraform's detailed exit codes): 0 no changes, 2 changes, 1 error.
     """
-    if not Path(inventory).is_file():
-        raise click.UsageError(f"inventory {inventory}: no such file (give one with -i)")
+    existing_inventory(inventory)
     directory = runner.state_dir_for(inventory, state_dir)
+    data = action_data(with_data, name)
+    refuse_removal(inventory, name, data)
     try:
-        data = action_data(with_data, name)
-        plans = [make_plan(inventory, get(each), directory, list(limit), data) for each in ([name] if name else NAMES)]
+        limit = known_limit(inventory, limit)
+        plans = [make_plan(inventory, get(each), directory, limit, data) for each in ([name] if name else NAMES)]
     except PlanError as error:
         raise click.ClickException(str(error)) from None
+    # A plan never creates a state directory: without one, no host was ever deployed from it.
+    remembered = open_store(inventory, state_dir).hosts() if (directory / "state.db").is_file() else []
+    notices = inventory_notices(inventory, remembered)
     if as_json:
-        click.echo(json.dumps([p.as_dict() for p in plans], indent=2))
+        click.echo(json.dumps([p.as_dict() | {"notices": notices} for p in plans], indent=2))
     else:
         for each in plans:
             click.echo(each.describe(commands=show_commands))
         for row in runner.inventory_nodes(inventory):
             click.echo(f"node: {describe_node(row)}")
-        if (directory / "state.db").is_file():  # a plan never creates a state directory
-            store = open_store(inventory, state_dir)
-            for notice in host_notices(store.hosts(), inventory_hosts(inventory), inventory):
-                click.echo(f"host: {notice}")
+        for notice in notices:
+            click.echo(f"host: {notice}")
     sys.exit(2 if any(p.has_changes for p in plans) else 0)
 
 
@@ -377,7 +413,9 @@ def approve(name, inventory, state_dir, approved_by, reason, acknowledge_risks, 
     store = open_store(inventory, state_dir)
     try:
         duration = parse_ttl(ttl)
-        current = make_plan(inventory, get(name), store.directory, data=action_data(with_data, name))
+        data = action_data(with_data, name)
+        refuse_removal(inventory, name, data)
+        current = make_plan(inventory, get(name), store.directory, data=data)
         click.echo(current.describe(), err=as_json)
         approval = Approvals(store).grant(
             current, approved_by, reason, acknowledge_risks, duration, source="cli", actor=who_am_i()
@@ -408,7 +446,9 @@ def reject(name, inventory, state_dir, rejected_by, reason, with_data):
     """
     store = open_store(inventory, state_dir)
     try:
-        current = make_plan(inventory, get(name), store.directory, data=action_data(with_data, name))
+        data = action_data(with_data, name)
+        refuse_removal(inventory, name, data)
+        current = make_plan(inventory, get(name), store.directory, data=data)
         Approvals(store).reject(current, rejected_by, reason)
     except (ApprovalError, PlanError) as error:
         raise click.ClickException(str(error)) from None

@@ -21,6 +21,7 @@ from deploys.components import RAY_HEAD, RAY_WORKER
 from deploys.topology import Cluster, Node
 from facts.ray import RayNodes
 from facts.ray_evidence import RayNodeEvidence
+from raydeploy.host_names import check_known
 from validate.inventory import LoadedInventory, write_ssh_config
 from validate.probes import read_fact
 
@@ -153,11 +154,9 @@ def _no_raylet(name: str, evidence: dict, head: dict) -> tuple[str, str] | None:
 
 
 def ray_nodes(cluster: Cluster, hosts: list[str] | None = None) -> list[Node]:
-    """The cluster's Ray nodes, or those named in HOSTS (a ValueError lists the known ones)."""
+    """The cluster's Ray nodes, or those named in HOSTS (UnknownHosts, a ValueError, lists the known ones)."""
     known = {node.name: node for node in cluster.nodes}
-    unknown = [name for name in hosts or [] if name not in known]
-    if unknown:
-        raise ValueError(f"no Ray node named {', '.join(unknown)}; the Ray nodes are: {', '.join(known)}")
+    check_known(hosts or [], known, kind="Ray node", known_as="the Ray nodes")
     return [known[name] for name in hosts] if hosts else list(known.values())
 
 

@@ -7,6 +7,7 @@ deployed again by the next `raydeploy deploy`: they say that too.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from raydeploy.node_actions import REMOVE_HOSTS
@@ -29,6 +30,18 @@ def host_notices(records: list[dict[str, Any]], inventory_hosts: set[str], inven
                 f"it from {inventory}, or the next `raydeploy deploy` deploys it again"
             )
     return notices
+
+
+def inventory_notices(inventory: str, records: list[dict[str, Any]]) -> list[str]:
+    """host_notices of RECORDS against INVENTORY's hosts now: what `status`, `plan` and the API's status and
+    plans say. An inventory that cannot be read is a notice of its own; a missing one gives none."""
+    if not Path(inventory).is_file():
+        return []
+    try:
+        known = inventory_hosts(inventory)
+    except PlanError as problem:
+        return [str(problem)]
+    return host_notices(records, known, inventory)
 
 
 def inventory_hosts(inventory: str) -> set[str]:

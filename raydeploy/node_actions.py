@@ -30,6 +30,22 @@ def removal_data(hosts: list[str], drain_timeout: str, remove_on_timeout: bool) 
     }
 
 
+def removal_refusals(inventory: str, name: str, data: dict[str, str]) -> list[str]:
+    """Why day-2 action NAME with DATA is refused, judged from INVENTORY before any host is contacted: for
+    remove-node, deploys/node_removal.py's rules (unknown hosts, the head, the monitoring host); [] otherwise.
+
+    The deploy judges them again on the hosts (a plain pyinfra run has no wrapper), but there, with a host
+    unreachable, SSH fails first and the operator never reads why. InventoryError when it cannot be read.
+    """
+    if name != "remove-node":
+        return []
+    from deploys.node_removal import removal_problems
+    from validate.inventory import load
+
+    hosts = tuple(dict.fromkeys(host.strip() for host in data.get(REMOVE_HOSTS, "").split(",") if host.strip()))
+    return removal_problems(load(inventory).cluster, hosts) if hosts else []
+
+
 DRAIN_OPERATION = "Drain the Ray node"  # deploys/node_removal.py's operation; its script reports in JSON
 
 

@@ -33,7 +33,7 @@ from raydeploy.checkpoints import (
     needs_risk_acknowledgement,
     risky,
 )
-from raydeploy.host_records import host_notices, hosts_after, inventory_hosts
+from raydeploy.host_records import hosts_after, inventory_notices
 from raydeploy.plans import Execution, Plan, PlanError, difference, execute, fingerprint, make_plan
 from raydeploy.state import Lock, StateStore
 
@@ -663,12 +663,7 @@ def status_report(store: StateStore, inventory: str) -> dict:
         answer["resume"] = command + "".join(f" --limit {host}" for host in hosts)
     elif run and run["status"] == "interrupted":
         answer["resume"] = f"raydeploy deploy -i {inventory}"
-    try:
-        known = inventory_hosts(inventory) if Path(inventory).is_file() else None
-    except PlanError as problem:
-        answer["hosts"] = [str(problem)]
-    else:
-        answer["hosts"] = host_notices(store.hosts(), known, inventory) if known is not None else []
+    answer["hosts"] = inventory_notices(inventory, store.hosts())
     answer["nodes"] = inventory_nodes(inventory)
     return answer
 

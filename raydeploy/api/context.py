@@ -123,12 +123,33 @@ class Service:
             check_arguments(name, data or {})
         except ValueError as problem:
             raise ApiError(400, "INVALID_REQUEST", str(problem), {"checkpoint": name}) from None
+        self.refuse_removal(name, data or {})
         try:
             plan = make_plan(self.inventory, get(name), self.state_dir, data=data or None)
         except PlanError as error:
             raise ApiError(503, "PLAN_FAILED", str(error)[:4000], {"checkpoint": name}) from None
         self.latest_plans[plan_key(name, data)] = (time.time(), plan)
         return plan
+
+    def refuse_removal(self, name: str, data: dict[str, str]) -> None:
+        """400 INVALID_REQUEST when the inventory already says remove-node cannot remove DATA's hosts (unknown,
+        the head, the monitoring host), before any host is contacted; 503 INVENTORY_UNREADABLE."""
+        from raydeploy.node_actions import removal_refusals
+        from validate.inventory import InventoryError
+
+        try:
+            problems = removal_refusals(self.inventory, name, data)
+        except InventoryError as error:
+            raise ApiError(503, "INVENTORY_UNREADABLE", str(error)) from None
+        if problems:
+            message = "remove-node refused, nothing was changed: " + "; ".join(problems)
+            raise ApiError(400, "INVALID_REQUEST", message, {"checkpoint": name, "problems": problems})
+
+    def notices(self) -> list[str]:
+        """What the state remembers of hosts that the inventory now contradicts (raydeploy/host_records.py)."""
+        from raydeploy.host_records import inventory_notices
+
+        return inventory_notices(self.inventory, self.db().hosts())
 
     def loaded(self):
         """The inventory, read as pyinfra reads it; 503 INVENTORY_UNREADABLE when it cannot be."""

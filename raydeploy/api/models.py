@@ -95,6 +95,12 @@ class ClusterStatus(BaseModel):
         "on a state with no run yet, when the health in this answer was checked",
         json_schema_extra={"format": "date-time"},
     )
+    notices: list[str] = Field(
+        default_factory=list,
+        description="Hosts the state remembers that disagree with the inventory, one line each with what to do: "
+        "deployed by a run and no longer in the inventory (its containers still run there), or removed by "
+        "remove-node and still in it (the next deploy would deploy it again)",
+    )
 
 
 # Checkpoints, plans, approvals ------------------------------------------------------------------
@@ -177,6 +183,12 @@ class PlanView(BaseModel):
     hosts: dict[str, HostPlan]
     plan: PlanDocument
     text: str
+    notices: list[str] = Field(
+        default_factory=list,
+        description="Hosts the state remembers that disagree with the inventory, one line each with what to do: "
+        "deployed by a run and no longer in the inventory (its containers still run there), or removed by "
+        "remove-node and still in it (the next deploy would deploy it again)",
+    )
 
 
 class ApprovalSummary(BaseModel):

@@ -79,6 +79,12 @@ def checkpoint_status(store: StateStore, name: str) -> dict:
     }
 
 
+def plan_answer(served: Service, plan: Plan) -> dict:
+    """A PlanView: PLAN as data and in words, and beside it the hosts the state remembers that the inventory
+    now contradicts (a plan of the inventory leaves out a deployed host it no longer names)."""
+    return {**plan.as_dict(), "text": plan.describe(), "notices": served.notices()}
+
+
 def approval_path(name: str) -> str:
     """Where an approver grants NAME's approval (an action's carries its arguments in the body)."""
     return f"/api/v1/actions/{name}/approvals" if name in ACTION_NAMES else f"/api/v1/approvals/{name}"

@@ -343,6 +343,9 @@ def planned(console, monkeypatch):
 
     console.dry_runs = 0
     console.changes = {"worker-1": ["Remove leftover container ray_head"], HOSTILE: ["<b>op</b>"]}
+    # remove-node is refused before planning for a host the inventory lacks: give it the worker removed here.
+    worker = {"ssh_hostname": "127.0.0.1", "ssh_port": free_port(), "cluster_address": "127.0.0.2"}
+    console.inventory.write_text(console.inventory.read_text() + f"workers = [('worker-1', {worker!r})]\n")
 
     def plan(inventory, checkpoint, state_dir, data=None):
         console.dry_runs += 1

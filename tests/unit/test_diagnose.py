@@ -121,5 +121,5 @@ def test_the_evidence_shown_is_raylets_errors_when_it_runs_else_the_containers_l
 def test_an_unknown_host_is_refused_naming_the_ray_nodes():
     cluster = make_cluster(workers=2)
     assert [node.name for node in ray_nodes(cluster)] == [node.name for node in cluster.nodes]
-    with pytest.raises(ValueError, match="no Ray node named nope; the Ray nodes are: "):
+    with pytest.raises(ValueError, match="unknown Ray node\\(s\\) nope; the Ray nodes are: "):
         ray_nodes(cluster, ["nope"])

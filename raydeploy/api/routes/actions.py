@@ -14,7 +14,7 @@ from raydeploy.api.context import Approver, Operator, Served, Service, Viewer
 from raydeploy.api.errors import ApiError, error_body
 from raydeploy.api.routes.approvals import check_approver, granted
 from raydeploy.api.routes.checkpoints import started_answer, take_lock
-from raydeploy.api.views import approval_info
+from raydeploy.api.views import approval_info, plan_answer
 from raydeploy.approvals import Approvals
 from raydeploy.checkpoints import get, needs_approval
 from raydeploy.destroy import ACTION, destroy_data, run_destroy
@@ -93,7 +93,7 @@ def planned(served: Service, data: dict[str, str], name: str = REMOVE_NODE) -> P
 def plan_removal(served: Served, _: Viewer, body: models.RemoveNodeRequest) -> dict:
     """What removing these workers would do, per host, and the digest an approval binds to (nothing changes)."""
     plan = planned(served, arguments(body))
-    return {**plan.as_dict(), "text": plan.describe()}
+    return plan_answer(served, plan)
 
 
 @router.post(
@@ -138,12 +138,7 @@ def start_action(
         plan = plan_now()
         decision = Approvals(store, served.separation_of_duties).find(plan, requested_by=identity.name)
         if plan.has_changes and needs_approval(get(name), plan) and decision.approval is None:
-            info = approval_info(served, name, plan)
-            store.audit.append(identity.name, "approval requested", name, plan_digest=plan.digest, via="api")
-            why = f" ({decision.reason})" if decision.reason else ""
-            message = f"{name} needs an approval for plan {plan.digest}{why}; nothing was changed. {info['message']}"
-            body_out = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": name, "approval_info": info}
-            return JSONResponse(body_out, status_code=400)
+            return awaiting_approval(served, identity, run_id, plan, decision.reason)
         runs.start(
             served.inventory,
             served.state_dir,
@@ -159,6 +154,20 @@ def start_action(
         if not started:
             store.release(lock)
     return started_answer(name, run_id)
+
+
+def awaiting_approval(served: Service, identity, run_id: str, plan: Plan, why: str) -> JSONResponse:
+    """400 APPROVAL_REQUIRED for PLAN, and run RUN_ID recorded as awaiting that approval, as a destroy's run or
+    the CLI's ends: with separation of duties, check_approver then refuses its requester at approval time."""
+    name, store = plan.checkpoint, served.db()
+    info = approval_info(served, name, plan)
+    store.audit.append(identity.name, "approval requested", name, plan_digest=plan.digest, via="api")
+    message = f"{name} needs an approval for plan {plan.digest}{f' ({why})' if why else ''}; nothing was changed. "
+    message += info["message"]
+    store.start_run(run_id, identity.name, f"POST /api/v1/actions/{name}", served.inventory, plan.fingerprint, [name])
+    store.finish_run(run_id, "awaiting-approval", name, [], message)
+    body = {**error_body("APPROVAL_REQUIRED", message), "checkpoint": name, "approval_info": info}
+    return JSONResponse(body, status_code=400)
 
 
 ROLLBACK = "rollback"
@@ -186,7 +195,7 @@ def plan_rollback(served: Served, _: Viewer, body: models.RollbackRequest) -> di
     whether it restarts the cluster, and the digest an approval binds to (POST /api/v1/approvals/rollback
     with data {"rollback_to": RUN_ID}). Nothing changes."""
     plan = planned(served, rollback_data(served, body), ROLLBACK)
-    return {**plan.as_dict(), "text": plan.describe()}
+    return plan_answer(served, plan)
 
 
 @router.post(

@@ -11,7 +11,7 @@ from raydeploy.api import models, runs
 from raydeploy.api.context import CheckpointName, Operator, Served, Service, Viewer, known_checkpoint, refuse
 from raydeploy.api.errors import ApiError, error_body, now
 from raydeploy.api.tokens import Identity
-from raydeploy.api.views import approval_info, checkpoint_status
+from raydeploy.api.views import approval_info, checkpoint_status, plan_answer
 from raydeploy.approvals import Approvals
 from raydeploy.checkpoints import NAMES, get, needs_approval, needs_risk_acknowledgement, risky
 from raydeploy.plans import Plan
@@ -39,7 +39,7 @@ def get_plan(checkpoint_name: CheckpointName, served: Served, _: Viewer) -> dict
     """What the checkpoint would change now, per host (pyinfra's dry run; nothing changes), and the
     digest an approval binds to."""
     plan = served.plan(known_checkpoint(checkpoint_name))
-    return {**plan.as_dict(), "text": plan.describe()}
+    return plan_answer(served, plan)
 
 
 def take_lock(store: StateStore, run_id: str, who: str) -> Lock:
