@@ -78,8 +78,15 @@ def test_the_smtp_password_and_the_slack_url_are_files_the_config_names_never_th
 def test_a_receiver_without_its_secret_is_refused_naming_the_file_to_write():
     settings = settings_from_data("head", {"alert_warning_receivers": ["slack"], "state_dir": "/srv/state"})
     assert alert_receivers(settings) == ["slack"]
-    with pytest.raises(MissingAlertSecret, match="/srv/state/secrets/alert-slack-url does not exist"):
+    with pytest.raises(MissingAlertSecret, match="/srv/state/secrets/alert-slack-url does not exist") as refused:
         alert_secret_files(settings, {}.get)
+    assert str(refused.value).endswith("(one line, mode 0600) and deploy again; nothing was changed.")
+
+
+def test_email_without_an_smtp_user_needs_no_password_file_and_asks_for_none():
+    settings = make_cluster(alert_critical_receivers=["slack", "email"], **EMAIL).head.settings
+    files = alert_secret_files(settings, {"alert-slack-url": "https://hooks.slack.com/services/X"}.get)
+    assert [file.path for file in files] == ["/etc/raydeploy/alertmanager/slack-api-url"]
 
 
 def test_receivers_and_email_settings_are_checked_before_anything_runs():
