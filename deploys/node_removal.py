@@ -20,13 +20,14 @@ from pyinfra import host, logger
 from pyinfra.api import deploy, operation
 from pyinfra.api.exceptions import DeployError
 
-from deploys.components import PROMETHEUS, RAY_WORKER, monitoring_components
+from deploys.components import PROMETHEUS, RAY_HEAD, RAY_WORKER, monitoring_components
 from deploys.containers import container_absent
 from deploys.host_facts import fact_since_last_change
 from deploys.host_scripts import python_script
 from deploys.monitoring import prometheus
 from deploys.topology import Cluster, Node
 from facts.containers import COMPONENT_LABEL, Containers
+from facts.ray import RayJobs
 
 REMOVE_HOSTS, DRAIN_TIMEOUT, REMOVE_ON_TIMEOUT = "remove_hosts", "drain_timeout", "remove_on_drain_timeout"
 DEFAULT_DRAIN_TIMEOUT_S = 300
@@ -81,15 +82,63 @@ def remaining_cluster(cluster: Cluster, hosts: tuple[str, ...]) -> Cluster:
     return replace(cluster, workers=tuple(node for node in cluster.workers if node.name not in hosts))
 
 
-def removal_warnings(cluster: Cluster, hosts: tuple[str, ...]) -> list[str]:
-    """What the operator should know before approving: removing the last worker."""
-    if cluster.workers and not remaining_cluster(cluster, hosts).workers:
-        return [
-            f"removing {', '.join(hosts)} leaves no Ray worker: jobs running now lose those nodes' CPUs; "
-            "new tasks run on the head only if it offers CPUs (ray_num_cpus), otherwise they wait until a "
-            "worker joins again (raydeploy deploy with a worker in the inventory)"
-        ]
-    return []
+def removal_warnings(cluster: Cluster, removal: Removal, jobs: list[dict[str, str]] | None) -> list[str]:
+    """What the operator should know before approving: the Ray jobs running now (JOBS, from RayJobs; None
+    when the head did not answer) and what happens to them, above all when the removal leaves no worker.
+    The removal still goes ahead with the approval: the warning tells the approver whose work it touches."""
+    removed = [node.name for node in cluster.workers if node.name in removal.hosts]
+    remaining = remaining_cluster(cluster, removal.hosts)
+    names = ", ".join(removed)
+    if not removed or (remaining.workers and not jobs):
+        return []
+    if remaining.workers:
+        others = ", ".join(node.name for node in remaining.nodes)
+        return [f"{jobs_running(jobs, names, removal)}; their new tasks go to the remaining nodes ({others})"]
+    return [
+        f"removing {names} leaves no Ray worker. {jobs_running(jobs, names, removal)}. "
+        f"Afterwards {head_capacity(cluster.head)}; a worker joins again with `raydeploy deploy` and a worker "
+        "in the inventory"
+    ]
+
+
+def jobs_running(jobs: list[dict[str, str]] | None, names: str, removal: Removal) -> str:
+    """The Ray jobs running now and what removing NAMES does to them."""
+    if jobs is None:
+        return "The Ray head did not say which jobs run now (its dashboard did not answer): ask `ray job list`"
+    if not jobs:
+        return "No Ray job runs now"
+    return f"Ray jobs running now: {jobs_named(jobs)}; they lose {names}: {drain_words(removal)}"
+
+
+def jobs_named(jobs: list[dict[str, str]], most: int = 10) -> str:
+    """JOBS in a line: 'raysubmit_4Lam (RUNNING: python train.py)', entrypoints cut at 60 characters."""
+
+    def named(job: dict[str, str]) -> str:
+        entrypoint = job["entrypoint"] if len(job["entrypoint"]) <= 60 else job["entrypoint"][:57] + "..."
+        return f"{job['id']} ({job['status']}: {entrypoint})"
+
+    more = f" and {len(jobs) - most} more" if len(jobs) > most else ""
+    return ", ".join(named(job) for job in jobs[:most]) + more
+
+
+def drain_words(removal: Removal) -> str:
+    """What the drain does to the work running on the removed nodes."""
+    then = (
+        "then cuts off what still runs (the approval allows it)"
+        if removal.remove_on_timeout
+        else "and removes nothing if any still runs then"
+    )
+    return f"the drain waits up to {removal.drain_timeout_s} s for their tasks and actors there, {then}"
+
+
+def head_capacity(head: Node) -> str:
+    """Where tasks run once no worker is left: on the head, as far as ray_num_cpus lets them."""
+    cpus = head.settings.ray_num_cpus
+    if cpus == 0:
+        return "tasks that need a CPU wait (PENDING): the head offers none (ray_num_cpus=0)"
+    if cpus is None:
+        return "tasks run on the head, on every CPU it sees (ray_num_cpus unset); those that do not fit wait (PENDING)"
+    return f"tasks run on the head's {cpus} CPUs (ray_num_cpus={cpus}); those that do not fit wait (PENDING)"
 
 
 @operation()
@@ -139,7 +188,8 @@ def remove_nodes(node: Node, cluster: Cluster, removal: Removal) -> None:
     if problems:
         raise DeployError("remove-node: nothing was changed:\n" + "\n".join(problems))
     if node.name == cluster.head.name:
-        for warning in removal_warnings(cluster, removal.hosts):
+        jobs = host.get_fact(RayJobs, container=RAY_HEAD, port=node.settings.ray_dashboard_port)
+        for warning in removal_warnings(cluster, removal, jobs):
             host.log(f"remove-node: {warning}", logger.warning)
     if node.name in removal.hosts:
         host.log(f"remove-node will drain {node.name} (up to {removal.drain_timeout_s} s)", logger.warning)

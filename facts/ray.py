@@ -6,7 +6,15 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from facts.ray_answers import NODES_PATH, STATUS_PATH, alive_nodes, head_query, status_active_nodes
+from facts.ray_answers import (
+    JOBS_PATH,
+    NODES_PATH,
+    STATUS_PATH,
+    alive_nodes,
+    head_query,
+    running_jobs,
+    status_active_nodes,
+)
 
 
 class RayNodes(FactBase):
@@ -44,3 +52,21 @@ class RayStatus(FactBase):
 
     def process(self, output: list[str]) -> set[str] | None:
         return status_active_nodes("\n".join(output))
+
+
+class RayJobs(FactBase):
+    """
+    The Ray jobs the head has PENDING or RUNNING, oldest first; None when Ray does not answer.
+
+    .. code:: python
+
+        [{"id": "raysubmit_4LamXRuQpYdSMg7J", "status": "RUNNING", "entrypoint": "python train.py"}]
+    """
+
+    requires_command = "docker"
+
+    def command(self, container: str = "ray-head", port: int = 8265) -> str:
+        return head_query(container, port, JOBS_PATH)
+
+    def process(self, output: list[str]) -> list[dict[str, str]] | None:
+        return running_jobs("\n".join(output))

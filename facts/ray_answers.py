@@ -1,6 +1,6 @@
 """What the Ray head's dashboard answers about the cluster, read into plain data.
 
-Plain Python, no pyinfra: the RayNodes and RayStatus facts, validate, the API and the wait script
+Plain Python, no pyinfra: the RayNodes, RayStatus and RayJobs facts, validate, the API and the wait script
 that runs on the head host (deploys/scripts/wait_ray_nodes.py) all use these, so each question is
 asked with one query and read by one parser.
 """
@@ -15,6 +15,10 @@ NODES_PATH = "/api/v0/nodes?limit=1000&detail=1&filter_keys=state&filter_predica
 # What `ray status` prints, read by the dashboard from the same GCS key (the autoscaler monitor's
 # report, rewritten every few seconds): it lags the node table.
 STATUS_PATH = "/api/cluster_status?format=1"
+# Ray's job API: every job the head knows of, submitted (ray job submit, the dashboard) or a driver that
+# connected with ray.init (no submission id).
+JOBS_PATH = "/api/jobs/"
+UNFINISHED_JOB = ("PENDING", "RUNNING")
 
 
 def head_query(container: str, port: int, path: str, address: str = "127.0.0.1") -> str:
@@ -123,4 +127,30 @@ def running_work(answer: str, kind: str) -> list[str] | None:
         f"{noun} {row.get(name_key) or '?'} {str(row.get(id_key, ''))[:16]}".rstrip()
         for row in rows
         if isinstance(row, dict)
+    ]
+
+
+def running_jobs(answer: str) -> list[dict[str, str]] | None:
+    """The jobs an answer to JOBS_PATH lists as PENDING or RUNNING, oldest first; None when it is not one.
+
+    A job is named by its submission id, or by its job id when a driver connected without submitting.
+
+    .. code:: python
+
+        [{"id": "raysubmit_4LamXRuQpYdSMg7J", "status": "RUNNING", "entrypoint": "python train.py"}]
+    """
+    try:
+        rows = json.loads(answer)
+    except ValueError:
+        return None
+    if not isinstance(rows, list):
+        return None
+    unfinished = [row for row in rows if isinstance(row, dict) and row.get("status") in UNFINISHED_JOB]
+    return [
+        {
+            "id": str(row.get("submission_id") or row.get("job_id") or "?"),
+            "status": str(row["status"]),
+            "entrypoint": " ".join(str(row.get("entrypoint") or "").split()),
+        }
+        for row in sorted(unfinished, key=lambda row: row.get("start_time") or 0)
     ]

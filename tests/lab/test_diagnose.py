@@ -1,6 +1,6 @@
 """A worker that does not join is explained, not just timed out: broken three ways on the lab (the
-head's GCS port blocked on the worker, a wrong cluster_address, another Ray version), each gets its
-own cause, from `raydeploy diagnose` and from the deploy whose wait gave up."""
+head's GCS port blocked on the worker, a wrong cluster_address, a worker running the real Ray 2.59.0),
+each gets its own cause, from `raydeploy diagnose` and from the deploy whose wait gave up."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ import pytest
 
 from deploys.components import RAY_HEAD
 from facts.ray_answers import NODES_PATH, head_query
+from raydeploy.lab.images import ray_mirror_ref
 from tests.conftest import REPO
 from tests.lab.test_wrapper import RAY_IMAGE, raydeploy_runner
+
+OLD_RAY = "2.59.0"  # a real earlier release, built from PyPI into the lab's mirror
 
 SHORT_WAIT = """
 import runpy
@@ -93,28 +96,27 @@ def test_a_wrong_cluster_address_is_diagnosed_when_the_deploys_wait_gives_up(clu
 
 def test_another_ray_version_is_diagnosed(cluster):
     lab, wrapper, with_inventory = cluster
+    # Ray 2.59.0 from PyPI into the lab's mirror; the lab's own version (its inventory's ray_image) stays 2.60.0.
+    lab.up("--workers", "1", "--ray-version", OLD_RAY)
+    lab.up("--workers", "1", "--ray-version", "2.60.0")
+    assert lab.state().ray_image == RAY_IMAGE
     worker = lab.host("worker-1")
-    version_file = "/opt/ray/lib/python3.11/site-packages/ray/_version.py"
-    # `sh -c` as the command, not `--entrypoint sed`: the committed image keeps the image's entrypoint.
-    worker.check_output(
-        f"docker run --name rd-other-version {RAY_IMAGE} sh -c "
-        f'"sed -i \'s/^version = .*/version = \\"2.59.0\\"/\' {version_file}"'
-    )
-    # The worker's image now says Ray 2.59.0 under the same tag: its container is made from it again.
-    worker.check_output(f"docker commit rd-other-version {RAY_IMAGE} && docker rm rd-other-version")
+    # The real 2.59.0 image under the tag the inventory names: the deploy sees its image present and makes
+    # worker-1's container from it (an inventory naming 2.59.0 for one host is refused before anything runs).
+    worker.check_output(f"docker pull -q {ray_mirror_ref(OLD_RAY)} && docker tag {ray_mirror_ref(OLD_RAY)} {RAY_IMAGE}")
     worker.check_output("docker rm -f ray-worker")
     try:
         waited = with_inventory("deploy", "--only", "ray-deployment", "--auto-approve")
-        # Only the version string differs here, so Ray 2.60 may let the node join (its check needs the
-        # cluster's metadata); either way the node is named, by the failed wait or on demand.
-        if waited.returncode != 0:
-            assert "worker-1: it runs Ray 2.59.0 on Python" in waited.output, waited.output
         found = wrapper("diagnose", "worker-1")
         assert found.returncode == 1, found.output
-        assert "it runs Ray 2.59.0 on Python" in found.output and "the head Ray 2.60.0" in found.output, found.output
+        said = f"it runs Ray {OLD_RAY} on Python 3.11"
+        assert said in found.output and "the head Ray 2.60.0 on Python 3.11" in found.output, found.output
         assert "fix: give every node the head's image" in found.output, found.output
+        # A real 2.59.0 `ray start` refuses the 2.60.0 cluster's metadata, so this worker never joins.
+        assert waited.returncode == 1, waited.output
+        assert f"worker-1: {said}" in waited.output, waited.output
     finally:
-        worker.check_output(f"docker rm -f ray-worker; docker rmi {RAY_IMAGE}")
+        worker.check_output(f"docker rm -f ray-worker; docker rmi {RAY_IMAGE} {ray_mirror_ref(OLD_RAY)}")
     back_in(lab, wrapper)
 
 

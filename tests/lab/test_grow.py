@@ -1,5 +1,5 @@
-"""Growing a running cluster: the lab grows in place by one host, and `raydeploy deploy` changes the
-new host and, on the monitoring host, only Prometheus's target list (reloaded, never restarted);
+"""Growing a running cluster: the lab grows in place by one host, `raydeploy plan` shows and `raydeploy deploy`
+changes the new host and, on the monitoring host, only Prometheus's target list (reloaded, never restarted);
 every other container keeps its id and start time, and the new node joins and is scraped."""
 
 from __future__ import annotations
@@ -36,13 +36,15 @@ def grown(make_lab, tmp_path_factory):
     before = {name: containers(lab, name) for name in ("head", "worker-1")}
     hosts_before = {host.name: host for host in lab.state().hosts}
     grew = lab.up("--workers", "2")
+    # What the operator is shown before deploying the grown inventory (exit 2: there are changes).
+    plans = {name: wrapper("plan", name, "--json") for name in ("ray-deployment", "monitoring-deployment")}
     started = time.monotonic()
     deployed = wrapper("deploy", "--auto-approve", check=True)
     took = time.monotonic() - started
     print(f"adding one worker: raydeploy deploy took {took:.1f} s")
     run_id = StateStore(state_dir).last_run()["id"]
     rows = StateStore(state_dir).operations(run_id)
-    yield lab, wrapper, before, hosts_before, grew, deployed, rows
+    yield lab, wrapper, before, hosts_before, grew, deployed, rows, plans
     lab.down()  # its Ray nodes would load the machine for the rest of the session
 
 
@@ -53,7 +55,7 @@ def containers(lab, name: str) -> dict[str, tuple[str, str]]:
 
 
 def test_the_lab_grows_in_place_by_one_host(grown):
-    lab, _wrapper, _before, hosts_before, grew, _deployed, _rows = grown
+    lab, _wrapper, _before, hosts_before, grew, _deployed, _rows, _plans = grown
     assert grew.returncode == 0, grew.stdout + grew.stderr
     hosts_after = {host.name: host for host in lab.state().hosts}
     assert set(hosts_after) == {"head", "worker-1", "worker-2"}
@@ -62,13 +64,30 @@ def test_the_lab_grows_in_place_by_one_host(grown):
 
 
 def test_adding_a_worker_changes_the_new_host_and_only_the_target_list_elsewhere(grown):
-    _lab, _wrapper, _before, _hosts, _grew, _deployed, rows = grown
+    _lab, _wrapper, _before, _hosts, _grew, _deployed, rows, _plans = grown
     changed = [(row["host"], row["operation"]) for row in rows if row["result"] == "changed"]
     assert any(host == "worker-2" for host, _ in changed), changed
     elsewhere = [(host, operation) for host, operation in changed if host != "worker-2"]
     assert elsewhere, "the monitoring host's target list names the new worker"
     assert all(host == "head" and operation.endswith(TARGET_LIST) for host, operation in elsewhere), elsewhere
     assert any(operation.endswith("Reload Prometheus (config changed)") for _, operation in elsewhere), elsewhere
+
+
+def test_the_plan_shows_changes_on_the_new_host_and_only_the_target_list_elsewhere(grown):
+    plans = grown[-1]
+    for name, result in plans.items():
+        assert result.returncode == 2, result.output  # 2: the plan has changes
+        (plan,) = json.loads(result.stdout)
+        changed = {host: entry["operations"] for host, entry in plan["hosts"].items() if entry["changes"]}
+        print(f"{name} plan: {json.dumps(changed, indent=1)}")
+        assert changed.get("worker-2"), (name, changed)
+        elsewhere = {host: operations for host, operations in changed.items() if host != "worker-2"}
+        assert set(elsewhere) <= {"head"}, (name, elsewhere)
+        assert all(operation.endswith(TARGET_LIST) for operation in elsewhere.get("head", [])), (name, elsewhere)
+    (monitoring,) = json.loads(plans["monitoring-deployment"].stdout)
+    on_head = monitoring["hosts"]["head"]["operations"]
+    assert any(operation.endswith(TARGET_LIST[0]) for operation in on_head), on_head  # the target list
+    assert any(operation.endswith(TARGET_LIST[1]) for operation in on_head), on_head  # the alert rules
 
 
 def test_existing_containers_keep_their_ids_and_start_times(grown):

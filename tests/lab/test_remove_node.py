@@ -1,7 +1,8 @@
 """remove-node on a real cluster: a worker is drained through Ray and removed while a job spread over
 the cluster runs; the job succeeds, the worker's containers are gone, Prometheus (reloaded, not
 restarted) no longer scrapes it, and the state remembers it as removed. A drain that times out removes
-nothing and names the actor still running there, unless the approval allowed cutting it off."""
+nothing and names the actor still running there, unless the approval allowed cutting it off. Removing the
+last worker while a job runs is planned naming that job, and goes ahead with the approval."""
 
 from __future__ import annotations
 
@@ -178,8 +179,15 @@ def test_the_api_removes_the_last_worker_with_an_operators_request_and_another_p
         # worker-2, removed above, is still in the lab's inventory: naming it again removes nothing more.
         # worker-1 still holds the Keeper actor: this approval allows cutting it off when the drain times out.
         body = {"hosts": ["worker-1", "worker-2"], "drain_timeout": "10s", "remove_on_drain_timeout": True}
+        # A job running now (its driver, a long sleep, runs on the head): the plan names it and what happens.
+        sleeper = submit(deployed, "sleep 900")
+        wait_job(deployed, sleeper, {"RUNNING"})
         plan = post("ops", "/plan", body).json()
-        assert "removing worker-1, worker-2 leaves no Ray worker" in plan["text"], plan["text"]
+        assert (
+            f"removing worker-1, worker-2 leaves no Ray worker. Ray jobs running now: {sleeper} (RUNNING: sleep 900); "
+            "they lose worker-1, worker-2: the drain waits up to 10 s for their tasks and actors there, then cuts "
+            "off what still runs (the approval allows it). Afterwards tasks run on the head's 2 CPUs"
+        ) in plan["text"], plan["text"]
         changes = {host: entry["changes"] for host, entry in plan["hosts"].items()}
         assert changes["worker-1"] > 0 and changes.get("worker-2", 0) == 0, plan["hosts"]
         needed = post("ops", "", body)
@@ -201,3 +209,4 @@ def test_the_api_removes_the_last_worker_with_an_operators_request_and_another_p
         assert any(e["event"] == "drain cut off work" and e["target"] == "worker-1" for e in audit), audit[-5:]
     assert len(deployed.alive_nodes()) == 1
     assert deployed.lab.host("worker-1").check_output("docker ps -aq --filter label=raydeploy.component") == ""
+    assert job_status(deployed, sleeper)["status"] == "RUNNING", "the job lost the workers, not its driver"

@@ -17,7 +17,7 @@ from deploys.node_removal import (
     removal_warnings,
 )
 from deploys.scripts.drain_ray_node import drain_command, verdict
-from facts.ray_answers import running_work, work_path
+from facts.ray_answers import running_jobs, running_work, work_path
 from raydeploy.host_records import host_notices, hosts_after
 from raydeploy.node_actions import removal_data
 from raydeploy.state import StateStore
@@ -57,11 +57,56 @@ def test_prometheus_stops_scraping_removed_workers_and_alerts_expect_one_node_fe
     assert any("< 2" in expression for expression in expressions), expressions
 
 
-def test_removing_the_last_worker_says_what_happens_to_running_jobs():
+SLEEPER = {"id": "raysubmit_sleeper", "status": "RUNNING", "entrypoint": "sleep 900"}
+
+
+def test_removing_the_last_worker_names_the_running_jobs_and_says_what_happens_to_them():
+    cluster = make_cluster(workers=2, ray_num_cpus=2)
+    both = Removal(("worker-1", "worker-2"), 10, remove_on_timeout=True)
+    (warning,) = removal_warnings(cluster, both, [SLEEPER, {**SLEEPER, "id": "raysubmit_b", "status": "PENDING"}])
+    assert warning == (
+        "removing worker-1, worker-2 leaves no Ray worker. Ray jobs running now: raysubmit_sleeper (RUNNING: "
+        "sleep 900), raysubmit_b (PENDING: sleep 900); they lose worker-1, worker-2: the drain waits up to 10 s "
+        "for their tasks and actors there, then cuts off what still runs (the approval allows it). Afterwards "
+        "tasks run on the head's 2 CPUs (ray_num_cpus=2); those that do not fit wait (PENDING); a worker joins "
+        "again with `raydeploy deploy` and a worker in the inventory"
+    )
+    (idle,) = removal_warnings(make_cluster(workers=1, ray_num_cpus=0), Removal(("worker-1",)), [])
+    assert "leaves no Ray worker. No Ray job runs now." in idle and "the head offers none (ray_num_cpus=0)" in idle
+    (unknown,) = removal_warnings(cluster, Removal(("worker-1", "worker-2")), None)
+    assert "The Ray head did not say which jobs run now (its dashboard did not answer): ask `ray job list`" in unknown
+
+
+def test_removing_one_of_several_workers_names_the_running_jobs_only_when_there_are_some():
     cluster = make_cluster(workers=2)
-    assert removal_warnings(cluster, ("worker-1",)) == []
-    (warning,) = removal_warnings(cluster, ("worker-1", "worker-2"))
-    assert "leaves no Ray worker" in warning and "jobs running now" in warning
+    one = Removal(("worker-1",), 300)
+    assert removal_warnings(cluster, one, []) == [] and removal_warnings(cluster, one, None) == []
+    (warning,) = removal_warnings(cluster, one, [SLEEPER])
+    assert warning == (
+        "Ray jobs running now: raysubmit_sleeper (RUNNING: sleep 900); they lose worker-1: the drain waits up to "
+        "300 s for their tasks and actors there, and removes nothing if any still runs then; their new tasks go "
+        "to the remaining nodes (head, worker-2)"
+    )
+    many = [{**SLEEPER, "id": f"j{number}", "entrypoint": "python -c " + "x" * 80} for number in range(12)]
+    (crowded,) = removal_warnings(cluster, one, many)
+    assert "j9 (RUNNING: python -c " + "x" * 47 + "...)" in crowded and "j10" not in crowded
+    assert crowded.count("RUNNING") == 10 and "and 2 more; they lose worker-1" in crowded
+
+
+def test_the_running_jobs_are_read_from_rays_job_api():
+    rows = [
+        {"submission_id": "raysubmit_late", "job_id": "03", "status": "RUNNING", "entrypoint": "b", "start_time": 9},
+        {"submission_id": None, "job_id": "02000000", "status": "RUNNING", "entrypoint": "", "start_time": 5},
+        {"submission_id": "raysubmit_wait", "status": "PENDING", "entrypoint": "python\n  -c 'x'"},
+        {"submission_id": "raysubmit_done", "status": "SUCCEEDED", "entrypoint": "a", "start_time": 1},
+        {"submission_id": "raysubmit_stop", "status": "STOPPED", "entrypoint": "a", "start_time": 2},
+    ]
+    assert running_jobs(json.dumps(rows)) == [
+        {"id": "raysubmit_wait", "status": "PENDING", "entrypoint": "python -c 'x'"},
+        {"id": "02000000", "status": "RUNNING", "entrypoint": ""},
+        {"id": "raysubmit_late", "status": "RUNNING", "entrypoint": "b"},
+    ]
+    assert running_jobs("[]") == [] and running_jobs("{}") is None and running_jobs("curl: (7)") is None
 
 
 def test_the_drain_is_rays_preemption_drain_with_the_timeout_as_its_deadline():
