@@ -604,9 +604,9 @@ def operations(client) -> list[tuple[str, str, str]]:
 def test_every_operation_is_401_without_a_token_403_below_its_role_and_served_at_it(loopback):
     from raydeploy.api.tokens import ROLES
 
-    client = loopback(failed_auth_limit=100)  # 32 operations asked without a token: not a brute force
+    client = loopback(failed_auth_limit=100)  # 33 operations asked without a token: not a brute force
     served = operations(client)
-    assert len(served) == 32
+    assert len(served) == 33
     held = client.store.acquire("20261130T000000Z-cli", "alice")  # so destroy answers 409 and starts nothing
     for method, template, role in served:
         path = template.format(**VALUES)

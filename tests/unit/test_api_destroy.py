@@ -71,3 +71,28 @@ def test_an_approvals_data_is_the_plans_data(tmp_path, monkeypatch):
     request = {"reason": "r", "acknowledge_risks": True, "data": {"purge_data": "true"}}
     assert_error_shape(client.post("/api/v1/approvals/destroy", json=request, headers=auth(token)), 503, "PLAN_FAILED")
     assert seen == [("destroy", {"purge_data": "true"})]
+
+
+def test_a_viewer_reads_the_destroy_plan_its_approval_binds_to(tmp_path, monkeypatch):
+    """POST /api/v1/actions/destroy/plan plans destroy with the body's arguments, as the approval does."""
+    from raydeploy.api import context
+    from tests.conftest import plan_of
+
+    seen = []
+
+    def planned(inventory, checkpoint, state_dir, data=None):
+        seen.append((checkpoint.name, data))
+        return plan_of(checkpoint.name, "fp", {"head": ["Remove container ray-head"]})
+
+    monkeypatch.setattr(context, "make_plan", planned)
+    app = create_app("inventories/lab.py", tmp_path / "state", separation_of_duties=False)
+    tokens = TokenStore(app.state.store)
+    viewer, approver = (tokens.create(name, role, "test")[1] for name, role in (("v", "viewer"), ("a", "approver")))
+    client = TestClient(app, raise_server_exceptions=False)
+    plan = client.post("/api/v1/actions/destroy/plan", json={"purge_data": True}, headers=auth(viewer))
+    assert plan.status_code == 200, plan.text
+    assert seen == [("destroy", {"purge_data": "true"})] and "Remove container ray-head" in plan.json()["text"]
+    request = {"reason": "r", "acknowledge_risks": True, "data": {"purge_data": "true"}}
+    granted = client.post("/api/v1/approvals/destroy", json=request, headers=auth(approver))
+    assert granted.status_code == 200 and granted.json()["plan_digest"] == plan.json()["digest"], granted.text
+    assert client.post("/api/v1/actions/destroy/plan", json={}, headers={}).status_code == 401

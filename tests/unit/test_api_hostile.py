@@ -182,8 +182,8 @@ def test_only_healthz_and_the_apis_own_documents_answer_without_a_token(tmp_path
         assert client.get(path).status_code == 200, path
     values = {"checkpoint_name": "ray-deployment", "node_name": "head", "run_id": "nope", "endpoint_id": "0123456789ab"}
     served = [(method, route.path) for router in ROUTERS for route in router.routes for method in route.methods]
-    assert len(served) == 32  # the seed contract's 17, destroy, diagnose, remove-node's run, plan and approval,
-    # rollback's plan and run, approval revoke, audit verification, Prometheus' alerts, webhooks' 5
+    assert len(served) == 33  # the seed contract's 17, destroy and its plan, diagnose, remove-node's run, plan and
+    # approval, rollback's plan and run, approval revoke, audit verification, Prometheus' alerts, webhooks' 5
     for method, path in served:
         assert_error_shape(client.request(method, path.format(**values)), 401, "UNAUTHORIZED")
     document = client.get("/openapi.json").json()  # and the document says which need the bearer scheme
@@ -359,7 +359,8 @@ CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,re
 # Webhooks post to whatever URL they are given (generated ones could be anywhere, with allow_private on):
 # tests/unit/test_webhooks_api.py tests them against a receiver on loopback.
 NEEDS_HOSTS = (
-    r"^/api/v1/(plan/|approvals/|actions/remove-node/|nodes/\{|monitoring/(prometheus|alerts)|cluster/diagnose"
+    r"^/api/v1/(plan/|approvals/|actions/(remove-node/|destroy/plan)|nodes/\{|monitoring/(prometheus|alerts)"
+    r"|cluster/diagnose"
     r"|webhooks)"
 )
 

@@ -68,6 +68,15 @@ def request_destroy(
     )
 
 
+@router.post("/destroy/plan", response_model=models.PlanView)
+def plan_destroy(served: Served, _: Viewer, body: Annotated[models.DestroyRequest | None, Body()] = None) -> dict:
+    """What destroying the cluster would remove, per host (found on the hosts themselves), and the digest
+    an approval binds to (POST /api/v1/approvals/destroy with the same data). Nothing changes."""
+    body = body or models.DestroyRequest()
+    plan = planned(served, destroy_data(body.purge_data, body.forget_secrets), ACTION)
+    return {**plan.as_dict(), "text": plan.describe()}
+
+
 REMOVE_NODE = "remove-node"
 
 
