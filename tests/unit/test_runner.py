@@ -374,3 +374,86 @@ def test_the_last_good_spec_is_the_newest_that_reads_back_whole(inventory, store
     assert rollback_candidate(inventory, state_dir) == first, "by hand: the newest spec unlike the inventory's"
     (store.directory / "specs" / f"{second}.json").write_text("{}")
     assert last_good(state_dir)[0] == first, "an altered record is never gone back to"
+
+
+def destroy_run(inventory, store, session, data: dict[str, str], **extra) -> RunOptions:
+    """The options `raydeploy destroy` builds (raydeploy/destroy.py), with the recorded session."""
+    from raydeploy.destroy import destroy_options
+
+    said: list[str] = []
+    session.changes["destroy"] = {"head": ["Remove raydeploy's containers"]}
+    return destroy_options(
+        inventory,
+        store,
+        "alice",
+        "raydeploy destroy",
+        data,
+        echo=said.append,
+        plan_with=session.plan,
+        execute_with=session.execute,
+        **extra,
+    )
+
+
+@pytest.fixture
+def secrets_dir(store) -> Path:
+    """The control host's generated secrets, where the deploys make them (deploys/credentials.py)."""
+    from deploys.credentials import secret
+
+    secret(str(store.directory), "redis-password")
+    secret(str(store.directory), "ray-auth-token")
+    return store.directory / "secrets"
+
+
+def test_forget_secrets_removes_the_generated_secrets_after_a_destroy_that_succeeded_on_every_host(
+    inventory, store, session, secrets_dir
+):
+    from raydeploy.destroy import run_destroy
+
+    run_destroy(destroy_run(inventory, store, session, {"forget_secrets": "true"}, auto_approve=True))
+    assert not secrets_dir.exists()
+    (forgotten,) = [event for event in store.audit.events() if event.event == "secrets forgotten"]
+    assert forgotten.details["secrets"] == ["ray-auth-token", "redis-password"]
+
+
+def test_without_forget_secrets_a_destroy_keeps_the_generated_secrets(inventory, store, session, secrets_dir):
+    from raydeploy.destroy import run_destroy
+
+    run_destroy(destroy_run(inventory, store, session, {}, auto_approve=True))
+    assert sorted(path.name for path in secrets_dir.iterdir()) == ["ray-auth-token", "redis-password"]
+    assert "secrets forgotten" not in events(store)
+
+
+def test_a_destroy_that_missed_a_host_keeps_the_secrets_and_says_so_even_with_forget_secrets(
+    inventory, store, session, secrets_dir
+):
+    from raydeploy.destroy import run_destroy
+
+    session.failing["destroy"] = {"worker-1": "could not connect"}
+    with pytest.raises(RunStopped) as stopped:
+        run_destroy(destroy_run(inventory, store, session, {"forget_secrets": "true"}, auto_approve=True))
+    assert sorted(path.name for path in secrets_dir.iterdir()) == ["ray-auth-token", "redis-password"]
+    assert f"the secrets in {secrets_dir} are kept" in stopped.value.message
+    assert f"resume: raydeploy destroy -i {inventory} --forget-secrets" in stopped.value.message
+    assert "secrets forgotten" not in events(store)
+
+
+@pytest.mark.parametrize(("typed", "approved"), [("prod-ray", True), ("ray", False), ("destroy", False)])
+def test_destroy_at_a_terminal_asks_for_the_inventorys_cluster_name(
+    tmp_path, store, session, monkeypatch, typed, approved
+):
+    from raydeploy.destroy import run_destroy
+
+    inventory = tmp_path / "named.py"
+    inventory.write_text('head = [("head", {"cluster_name": "prod-ray"})]\nworkers = ["worker-1"]\n')
+    asked: list[str] = []
+    monkeypatch.setattr("click.prompt", lambda text, **_kwargs: asked.append(text) or typed)
+    run = destroy_run(str(inventory), store, session, {}, interactive=True)
+    if approved:
+        run_destroy(run)
+        assert [name for name, _ in session.executed] == ["destroy"]
+    else:
+        with pytest.raises(RunStopped):
+            run_destroy(run)
+        assert session.executed == [] and "plan rejected" in events(store)
+    assert len(asked) == 1 and "Type the cluster's name (prod-ray)" in asked[0]
