@@ -457,3 +457,27 @@ def test_destroy_at_a_terminal_asks_for_the_inventorys_cluster_name(
             run_destroy(run)
         assert session.executed == [] and "plan rejected" in events(store)
     assert len(asked) == 1 and "Type the cluster's name (prod-ray)" in asked[0]
+
+
+def test_destroyed_hosts_are_recorded_so_status_does_not_send_a_host_that_left_the_inventory_to_remove_node(
+    inventory, store, session
+):
+    from raydeploy.destroy import run_destroy
+
+    deploy(options(inventory, store, session, ["ray-deployment"]))
+    session.failing["destroy"] = {"worker-1": "could not connect"}
+    with pytest.raises(RunStopped):
+        run_destroy(destroy_run(inventory, store, session, {}, auto_approve=True))
+    assert {row["name"]: row["status"] for row in store.hosts()} == {"head": "destroyed", "worker-1": "deployed"}
+    Path(inventory).write_text('head = ["head-2"]\nworkers = []\n')
+    notices = status_report(store, inventory)["hosts"]
+    assert len(notices) == 1 and notices[0].startswith("worker-1 was deployed"), "the unreachable host still runs"
+    assert "still run there" in notices[0] and "raydeploy remove-node worker-1" in notices[0]
+
+    Path(inventory).write_text('head = ["head"]\nworkers = ["worker-1"]\n')
+    session.failing.clear()
+    run_destroy(destroy_run(inventory, store, session, {}, auto_approve=True))
+    assert {row["name"]: row["status"] for row in store.hosts()} == {"head": "destroyed", "worker-1": "destroyed"}
+    Path(inventory).write_text('head = ["head-2"]\nworkers = []\n')
+    assert status_report(store, inventory)["hosts"] == []
+    assert "hosts destroyed" in events(store)
