@@ -95,7 +95,7 @@ def test_an_unreachable_host_is_named_the_others_are_torn_down_and_a_rerun_finis
         assert "ray-head" not in containers(doomed, "head") and "ray-worker" not in containers(doomed, "worker-1")
     finally:
         subprocess.run(["docker", "start", worker_2], check=True, capture_output=True)
-        doomed.up("--workers", "2")  # the restarted host's new SSH port
+        doomed.up("--workers", "2")  # waits until the restarted host has booted; its SSH port is kept
     finished = wrapper("destroy", "--auto-approve")
     assert finished.returncode == 0, finished.output
     assert "ray-worker" not in containers(doomed, "worker-2")
