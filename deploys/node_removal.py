@@ -152,7 +152,7 @@ def ray_node_drained(node: Node, head: Node, timeout_s: int, remove_on_timeout: 
     + remove_on_timeout: the approval allows removing the node although its drain timed out
 
     Its container stops restarting first, so a raylet that leaves after the drain does not rejoin;
-    a drain that fails restores the policy.
+    a drain that fails gives it back the host's container_restart_policy (drain_commands).
     """
     if RAY_WORKER not in fact_since_last_change(Containers):
         host.noop(f"no {RAY_WORKER} container: nothing to drain")
@@ -164,9 +164,22 @@ def ray_node_drained(node: Node, head: Node, timeout_s: int, remove_on_timeout: 
         ("facts/ray_answers.py", "deploys/scripts/polling.py"),
         arguments,
     )
-    worker = shlex.quote(RAY_WORKER)
-    yield f"docker update --restart=no {worker} >/dev/null"
-    yield f"( {script} ) || {{ docker update --restart=unless-stopped {worker} >/dev/null; exit 1; }}"
+    yield from drain_commands(script, node.settings.container_restart_policy)
+
+
+def drain_commands(drain_script: str, restart_policy: str) -> list[str]:
+    """The drain's shell commands: the worker's container stops restarting, then DRAIN_SCRIPT runs; when it
+    fails, the container gets back RESTART_POLICY (the host's `container_restart_policy`, as deployed), so a
+    node that stays does not lose the restart the operator chose for it.
+
+    >>> drain_commands("drain", "always")[1]
+    '( drain ) || { docker update --restart=always ray-worker >/dev/null; exit 1; }'
+    """
+    worker, policy = shlex.quote(RAY_WORKER), shlex.quote(restart_policy)
+    return [
+        f"docker update --restart=no {worker} >/dev/null",
+        f"( {drain_script} ) || {{ docker update --restart={policy} {worker} >/dev/null; exit 1; }}",
+    ]
 
 
 def our_containers() -> list[str]:

@@ -74,8 +74,15 @@ def run_destroy(options: runner.RunOptions, lock: Lock | None = None) -> str:
     if options.interactive and not options.typed_confirmation:  # never with LOCK (the API's runs are not)
         options.typed_confirmation = cluster_identity(options.inventory, options.store.directory).name
     options.rerun_command = options.rerun_command or rerun_command(options.inventory, options.data)
-    run_id = runner.deploy(options, lock)
-    if options.data.get("forget_secrets") == "true":
+    forgetting = options.data.get("forget_secrets") == "true"
+    try:
+        run_id = runner.deploy(options, lock)
+    except runner.RunStopped as stopped:
+        if forgetting:  # a host may still run the cluster: the re-run needs the same secrets
+            secrets_dir = cluster_identity(options.inventory, options.store.directory).secrets_dir
+            stopped.message += f"\nthe secrets in {secrets_dir} are kept: they go once a destroy succeeds on every host"
+        raise
+    if forgetting:
         identity = cluster_identity(options.inventory, options.store.directory)
         removed = forget_secrets(options.store, identity.secrets_dir, options.requested_by, run_id)
         options.echo(f"secrets forgotten in {identity.secrets_dir}: {', '.join(removed) or 'none were there'}")

@@ -1,8 +1,10 @@
-"""Hosts the state remembers (deployed by a run, removed by remove-node) against the inventory now.
+"""Hosts the state remembers (deployed by a run, removed by remove-node, torn down by destroy) against the
+inventory now.
 
 A host that was deployed and has left the inventory still runs raydeploy's containers: `status` and
 `plan` name it and the command that removes it. A host removed and still in the inventory would be
-deployed again by the next `raydeploy deploy`: they say that too.
+deployed again by the next `raydeploy deploy`: they say that too. A host destroy tore down runs
+nothing of raydeploy's: it may leave the inventory, and nothing is said of it.
 """
 
 from __future__ import annotations
@@ -55,10 +57,21 @@ def inventory_hosts(inventory: str) -> set[str]:
     return {name for name, _data in members}
 
 
-def hosts_after(checkpoint: str, succeeded_hosts: list[str], data: dict[str, str]) -> tuple[list[str], str] | None:
-    """What a succeeded CHECKPOINT tells about hosts: (names, "deployed" | "removed"), or None."""
+def hosts_after(
+    checkpoint: str, finished_hosts: list[str], data: dict[str, str], failed_hosts: list[str] = ()
+) -> tuple[list[str], str] | None:
+    """What CHECKPOINT tells about hosts: (names, "deployed" | "removed" | "destroyed"), or None.
+
+    A destroy counts host by host (the others are torn down when one is unreachable): the hosts it
+    finished are destroyed, the FAILED_HOSTS keep their record (still deployed). The others count only
+    when the whole checkpoint succeeded.
+    """
+    if checkpoint == "destroy":
+        return sorted(set(finished_hosts) - set(failed_hosts)), "destroyed"
+    if failed_hosts:
+        return None
     if checkpoint == "ray-deployment":
-        return succeeded_hosts, "deployed"
+        return finished_hosts, "deployed"
     if checkpoint == "remove-node":
         return [name.strip() for name in data.get(REMOVE_HOSTS, "").split(",") if name.strip()], "removed"
     return None

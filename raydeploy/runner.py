@@ -33,7 +33,7 @@ from raydeploy.checkpoints import (
     needs_risk_acknowledgement,
     risky,
 )
-from raydeploy.host_records import hosts_after, inventory_notices
+from raydeploy.host_records import hosts_after, inventory_hosts, inventory_notices
 from raydeploy.plans import Execution, Plan, PlanError, difference, execute, fingerprint, make_plan
 from raydeploy.state import Lock, StateStore
 
@@ -347,6 +347,7 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
         execution = validate_cluster(options, run, execution)
     say(options, run, host_table(execution.rows))
     if not execution.ok:
+        record_hosts(options, run, checkpoint, execution)  # a destroy's finished hosts are torn down all the same
         return failed(options, checkpoint, with_diagnosis(options, execution))
     say(options, run, f"{checkpoint.name}: done, {execution.changed} change(s) in {time.monotonic() - started:.1f} s")
     record_hosts(options, run, checkpoint, execution)
@@ -355,13 +356,27 @@ def run_step(options: RunOptions, run: Run, checkpoint: Checkpoint, plan: Plan |
 
 
 def record_hosts(options: RunOptions, run: Run, checkpoint: Checkpoint, execution: Execution) -> None:
-    """Remember the hosts a ray-deployment deployed and a remove-node removed (status and plan read them)."""
-    found = hosts_after(checkpoint.name, sorted({row[0] for row in execution.rows}), options.data)
+    """Remember the hosts a ray-deployment deployed, a remove-node removed and a destroy tore down (status and
+    plan read them)."""
+    found = hosts_after(
+        checkpoint.name, run_hosts(options, checkpoint, execution), options.data, execution.failed_hosts
+    )
     if not found or not found[0]:
         return
     names, status = found
     options.store.record_hosts(names, status, run.id)
     options.store.audit.append(options.requested_by, f"hosts {status}", ", ".join(names), run_id=run.id)
+
+
+def run_hosts(options: RunOptions, checkpoint: Checkpoint, execution: Execution) -> list[str]:
+    """The hosts CHECKPOINT ran on: a destroy runs on the whole inventory (a host already clean has no
+    operation to show for it); the others, the hosts with operations."""
+    if checkpoint.name == "destroy" and not options.limit:
+        try:
+            return sorted(inventory_hosts(options.inventory))
+        except PlanError:
+            pass
+    return sorted({row[0] for row in execution.rows} | set(execution.failed_hosts))
 
 
 def report_drains(options: RunOptions, run: Run, execution: Execution) -> None:

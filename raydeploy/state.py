@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     created_by TEXT NOT NULL,
     revoked_at TEXT
 );
--- Every host a run deployed Ray on, and whether remove-node has removed it since (reset keeps it: the
+-- Every host a run deployed Ray on, and whether remove-node or destroy has removed it since (reset keeps it: the
 -- hosts are still out there whatever the run history says).
 CREATE TABLE IF NOT EXISTS hosts (
     name TEXT PRIMARY KEY,
@@ -327,7 +327,7 @@ class StateStore:
     # Hosts: deployed or removed ------------------------------------------------------------------
 
     def record_hosts(self, names: list[str], status: str, run_id: str) -> None:
-        """NAMES are now STATUS ("deployed" by a ray-deployment, "removed" by remove-node)."""
+        """NAMES are now STATUS ("deployed" by a ray-deployment, "removed" by remove-node, "destroyed" by destroy)."""
         with self.transaction():
             self.db.executemany(
                 "INSERT INTO hosts (name, status, run_id, at) VALUES (?, ?, ?, ?) "

@@ -44,7 +44,9 @@ def verdict(address: str, cut_off: list[str], remove_on_timeout: bool, timeout_s
     return 1, (
         f"{address}: drain timed out after {timeout_s:g} s and the approval did not allow removing it anyway; "
         f"nothing was removed, the node stays DRAINING in Ray. Still running there: {work}. Wait for it and run "
-        "again, or plan again with a longer --drain-timeout or --remove-on-drain-timeout"
+        "again, or plan again with a longer --drain-timeout or --remove-on-drain-timeout; to keep the node instead, "
+        "run `docker restart ray-worker` on its host once that work is done (Ray has no undrain: the raylet joins "
+        "again as a new node)"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -35,6 +36,11 @@ def volumes(lab: TestLab, host: str) -> set[str]:
     return set(lab.host(host).check_output("docker volume ls --format '{{.Name}}'").split())
 
 
+def secrets_dir(lab: TestLab) -> Path:
+    """Where the deploys keep the lab cluster's generated secrets on this machine (its state_dir)."""
+    return lab.home / lab.name / "secrets"
+
+
 def test_destroy_removes_only_what_raydeploy_made_after_approval_and_deploy_brings_it_back(doomed, tmp_path):
     wrapper = raydeploy_runner({**doomed.env, "RAYDEPLOY_STATE_DIR": str(tmp_path / "state")})
     doomed.host("worker-1").check_output(f"docker run -d --name not-ours --entrypoint sleep {RAY_IMAGE} infinity")
@@ -58,6 +64,7 @@ def test_destroy_removes_only_what_raydeploy_made_after_approval_and_deploy_brin
     assert {"raydeploy-redis-data", "raydeploy-prometheus-data"} <= volumes(doomed, "head")  # data kept
     assert not head.file("/etc/raydeploy/redis.conf").exists and not head.file("/etc/raydeploy/prometheus").exists
     assert head.file("/etc/raydeploy/operator-notes").exists  # not raydeploy's: kept, and its directory
+    assert (secrets_dir(doomed) / "ray-auth-token").is_file(), "without --forget-secrets the secrets stay"
 
     wrapper(
         "approve",
@@ -89,16 +96,20 @@ def test_an_unreachable_host_is_named_the_others_are_torn_down_and_a_rerun_finis
 
     subprocess.run(["docker", "stop", worker_2], check=True, capture_output=True)
     try:
-        partial = wrapper("destroy", "--auto-approve")
+        partial = wrapper("destroy", "--auto-approve", "--forget-secrets")
         assert partial.returncode == 1, partial.output
-        assert "worker-2" in partial.output and "resume: raydeploy destroy -i inventories/lab.py" in partial.output
+        assert "worker-2" in partial.output
+        assert "resume: raydeploy destroy -i inventories/lab.py --forget-secrets" in partial.output
+        assert f"the secrets in {secrets_dir(doomed)} are kept" in partial.output
+        assert (secrets_dir(doomed) / "ray-auth-token").is_file(), "a partial destroy forgot the secrets"
         assert "ray-head" not in containers(doomed, "head") and "ray-worker" not in containers(doomed, "worker-1")
     finally:
         subprocess.run(["docker", "start", worker_2], check=True, capture_output=True)
-        doomed.up("--workers", "2")  # the restarted host's new SSH port
-    finished = wrapper("destroy", "--auto-approve")
+        doomed.up("--workers", "2")  # waits until the restarted host has booted; its SSH port is kept
+    finished = wrapper("destroy", "--auto-approve", "--forget-secrets")
     assert finished.returncode == 0, finished.output
     assert "ray-worker" not in containers(doomed, "worker-2")
+    assert not secrets_dir(doomed).exists(), finished.output
 
 
 def test_the_api_destroys_at_an_operators_request_with_another_persons_approval(doomed, tmp_path):

@@ -8,6 +8,7 @@ import json
 import pytest
 import yaml
 
+from deploys import node_removal
 from deploys.monitoring_config import alert_rules, prometheus_config
 from deploys.node_removal import (
     Removal,
@@ -120,8 +121,24 @@ def test_a_drain_that_times_out_removes_the_node_only_when_approved_and_names_wh
     cut = ["task work 3f2a", "actor Counter 9b1c"]
     status, message = verdict("10.0.0.3", cut, remove_on_timeout=False, timeout_s=60)
     assert status == 1 and "nothing was removed" in message and "task work 3f2a; actor Counter 9b1c" in message
+    assert "to keep the node instead, run `docker restart ray-worker` on its host" in message
     status, message = verdict("10.0.0.3", cut, remove_on_timeout=True, timeout_s=60)
     assert status == 0 and "removing anyway (approved), cut off: task work 3f2a; actor Counter 9b1c" in message
+
+
+@pytest.mark.parametrize("policy", ["always", "on-failure"])
+def test_a_failed_drain_gives_the_worker_back_the_hosts_own_restart_policy(monkeypatch, policy):
+    """The operation's own commands (pyinfra's generator, the host's facts replaced): the worker stays in
+    the cluster after a failed drain, so its container must restart as the operator configured it."""
+    cluster = make_cluster(workers=1, container_restart_policy=policy)
+    monkeypatch.setattr(node_removal, "fact_since_last_change", lambda fact: {"ray-worker": {"labels": {}}})
+    monkeypatch.setattr(node_removal, "python_script", lambda *args: "python3 drain.py")
+    worker = cluster.workers[0]
+    commands = list(node_removal.ray_node_drained._inner(worker, cluster.head, 60, remove_on_timeout=False))
+    assert commands == [
+        "docker update --restart=no ray-worker >/dev/null",
+        f"( python3 drain.py ) || {{ docker update --restart={policy} ray-worker >/dev/null; exit 1; }}",
+    ]
 
 
 def test_the_work_on_a_node_is_read_from_rays_state_api():

@@ -398,3 +398,110 @@ def test_a_failed_final_validation_after_a_change_rolls_back_too(inventory, stor
     assert stopped.value.message.startswith("final-validation failed on head"), stopped.value.message
     approval = store.approvals("rollback")[0]
     assert approval["reason"] == "--rollback-on-failure (final-validation failed)"
+
+
+def destroy_run(inventory, store, session, data: dict[str, str], **extra) -> RunOptions:
+    """The options `raydeploy destroy` builds (raydeploy/destroy.py), with the recorded session."""
+    from raydeploy.destroy import destroy_options
+
+    said: list[str] = []
+    session.changes["destroy"] = {"head": ["Remove raydeploy's containers"]}
+    return destroy_options(
+        inventory,
+        store,
+        "alice",
+        "raydeploy destroy",
+        data,
+        echo=said.append,
+        plan_with=session.plan,
+        execute_with=session.execute,
+        **extra,
+    )
+
+
+@pytest.fixture
+def secrets_dir(store) -> Path:
+    """The control host's generated secrets, where the deploys make them (deploys/credentials.py)."""
+    from deploys.credentials import secret
+
+    secret(str(store.directory), "redis-password")
+    secret(str(store.directory), "ray-auth-token")
+    return store.directory / "secrets"
+
+
+def test_forget_secrets_removes_the_generated_secrets_after_a_destroy_that_succeeded_on_every_host(
+    inventory, store, session, secrets_dir
+):
+    from raydeploy.destroy import run_destroy
+
+    run_destroy(destroy_run(inventory, store, session, {"forget_secrets": "true"}, auto_approve=True))
+    assert not secrets_dir.exists()
+    (forgotten,) = [event for event in store.audit.events() if event.event == "secrets forgotten"]
+    assert forgotten.details["secrets"] == ["ray-auth-token", "redis-password"]
+
+
+def test_without_forget_secrets_a_destroy_keeps_the_generated_secrets(inventory, store, session, secrets_dir):
+    from raydeploy.destroy import run_destroy
+
+    run_destroy(destroy_run(inventory, store, session, {}, auto_approve=True))
+    assert sorted(path.name for path in secrets_dir.iterdir()) == ["ray-auth-token", "redis-password"]
+    assert "secrets forgotten" not in events(store)
+
+
+def test_a_destroy_that_missed_a_host_keeps_the_secrets_and_says_so_even_with_forget_secrets(
+    inventory, store, session, secrets_dir
+):
+    from raydeploy.destroy import run_destroy
+
+    session.failing["destroy"] = {"worker-1": "could not connect"}
+    with pytest.raises(RunStopped) as stopped:
+        run_destroy(destroy_run(inventory, store, session, {"forget_secrets": "true"}, auto_approve=True))
+    assert sorted(path.name for path in secrets_dir.iterdir()) == ["ray-auth-token", "redis-password"]
+    assert f"the secrets in {secrets_dir} are kept" in stopped.value.message
+    assert f"resume: raydeploy destroy -i {inventory} --forget-secrets" in stopped.value.message
+    assert "secrets forgotten" not in events(store)
+
+
+@pytest.mark.parametrize(("typed", "approved"), [("prod-ray", True), ("ray", False), ("destroy", False)])
+def test_destroy_at_a_terminal_asks_for_the_inventorys_cluster_name(
+    tmp_path, store, session, monkeypatch, typed, approved
+):
+    from raydeploy.destroy import run_destroy
+
+    inventory = tmp_path / "named.py"
+    inventory.write_text('head = [("head", {"cluster_name": "prod-ray"})]\nworkers = ["worker-1"]\n')
+    asked: list[str] = []
+    monkeypatch.setattr("click.prompt", lambda text, **_kwargs: asked.append(text) or typed)
+    run = destroy_run(str(inventory), store, session, {}, interactive=True)
+    if approved:
+        run_destroy(run)
+        assert [name for name, _ in session.executed] == ["destroy"]
+    else:
+        with pytest.raises(RunStopped):
+            run_destroy(run)
+        assert session.executed == [] and "plan rejected" in events(store)
+    assert len(asked) == 1 and "Type the cluster's name (prod-ray)" in asked[0]
+
+
+def test_destroyed_hosts_are_recorded_so_status_does_not_send_a_host_that_left_the_inventory_to_remove_node(
+    inventory, store, session
+):
+    from raydeploy.destroy import run_destroy
+
+    deploy(options(inventory, store, session, ["ray-deployment"]))
+    session.failing["destroy"] = {"worker-1": "could not connect"}
+    with pytest.raises(RunStopped):
+        run_destroy(destroy_run(inventory, store, session, {}, auto_approve=True))
+    assert {row["name"]: row["status"] for row in store.hosts()} == {"head": "destroyed", "worker-1": "deployed"}
+    Path(inventory).write_text('head = ["head-2"]\nworkers = []\n')
+    notices = status_report(store, inventory)["hosts"]
+    assert len(notices) == 1 and notices[0].startswith("worker-1 was deployed"), "the unreachable host still runs"
+    assert "still run there" in notices[0] and "raydeploy remove-node worker-1" in notices[0]
+
+    Path(inventory).write_text('head = ["head"]\nworkers = ["worker-1"]\n')
+    session.failing.clear()
+    run_destroy(destroy_run(inventory, store, session, {}, auto_approve=True))
+    assert {row["name"]: row["status"] for row in store.hosts()} == {"head": "destroyed", "worker-1": "destroyed"}
+    Path(inventory).write_text('head = ["head-2"]\nworkers = []\n')
+    assert status_report(store, inventory)["hosts"] == []
+    assert "hosts destroyed" in events(store)
