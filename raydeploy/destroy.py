@@ -56,11 +56,22 @@ def cluster_identity(inventory: str, state_dir: Path) -> ClusterIdentity:
 
 
 def forget_secrets(store: StateStore, secrets_dir: Path, who: str, run_id: str) -> list[str]:
-    """Remove the generated secrets in SECRETS_DIR (audited, names only); the names removed."""
+    """Remove the generated secrets in SECRETS_DIR (audited, names only); the names removed. The secrets
+    the operator put there (Alertmanager's receivers: deploys/host_secrets.py) are theirs, not the
+    cluster's, and stay: no deploy could make them again."""
+    from deploys.host_secrets import ALERT_SECRETS
+
     if not secrets_dir.is_dir():
         return []
-    removed = sorted(path.name for path in secrets_dir.iterdir())
-    shutil.rmtree(secrets_dir)
+    generated = sorted(path for path in secrets_dir.iterdir() if path.name not in ALERT_SECRETS.values())
+    for path in generated:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    if not any(secrets_dir.iterdir()):
+        secrets_dir.rmdir()
+    removed = [path.name for path in generated]
     store.audit.append(who, "secrets forgotten", str(secrets_dir), run_id=run_id, secrets=removed)
     return removed
 

@@ -440,6 +440,14 @@ def test_forget_secrets_removes_the_generated_secrets_after_a_destroy_that_succe
     assert forgotten.details["secrets"] == ["ray-auth-token", "redis-password"]
 
 
+def test_forget_secrets_keeps_the_secrets_the_operator_put_there(inventory, store, session, secrets_dir):
+    from raydeploy.destroy import run_destroy
+
+    (secrets_dir / "alert-slack-url").write_text("https://hooks.slack.com/services/X\n")
+    run_destroy(destroy_run(inventory, store, session, {"forget_secrets": "true"}, auto_approve=True))
+    assert sorted(path.name for path in secrets_dir.iterdir()) == ["alert-slack-url"], "no deploy makes it again"
+
+
 def test_without_forget_secrets_a_destroy_keeps_the_generated_secrets(inventory, store, session, secrets_dir):
     from raydeploy.destroy import run_destroy
 
