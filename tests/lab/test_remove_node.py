@@ -45,12 +45,15 @@ def cluster(make_lab, tmp_path_factory):
 
 def test_removing_the_head_or_an_unknown_host_is_refused_and_says_why(cluster):
     deployed, wrapper = cluster
+    # Judged from the inventory before any SSH: usage errors (exit 2), nothing run or recorded.
+    runs_before = wrapper("history", "--json", check=True).stdout
     head = wrapper("remove-node", "head")
-    assert head.returncode == 1, head.output
+    assert head.returncode == 2, head.output
     assert "head is the Ray head: removing it ends the cluster; that is `raydeploy destroy`" in head.output
     unknown = wrapper("remove-node", "worker-9")
-    assert unknown.returncode == 1, unknown.output
+    assert unknown.returncode == 2, unknown.output
     assert "unknown host(s) worker-9; the inventory's hosts are: head, worker-1, worker-2" in unknown.output
+    assert wrapper("history", "--json", check=True).stdout == runs_before
     assert len(deployed.alive_nodes()) == 3
 
 
