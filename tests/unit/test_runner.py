@@ -314,15 +314,27 @@ def test_a_ray_deployment_that_restarts_the_cluster_waits_for_an_approval_and_a_
     assert session.executed[-1] == ("ray-deployment", plan.digest), "the run is bound to the approved plan"
 
 
-def test_a_failure_after_a_change_rolls_back_to_the_last_recorded_spec_by_itself(inventory, store, session):
+def use_image(inventory: str, image: str) -> None:
+    """INVENTORY's head and worker run IMAGE."""
+    settings = f'{{"ray_image": "{image}"}}'
+    Path(inventory).write_text(f'head = [("head", {settings})]\nworkers = [("worker-1", {settings})]\n')
+
+
+def good_run_then_a_new_release(inventory, store, session) -> str:
+    """A successful ray-deployment (its spec recorded), then an inventory on a newer Ray release whose
+    rollback the session plans as a cluster-wide restart; the good run's id."""
     session.changes["ray-deployment"] = {"head": ["Ray head container"]}
     good = deploy(options(inventory, store, session, ["ray-deployment"]))
-    assert (store.directory / "specs" / f"{good}.json").is_file()
-    newer = '{"ray_image": "rayproject/ray:2.61.0-py311-cpu"}'
-    Path(inventory).write_text(f'head = [("head", {newer})]\nworkers = [("worker-1", {newer})]\n')
-    session.failing["ray-deployment"] = {"head": "nodes never joined"}
+    use_image(inventory, "rayproject/ray:2.61.0-py311-cpu")
     session.changes["rollback"] = {"head": ["Ray head container"]}
     session.disrupting.add("rollback")  # back to another Ray release: the flag approves it
+    return good
+
+
+def test_a_failure_after_a_change_rolls_back_to_the_last_recorded_spec_by_itself(inventory, store, session):
+    good = good_run_then_a_new_release(inventory, store, session)
+    assert (store.directory / "specs" / f"{good}.json").is_file()
+    session.failing["ray-deployment"] = {"head": "nodes never joined"}
     with pytest.raises(RunStopped) as stopped:
         deploy(options(inventory, store, session, ["ray-deployment"], rollback_on_failure=True))
     assert stopped.value.exit_code == EXIT_FAILED
@@ -345,8 +357,7 @@ def test_without_the_flag_or_a_change_nothing_is_rolled_back(inventory, store, s
 
 def test_a_failure_while_deploying_the_last_good_spec_is_not_rolled_back_to_an_older_one(inventory, store, session):
     session.changes["ray-deployment"] = {"head": ["Ray head container"]}
-    older = '{"ray_image": "rayproject/ray:2.59.0-py311-cpu"}'
-    Path(inventory).write_text(f'head = [("head", {older})]\nworkers = [("worker-1", {older})]\n')
+    use_image(inventory, "rayproject/ray:2.59.0-py311-cpu")
     deploy(options(inventory, store, session, ["ray-deployment"]))
     Path(inventory).write_text('head = ["head"]\nworkers = ["worker-1"]\n')
     good = deploy(options(inventory, store, session, ["ray-deployment"]))
@@ -364,8 +375,7 @@ def test_the_last_good_spec_is_the_newest_that_reads_back_whole(inventory, store
     from raydeploy.converged import last_good, rollback_candidate
 
     session.changes["ray-deployment"] = {"head": ["Ray head container"]}
-    older = '{"ray_image": "rayproject/ray:2.59.0-py311-cpu"}'
-    Path(inventory).write_text(f'head = [("head", {older})]\nworkers = [("worker-1", {older})]\n')
+    use_image(inventory, "rayproject/ray:2.59.0-py311-cpu")
     first = deploy(options(inventory, store, session, ["ray-deployment"]))
     Path(inventory).write_text('head = ["head"]\nworkers = ["worker-1"]\n')
     second = deploy(options(inventory, store, session, ["ray-deployment"]))
@@ -385,13 +395,8 @@ def test_a_run_limited_to_some_hosts_records_no_spec(inventory, store, session):
 
 
 def test_a_failed_final_validation_after_a_change_rolls_back_too(inventory, store, session):
-    session.changes["ray-deployment"] = {"head": ["Ray head container"]}
-    good = deploy(options(inventory, store, session, ["ray-deployment"]))
-    newer = '{"ray_image": "rayproject/ray:2.61.0-py311-cpu"}'
-    Path(inventory).write_text(f'head = [("head", {newer})]\nworkers = [("worker-1", {newer})]\n')
+    good = good_run_then_a_new_release(inventory, store, session)
     session.failing["final-validation"] = {"head": "the smoke job did not run on worker-1"}
-    session.changes["rollback"] = {"head": ["Ray head container"]}
-    session.disrupting.add("rollback")  # back to another Ray release: the flag approves it
     with pytest.raises(RunStopped) as stopped:
         deploy(options(inventory, store, session, ["ray-deployment", "final-validation"], rollback_on_failure=True))
     assert f"rolled back to run {good}'s spec" in stopped.value.message
